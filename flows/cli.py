@@ -1,0 +1,313 @@
+"""The ``breakglass`` command. One error boundary, the same exit codes everywhere:
+
+0 success · 1 bad input or usage · 2 the command worked but found failure · 3 a bug · 130 Ctrl-C
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import typer
+from breakglass.flows import __version__
+from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
+from rich.console import Console
+from rich.table import Table
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Incident-response playbooks for crypto protocols, run on Prefect.")
+server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server under $BREAKGLASS_HOME.")
+app.add_typer(server_app, name="server")
+
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
+
+InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", help="inventory file", dir_okay=False)]
+InputOpt = Annotated[list[str] | None, typer.Option("--input", help="NAME=VALUE, repeatable")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="print exactly one JSON document on stdout")]
+IncidentOpt = Annotated[str | None, typer.Option("--incident", help="incident id (generated when absent)")]
+
+
+def _home() -> Path:
+    from breakglass.flows.home import home
+
+    return home()
+
+
+def _api() -> Any:
+    """The installation's Prefect API, exported to the environment before Prefect is imported."""
+    from breakglass.flows import server
+
+    api = server.ensure(_home())
+    os.environ.update(api.settings())
+    return api
+
+
+def _emit(document: Any, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _require_inventory(inventory: Path | None, command: str) -> Path:
+    if inventory is None:
+        raise BreakglassError(f"`breakglass {command}` needs --inventory FILE (e.g. playbooks/inventories/example.yaml)")
+    return inventory
+
+
+@app.command()
+def validate(paths: Annotated[list[Path], typer.Argument(help="playbook or inventory files, or folders")],
+             inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
+    """Check playbooks and inventories; every problem is reported with file:line:col."""
+    from breakglass.flows.validate import validate as run_validate
+
+    report = run_validate(paths, inventory)
+    if as_json:
+        _emit({"valid": not report.diagnostics, "files": report.files,
+               "errors": [d.__dict__ for d in report.diagnostics]}, True)
+    else:
+        for diag in report.diagnostics:
+            err.print(str(diag), markup=False, highlight=False)
+        if not report.diagnostics:
+            err.print(f"ok: {len(report.files)} file(s) valid", markup=False)
+        else:
+            err.print(f"{len(report.diagnostics)} problem(s) in {len(report.files)} file(s)", markup=False)
+    return 1 if report.diagnostics else 0
+
+
+def _print_plan(plan: Any) -> None:
+    mode = "LIVE" if plan.mode == "live" else "drill"
+    err.print(f"plan: {plan.playbook} ({plan.severity}) with inventory {plan.inventory} [{mode}]", markup=False)
+    for number, wave in enumerate(plan.waves, start=1):
+        err.print(f"wave {number}" + (" (concurrently)" if len(wave) > 1 else ""), markup=False)
+        for step in (s for s in plan.steps if s.id in wave):
+            extras = [f"needs {', '.join(step.needs)}" if step.needs else "", f"if {step.condition}" if step.condition else "",
+                      f"retries {step.retries}" if step.retries else "", f"timeout {step.timeout:g}s" if step.timeout else "",
+                      "GATE" if step.gate else ""]
+            err.print(f"  {step.id} [{step.kind}] " + " · ".join(e for e in extras if e), markup=False)
+            for target in step.targets:
+                err.print(f"      {target}", markup=False)
+
+
+@app.command()
+def plan(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, as_json: JsonOpt = False) -> int:
+    """Print the step graph in execution order and the resolved targets. No side effects, no RPC."""
+    from breakglass.flows import inputs, planner
+    from breakglass.flows.validate import load_playbook
+
+    pb, inv = load_playbook(playbook, _require_inventory(inventory, "plan"))
+    assert inv is not None
+    values = inputs.resolve(pb, inputs.parse_pairs(input or []), inv, drill_values={} if inv.is_drill else None)
+    result = planner.plan(pb, inv, values)
+    if as_json:
+        _emit(result.to_json(), True)
+    else:
+        _print_plan(result)
+    return 0
+
+
+def _finish(records: list[Any], as_json: bool) -> int:
+    docs = [json.loads(r.model_dump_json()) for r in records]
+    if as_json:
+        _emit(docs[0] if len(docs) == 1 else {"runs": docs}, True)
+    for record in records:
+        if not as_json:
+            _print_record(record)
+    failed = [r for r in records if r.status != "completed"]
+    if failed:
+        raise RunFailed(f"run {failed[0].run_id} of incident {failed[0].incident} ended {failed[0].status}: "
+                        f"{failed[0].error or ''}".rstrip(": "))
+    return 0
+
+
+def _print_record(record: Any) -> None:
+    table = Table(title=f"{record.incident} · {record.run_id} · {record.mode} · {record.status}")
+    for column in ("step", "kind", "status", "attempts", "detail"):
+        table.add_column(column)
+    for step in record.steps:
+        detail = step.error or step.reason or ""
+        if step.outputs and "block_number" in step.outputs:
+            detail = f"block {step.outputs['block_number']} {step.outputs.get('block_hash', '')[:18]}… → {step.outputs.get('artifact', '')}"
+        table.add_row(step.id, step.kind, step.status, str(step.attempts), detail)
+    out.print(table)
+
+
+@app.command()
+def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
+        yes: Annotated[bool, typer.Option("--yes", "-y", help="skip the live confirmation")] = False,
+        as_json: JsonOpt = False) -> int:
+    """Run a playbook. Against a live inventory it shows the plan and asks you to type the playbook's name."""
+    from breakglass.flows import entry, inputs, planner
+    from breakglass.flows.validate import load_playbook
+
+    inventory = _require_inventory(inventory, "run")
+    pb, inv = load_playbook(playbook, inventory)
+    assert inv is not None
+    given = inputs.parse_pairs(input or [])
+    if not inv.is_drill and not yes:
+        if not sys.stdin.isatty():
+            raise BreakglassError("this is a LIVE run and stdin is not a terminal: pass --yes to confirm")
+        _print_plan(planner.plan(pb, inv, inputs.resolve(pb, given, inv)))
+        answer = typer.prompt(f"LIVE run. Type the playbook name ({pb.name}) to run it", default="", show_default=False)
+        if answer.strip() != pb.name:
+            raise BreakglassError("not confirmed: nothing was run")
+    home = _home()
+    api = _api()
+    handle = entry.prepare(playbook_path=playbook, inventory_path=inventory, given=given, incident=incident, home=home)
+    err.print(f"incident {handle.dir.parent.parent.name} · run {handle.dir.name}", markup=False)
+    return _finish([entry.execute(handle, api, home)], as_json)
+
+
+@app.command()
+def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
+          auto_approve: Annotated[bool, typer.Option("--auto-approve", help="cast fixture votes at gates (drills only)")] = False,
+          as_json: JsonOpt = False) -> int:
+    """Rehearse a playbook on a throwaway anvil with the fixture protocol deployed."""
+    from breakglass.flows import drill as drill_mod
+
+    home = _home()
+    api = _api()
+    record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=_pairs(input), incident=incident,
+                           home=home, api=api, auto_approve=auto_approve)
+    return _finish([record], as_json)
+
+
+def _pairs(values: list[str] | None) -> dict[str, str]:
+    from breakglass.flows.inputs import parse_pairs
+
+    return parse_pairs(values or [])
+
+
+@app.command()
+def resume(incident: str, as_json: JsonOpt = False) -> int:
+    """Continue an incident's runs whose runner died: completed steps are not run again."""
+    from breakglass.flows import entry
+
+    home = _home()
+    return _finish(entry.resume(incident, _api(), home), as_json)
+
+
+@app.command()
+def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> int:
+    """Show incidents and their runs."""
+    from breakglass.flows.runstore import Store
+
+    store = Store(_home())
+    incidents = [incident] if incident else sorted(p.name for p in store.root.glob("*") if (p / "incident.json").exists())
+    docs = []
+    for name in incidents:
+        for handle in store.runs(name):
+            record = handle.load()
+            stale = record.status == "running" and not handle.is_locked()
+            docs.append({"incident": name, "run": record.run_id, "mode": record.mode, "status": record.status,
+                         "runner_stale": stale, "steps": {s.id: s.status for s in record.steps}})
+    if as_json:
+        _emit({"runs": docs}, True)
+    else:
+        table = Table(title="breakglass runs")
+        for column in ("incident", "run", "mode", "status", "steps"):
+            table.add_column(column)
+        for doc in docs:
+            status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "")
+            table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
+                          ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
+        out.print(table)
+    return 0
+
+
+@app.command()
+def schema(what: Annotated[str, typer.Argument(help="'playbook' (playbooks and inventories) or 'run-record'")] = "playbook") -> int:
+    """Print a JSON Schema."""
+    from breakglass.flows import schema as schema_mod
+
+    if what not in ("playbook", "run-record"):
+        raise BreakglassError(f"unknown schema {what!r}: choose 'playbook' or 'run-record'")
+    sys.stdout.write(schema_mod.dumps(schema_mod.spec_schema() if what == "playbook" else schema_mod.record_schema()))
+    return 0
+
+
+@server_app.command("start")
+def server_start() -> int:
+    """Start the local Prefect server (SQLite under $BREAKGLASS_HOME/prefect) unless it runs."""
+    from breakglass.flows import server
+
+    api = server.start(_home())
+    err.print(f"Prefect API at {api.url} (UI at {api.url.removesuffix('/api')})", markup=False)
+    return 0
+
+
+@server_app.command("stop")
+def server_stop() -> int:
+    """Stop the local Prefect server."""
+    from breakglass.flows import server
+
+    stopped = server.stop(_home())
+    err.print("stopped" if stopped else "not running", markup=False)
+    return 0
+
+
+@server_app.command("status")
+def server_status(as_json: JsonOpt = False) -> int:
+    """Say which Prefect API this installation uses, and whether it answers."""
+    from breakglass.flows import server
+
+    doc = server.status(_home())
+    if as_json:
+        _emit(doc, True)
+    else:
+        for key, value in doc.items():
+            out.print(f"{key}: {value}", markup=False)
+    return 0
+
+
+@app.command()
+def version() -> int:
+    """Print the version."""
+    out.print(f"breakglass {__version__}", markup=False)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        result = app(args=argv, prog_name="breakglass", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except SpecError as exc:
+        for diag in exc.diagnostics:
+            err.print(str(diag), markup=False, highlight=False)
+        err.print(f"{len(exc.diagnostics)} problem(s); nothing was run", markup=False)
+        return 1
+    except BreakglassError as exc:
+        err.print(f"error: {exc}", markup=False, highlight=False)
+        return 1
+    except RunFailed as exc:
+        err.print(f"failed: {exc}", markup=False, highlight=False)
+        return 2
+    except (KeyboardInterrupt, click.exceptions.Abort):
+        err.print("interrupted", markup=False)
+        return 130
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
+    except click.UsageError as exc:
+        err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
+        if exc.ctx is not None:
+            err.print(f"usage: {exc.ctx.command_path} --help", markup=False)
+        return 1
+    except click.ClickException as exc:
+        err.print(f"error: {exc.format_message()}", markup=False)
+        return 1
+    except Exception:
+        traceback.print_exc()
+        err.print(f"\nThis is a bug in breakglass {__version__}. Please report it with the traceback above.", markup=False)
+        return 3
+
+
+def entrypoint() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":
+    entrypoint()

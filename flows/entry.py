@@ -1,0 +1,52 @@
+"""The run entry point: the one Python call behind ``breakglass run``, ``drill`` and, later, ``serve``.
+
+It validates, resolves inputs, creates the run under its incident, and executes it. Whatever
+must happen before Prefect starts (the fast-path pause of a later issue) belongs here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from breakglass.flows import inputs as inputs_mod
+from breakglass.flows.context import Bindings
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.home import check_id
+from breakglass.flows.records import RunRecord
+from breakglass.flows.runstore import RunHandle, Store, new_incident_id
+from breakglass.flows.server import Api
+from breakglass.flows.validate import load_playbook
+
+
+def prepare(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
+            bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
+            expect_mode: str | None = None) -> RunHandle:
+    playbook, inventory = load_playbook(playbook_path, inventory_path)
+    assert inventory is not None
+    if expect_mode == "drill" and not inventory.is_drill:
+        raise BreakglassError(f"{inventory_path} is a live inventory (it does not say 'mode: drill'); drills refuse it")
+    values = inputs_mod.resolve(playbook, given, inventory, drill_values)
+    incident = check_id(incident) if incident else new_incident_id(inventory.mode)
+    return Store(home).create_run(
+        incident=incident, mode=inventory.mode, playbook_name=playbook.name,
+        step_kinds=[(s.id, s.kind) for s in playbook.steps], playbook_file=playbook_path,
+        inventory_name=inventory.name, inventory_file=inventory_path, inputs=values, bindings=bindings,
+    )
+
+
+def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False) -> RunRecord:
+    from breakglass.flows import runner  # imports Prefect: only when something runs
+
+    return runner.execute(handle, api, home, resume=resume)
+
+
+def resume(incident: str, api: Api, home: Path) -> list[RunRecord]:
+    """Continue every run of the incident that is not completed and whose runner is gone."""
+    handles = Store(home).runs(incident)
+    todo = [h for h in handles if h.load().status != "completed"]
+    if not todo:
+        raise BreakglassError(f"incident {incident}: every run is completed; nothing to resume")
+    if handles and handles[0].load().mode == "drill" and any(h.bindings().rpc for h in todo):
+        raise BreakglassError(f"incident {incident} is a drill whose anvil has stopped; start a new drill instead")
+    return [execute(h, api, home, resume=True) for h in todo]

@@ -1,0 +1,97 @@
+"""The fixture protocol that drills deploy on a fresh anvil: token, vault, bridge, Multicall3.
+
+Anvil's dev accounts are unlocked, so deployment uses ``eth_sendTransaction`` and no key is
+ever handled here. Every fixture name (``fixture:vault``, ``fixture:attacker``, ...) that a
+drill inventory or a playbook's drill inputs can use is listed in ``FIXTURE_NAMES``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breakglass.integrations.chain.rpc import JsonRpc
+from eth_abi import encode as abi_encode
+from eth_utils import to_checksum_address
+
+ARTIFACTS = Path(__file__).resolve().parents[1] / "contracts" / "artifacts"
+# anvil's default dev accounts (from its public test mnemonic), by the role they play in drills.
+ACCOUNTS = {
+    "deployer": 0, "admin": 1, "guardian": 2, "attacker": 3, "user": 4, "relayer": 5,
+    "backup-guardian": 6, "alice": 7, "bob": 8, "carol": 9,
+}
+CONTRACTS = ("token", "vault", "bridge", "multicall")
+TXS = ("attack_tx",)
+FIXTURE_NAMES = tuple(ACCOUNTS) + CONTRACTS + TXS
+DEPOSIT = 1_000 * 10**18
+BRIDGE_FLOAT = 500 * 10**18
+
+
+def artifact(name: str) -> dict[str, Any]:
+    return json.loads((ARTIFACTS / f"{name}.json").read_text())
+
+
+@dataclass(frozen=True)
+class Deployed:
+    addresses: dict[str, str]  # "fixture:<name>" -> address
+    attack_tx: str | None
+
+    def placeholder_values(self) -> dict[str, str]:
+        out = dict(self.addresses)
+        if self.attack_tx:
+            out["fixture:attack_tx"] = self.attack_tx
+        return out
+
+
+class _Chain:
+    def __init__(self, rpc: JsonRpc) -> None:
+        self.rpc = rpc
+        self.accounts = rpc.call("eth_accounts")
+
+    def send(self, sender: str, data: bytes, to: str | None = None) -> dict[str, Any]:
+        tx: dict[str, Any] = {"from": sender, "data": "0x" + data.hex()}
+        if to:
+            tx["to"] = to
+        tx_hash = self.rpc.call("eth_sendTransaction", [tx])
+        receipt = self.rpc.call("eth_getTransactionReceipt", [tx_hash])
+        while receipt is None:  # interval mining: wait for the block
+            receipt = self.rpc.call("eth_getTransactionReceipt", [tx_hash])
+        if int(receipt["status"], 16) != 1:
+            raise RuntimeError(f"fixture transaction {tx_hash} reverted")
+        return receipt
+
+    def deploy(self, sender: str, name: str, types: list[str], args: list[Any]) -> str:
+        code = bytes.fromhex(artifact(name)["bytecode"][2:]) + abi_encode(types, args)
+        return self.send(sender, code)["contractAddress"]
+
+    def call(self, sender: str, to: str, signature: str, types: list[str], args: list[Any]) -> dict[str, Any]:
+        from eth_utils import keccak
+
+        return self.send(sender, keccak(text=signature)[:4] + abi_encode(types, args), to)
+
+
+def deploy(rpc: JsonRpc, *, attack: bool = True) -> Deployed:
+    """Deploy the fixture protocol, fund it, and (optionally) run the attack scenario."""
+    chain = _Chain(rpc)
+    acct = {name: chain.accounts[i] for name, i in ACCOUNTS.items()}
+    me = acct["deployer"]
+    token = chain.deploy(me, "FixtureToken", ["string", "string"], ["Fixture USD", "fUSD"])
+    vault = chain.deploy(me, "GuardedVault", ["address"] * 3, [token, acct["admin"], acct["guardian"]])
+    bridge = chain.deploy(me, "BridgeAdapter", ["address"] * 4 + ["uint256"],
+                          [token, acct["admin"], acct["guardian"], acct["relayer"], 100 * 10**18])
+    multicall = chain.deploy(me, "Multicall3", [], [])
+    chain.call(me, token, "mint(address,uint256)", ["address", "uint256"], [acct["user"], DEPOSIT])
+    chain.call(me, token, "mint(address,uint256)", ["address", "uint256"], [bridge, BRIDGE_FLOAT])
+    chain.call(acct["user"], token, "approve(address,uint256)", ["address", "uint256"], [vault, DEPOSIT])
+    chain.call(acct["user"], vault, "deposit(uint256)", ["uint256"], [DEPOSIT])
+    attack_tx = None
+    if attack:
+        # The compromised admin key drains the vault to the attacker.
+        attack_tx = chain.call(acct["admin"], vault, "sweep(address)", ["address"], [acct["attacker"]])["transactionHash"]
+    addresses = {f"fixture:{name}": address for name, address in acct.items()}
+    addresses.update({"fixture:token": token, "fixture:vault": vault, "fixture:bridge": bridge,
+                      "fixture:multicall": multicall})
+    addresses = {k: to_checksum_address(v) for k, v in addresses.items()}
+    return Deployed(addresses, attack_tx)

@@ -1,0 +1,155 @@
+"""The inventory: where the things a playbook names actually are.
+
+A playbook says "pause vault with signer guardian"; the inventory says which chain, which
+address, which RPC (by environment variable) and which key source. The same playbook runs
+live and in a drill with another inventory. An inventory is live unless it says ``mode: drill``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Annotated, Literal
+
+from breakglass.flows.types import Address, Duration, Model, Name, check_address
+from pydantic import AfterValidator, Field, model_validator
+
+CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
+FIXTURE_RE = re.compile(r"^fixture:([a-z][a-z0-9_-]{0,63})$")
+ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
+
+
+def _address_or_fixture(value: str) -> str:
+    if isinstance(value, str) and FIXTURE_RE.match(value):
+        return value
+    return check_address(value)
+
+
+def _env_name(value: str) -> str:
+    if not isinstance(value, str) or not ENV_RE.match(value):
+        raise ValueError("must be an environment variable name such as ETH_RPC_URL (A-Z, 0-9, _)")
+    return value
+
+
+AddressOrFixture = Annotated[str, AfterValidator(_address_or_fixture)]
+EnvName = Annotated[str, AfterValidator(_env_name)]
+
+
+class RpcEndpoint(Model):
+    """One RPC endpoint, by reference: RPC URLs often embed API keys, so they are never written here."""
+
+    env: EnvName | None = Field(None, description="environment variable holding the RPC URL")
+    fixture: Literal["anvil"] | None = Field(None, description="drill only: the anvil that the drill started")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> RpcEndpoint:
+        if (self.env is None) == (self.fixture is None):
+            raise ValueError("give exactly one of 'env' (live) or 'fixture' (drill)")
+        return self
+
+    @property
+    def label(self) -> str:
+        return f"env:{self.env}" if self.env else f"fixture:{self.fixture}"
+
+
+class Chain(Model):
+    chain_id: int = Field(gt=0)
+    block_time: Duration = Field(description="expected seconds between blocks")
+    rpc: list[RpcEndpoint] = Field(min_length=1, description="read endpoints in failover order")
+    multicall3: AddressOrFixture = Field(CANONICAL_MULTICALL3, description="Multicall3 address; reads fall back to JSON-RPC batches where absent")
+    explorer: str | None = Field(None, description="block explorer base URL, for links in reports")
+
+
+class Contract(Model):
+    chain: Name
+    address: AddressOrFixture
+    interface: Name | None = Field(None, description="artifact name in contracts/artifacts, for decoding")
+    pause: str = Field("pause()", description="the function that pauses it")
+    paused: str = Field("paused()", description="the view that says whether it is paused")
+
+
+class EnvSigner(Model):
+    kind: Literal["env"]
+    address: Address
+    env: EnvName = Field(description="environment variable holding the hex private key")
+
+
+class KeystoreSigner(Model):
+    kind: Literal["keystore"]
+    address: Address
+    path: str = Field(description="path to an eth-account JSON keystore")
+    password_env: EnvName | None = Field(None, description="environment variable with the password; prompt when absent")
+
+
+class ExternalSigner(Model):
+    kind: Literal["external"]
+    address: Address
+    url_env: EnvName = Field(description="environment variable with the remote signer's JSON-RPC URL")
+
+
+class FixtureSigner(Model):
+    kind: Literal["fixture"]
+    account: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")] = Field(description="drill only: a fixture account")
+
+
+Signer = Annotated[EnvSigner | KeystoreSigner | ExternalSigner | FixtureSigner, Field(discriminator="kind")]
+
+
+class ContactChannel(Model):
+    slack: str | None = None
+    email: list[str] | None = None
+    webhook: Name | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ContactChannel:
+        if sum(x is not None for x in (self.slack, self.email, self.webhook)) != 1:
+            raise ValueError("give exactly one of 'slack', 'email' or 'webhook'")
+        return self
+
+
+class Contact(Model):
+    kind: Literal["exchange", "bridge", "issuer", "partner", "internal"]
+    channels: list[ContactChannel] = Field(min_length=1, description="in priority order")
+    chains: list[Name] = Field(default_factory=list)
+    last_verified: date
+
+
+class Channel(Model):
+    kind: Literal["slack", "email", "webhook", "telegram", "outbox"]
+    target: str | None = None
+
+
+class Person(Model):
+    slack: str | None = None
+    address: Address | None = None
+
+
+class Roster(Model):
+    people: dict[Name, Person] = Field(default_factory=dict)
+    groups: dict[Name, list[Name]] = Field(default_factory=dict)
+
+
+class Inventory(Model):
+    apiVersion: Literal["breakglass/v1"]
+    kind: Literal["Inventory"]
+    name: Name
+    description: str = ""
+    mode: Literal["live", "drill"] = Field("live", description="live unless it says drill: forgetting fails safe")
+    chains: dict[Name, Chain] = Field(default_factory=dict)
+    contracts: dict[Name, Contract] = Field(default_factory=dict)
+    signers: dict[Name, Signer] = Field(default_factory=dict)
+    contacts: dict[Name, Contact] = Field(default_factory=dict)
+    groups: dict[Name, list[Name]] = Field(default_factory=dict, description="counterparty groups")
+    channels: dict[Name, Channel] = Field(default_factory=dict)
+    roster: Roster = Field(default_factory=Roster)
+
+    @property
+    def is_drill(self) -> bool:
+        return self.mode == "drill"
+
+    def names(self, category: str) -> set[str]:
+        if category == "approver":
+            return set(self.roster.people) | set(self.roster.groups)
+        if category == "contact":
+            return set(self.contacts) | set(self.groups)
+        return set(getattr(self, {"contract": "contracts", "signer": "signers", "chain": "chains", "channel": "channels"}[category]))

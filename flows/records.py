@@ -1,0 +1,75 @@
+"""The run record: what happened, step by step, persisted under $BREAKGLASS_HOME.
+
+``playbooks/run-record.schema.json`` is generated from these models; a test checks that it is
+current and validates every record the suite produces against it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+RunStatus = Literal["running", "completed", "failed", "paused", "crashed", "cancelled"]
+StepStatus = Literal["pending", "running", "waiting", "completed", "skipped", "failed"]
+TERMINAL_STEP = ("completed", "skipped", "failed")
+
+
+def now() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+class _Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class FileRef(_Record):
+    name: str
+    path: str = Field(description="where the run keeps its copy, relative to the run directory")
+    source: str = Field(description="the file it was started from")
+    sha256: str
+
+
+class StepRecord(_Record):
+    id: str
+    kind: str
+    status: StepStatus = "pending"
+    started_at: str | None = None
+    ended_at: str | None = None
+    attempts: int = 0
+    outputs: dict[str, Any] | None = None
+    error: str | None = None
+    reason: str | None = Field(None, description="why a step was skipped")
+
+
+class Attempt(_Record):
+    flow_run_id: str | None = None
+    pid: int
+    host: str
+    started_at: str
+    ended_at: str | None = None
+    status: RunStatus = "running"
+
+
+class RunRecord(_Record):
+    schema_version: Literal["breakglass/run-record/v1"] = "breakglass/run-record/v1"
+    run_id: str
+    run_key: str
+    incident: str
+    mode: Literal["live", "drill"]
+    status: RunStatus = "running"
+    playbook: FileRef
+    inventory: FileRef
+    inputs: dict[str, Any]
+    inputs_sha256: str
+    breakglass_version: str
+    created_at: str
+    updated_at: str
+    ended_at: str | None = None
+    attempts: list[Attempt] = Field(default_factory=list)
+    steps: list[StepRecord]
+    error: str | None = None
+
+    def step(self, step_id: str) -> StepRecord:
+        return next(s for s in self.steps if s.id == step_id)

@@ -1,0 +1,260 @@
+"""The Prefect runner: the only module that knows Prefect.
+
+A playbook run is one Prefect flow run; each step is one Prefect task named by its step id.
+Steps whose needs are met run concurrently. A step's checkpoint is its entry in breakglass's
+own run record, keyed by (run key, step) and fsynced when the step completes: Prefect's
+default cache key (a hash of code and inputs) could silently skip or repeat a step, and
+``PREFECT_TASKS_REFRESH_CACHE`` in the environment would turn caching off without a word.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+import time
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breakglass.flows import planner, templating
+from breakglass.flows.context import StepContext
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.inventory import Inventory
+from breakglass.flows.playbook import Playbook
+from breakglass.flows.records import Attempt, RunRecord, now
+from breakglass.flows.redact import Redactor
+from breakglass.flows.runstore import RecordWriter, RunHandle
+from breakglass.flows.server import Api
+from breakglass.flows.steps import REGISTRY
+from breakglass.flows.validate import load_playbook
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.logging import get_run_logger
+from prefect.settings import temporary_settings
+from prefect.states import Completed, Failed
+
+_ACTIVE: dict[str, _Run] = {}
+
+
+@dataclass
+class _Run:
+    handle: RunHandle
+    writer: RecordWriter
+    playbook: Playbook
+    inventory: Inventory
+    home: Path
+    redact: Redactor
+
+    def template_context(self) -> dict[str, Any]:
+        record = self.writer.snapshot()
+        return {
+            "inputs": record.inputs,
+            "alert": templating.NO_ALERT,
+            "steps": {s.id: {"outputs": s.outputs or {}} for s in record.steps if s.status == "completed"},
+        }
+
+    def execute_step(self, step_id: str) -> Any:
+        """Run one step with its own retries and time limit; returns a Prefect state, never raises.
+
+        Retries and timeouts are breakglass's, not Prefect's: Prefect cannot interrupt a sync
+        task in a worker thread, and its retry logging puts tracebacks in front of responders.
+        """
+        step = self.playbook.step(step_id)
+        log = get_run_logger()
+        context = self.template_context()
+        try:
+            if step.if_ is not None and not templating.condition(step.if_, context):
+                self.writer.step(step_id, status="skipped", reason=f"if {step.if_!r} is false", ended_at=now())
+                log.info("step %s skipped: if %r is false", step_id, step.if_)
+                return Completed(message="skipped: condition is false")
+        except templating.TemplateError as exc:
+            self.writer.step(step_id, status="failed", error=self.redact(str(exc)), ended_at=now())
+            return Failed(message=self.redact(str(exc)))
+        total = step.retries + 1
+        for attempt in range(1, total + 1):
+            current = self.writer.snapshot().step(step_id)
+            self.writer.step(step_id, status="running", started_at=current.started_at or now(),
+                             attempts=current.attempts + 1, error=None)
+            started = time.perf_counter()
+            try:
+                outputs = self._attempt(step, context, step.timeout)
+            except Exception as exc:  # noqa: BLE001 - every failure is recorded, none is lost
+                message = self.redact(_describe(exc))
+                self.writer.step(step_id, status="failed", error=message, ended_at=now())
+                if attempt < total:
+                    log.warning("step %s attempt %d/%d failed: %s; retrying", step_id, attempt, total, message)
+                    time.sleep(min(2 ** (attempt - 1), 10))
+                    continue
+                log.error("step %s failed after %d attempt(s): %s", step_id, total, message)
+                return Failed(message=message)
+            data = outputs.model_dump(mode="json")
+            self.writer.step(step_id, status="completed", outputs=data, ended_at=now(), error=None)
+            log.info("step %s completed in %.3fs", step_id, time.perf_counter() - started)
+            return Completed(message="completed")
+        raise AssertionError("unreachable")
+
+    def _attempt(self, step: Any, context: dict[str, Any], timeout: float | None) -> Any:
+        ctx = StepContext(
+            incident=self.writer.record.incident, run_id=self.writer.record.run_id,
+            run_key=self.writer.record.run_key, mode=self.writer.record.mode, step_id=step.id,
+            inventory=self.inventory, bindings=self.handle.bindings(), artifacts_dir=self.handle.artifacts,
+            home=self.home, log=logging.getLogger(f"breakglass.step.{step.id}"),
+        )
+        box: dict[str, Any] = {}
+
+        def work() -> None:
+            try:
+                box["value"] = REGISTRY[step.kind].run(ctx, planner.resolve_step(step, context))
+            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread
+                box["error"] = exc
+            finally:
+                ctx.close()
+
+        if timeout is None:
+            work()
+        else:
+            worker = threading.Thread(target=work, name=f"step-{step.id}", daemon=True)
+            worker.start()
+            worker.join(timeout)
+            if worker.is_alive():
+                raise TimeoutError(f"no result within the step's timeout of {timeout:g}s")
+        if "error" in box:
+            raise box["error"]
+        return box["value"]
+
+
+class StepFailed(Exception):
+    """A step failed; its message is already redacted and recorded."""
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, BreakglassError | StepFailed | templating.TemplateError):
+        return str(exc)
+    if isinstance(exc, TimeoutError):
+        return f"timed out: {exc}" if str(exc) else "timed out"
+    return f"{type(exc).__name__}: {exc}"
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def run_step(run_dir: str, step_id: str) -> Any:
+    return _ACTIVE[run_dir].execute_step(step_id)
+
+
+@flow(name="breakglass-run", persist_result=False, validate_parameters=True)
+def breakglass_run(run_dir: str) -> Any:
+    run = _ACTIVE[run_dir]
+    log = get_run_logger()
+    flow_run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    record = run.writer.snapshot()
+    attempts = record.attempts + [Attempt(flow_run_id=flow_run_id, pid=os.getpid(), host=socket.gethostname(),
+                                          started_at=now())]
+    run.writer.update(status="running", attempts=attempts, ended_at=None, error=None)
+    completed = {s.id for s in record.steps if s.status == "completed"}
+    skipped = {s.id for s in record.steps if s.status == "skipped"}
+    for step_id in sorted(completed | skipped):
+        log.info("step %s: %s in an earlier attempt; not run again", step_id, record.step(step_id).status)
+    failed: set[str] = set()
+    done: queue.Queue[str] = queue.Queue()
+    futures: dict[str, Any] = {}
+    order = planner.order(run.playbook)
+    while True:
+        for step, _ in order:
+            sid = step.id
+            if sid in completed | skipped | failed or sid in futures:
+                continue
+            blocker = next((n for n in step.needs if n in failed | skipped), None)
+            if blocker is not None:
+                why = "failed" if blocker in failed else "was skipped"
+                run.writer.step(sid, status="skipped", reason=f"needs '{blocker}', which {why}", ended_at=now())
+                skipped.add(sid)
+                continue
+            if all(n in completed for n in step.needs):
+                future = run_step.with_options(name=sid, task_run_name=sid).submit(run_dir, sid)
+                futures[sid] = future
+                future.add_done_callback(lambda _f, sid=sid: done.put(sid))
+        if not futures:
+            break
+        sid = done.get()
+        future = futures.pop(sid)
+        future.wait()
+        status = run.writer.snapshot().step(sid).status
+        if status == "completed":
+            completed.add(sid)
+        elif status == "skipped":
+            skipped.add(sid)
+        else:
+            if status != "failed":  # the task ended without recording why (e.g. killed by a timeout)
+                run.writer.step(sid, status="failed", error=run.redact(str(future.state.message)), ended_at=now())
+            failed.add(sid)
+    final = "failed" if failed else "completed"
+    attempts = run.writer.snapshot().attempts
+    attempts[-1] = attempts[-1].model_copy(update={"ended_at": now(), "status": final})
+    error = f"step(s) failed: {', '.join(sorted(failed))}" if failed else None
+    run.writer.update(status=final, attempts=attempts, ended_at=now(), error=error)
+    if failed:
+        return Failed(message=error)
+    return Completed(message=f"{len(completed)} step(s) completed, {len(skipped)} skipped")
+
+
+def _settings(api: Api) -> Any:
+    from prefect.settings import (
+        PREFECT_API_AUTH_STRING,
+        PREFECT_API_URL,
+        PREFECT_HOME,
+        PREFECT_LOCAL_STORAGE_PATH,
+    )
+
+    updates: dict[Any, Any] = {PREFECT_API_URL: api.url, PREFECT_HOME: str(api.prefect_home),
+                               PREFECT_LOCAL_STORAGE_PATH: str(api.prefect_home / "storage")}
+    if api.auth:
+        updates[PREFECT_API_AUTH_STRING] = api.auth
+    return temporary_settings(updates=updates)
+
+
+def _mark_crashed(record: RunRecord) -> RunRecord:
+    """The previous runner died: say so in Prefect and in the record before continuing."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    last = record.attempts[-1] if record.attempts else None
+    if last is not None and last.flow_run_id and last.status == "running":
+        with get_client(sync_client=True) as client:
+            flow_run = client.read_flow_run(last.flow_run_id)
+            if flow_run.state is None or not flow_run.state.is_final():
+                client.set_flow_run_state(
+                    last.flow_run_id, Crashed(message="breakglass: the runner process died; resumed in a new flow run"),
+                    force=True,
+                )
+        record.attempts[-1] = last.model_copy(update={"status": "crashed", "ended_at": now()})
+        record.status = "crashed"
+    for step in record.steps:
+        if step.status in ("running", "waiting", "failed"):
+            step.status = "pending"
+    return record
+
+
+def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False) -> RunRecord:
+    """Run (or resume) one breakglass run in this process, holding its runner lock throughout."""
+    with ExitStack() as stack:
+        stack.enter_context(handle.lock())
+        playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
+        assert inventory is not None
+        writer = RecordWriter(handle)
+        stack.enter_context(_settings(api))
+        if resume:
+            writer.update(**_mark_crashed(writer.snapshot()).model_dump(include={"attempts", "status", "steps"}))
+        key = str(handle.dir)
+        _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory))
+        try:
+            record = writer.snapshot()
+            runner = breakglass_run.with_options(flow_run_name=f"{record.incident}/{record.run_id}")
+            runner(run_dir=key, return_state=True)
+        finally:
+            _ACTIVE.pop(key, None)
+    return handle.load()
+

@@ -1,0 +1,179 @@
+"""Incidents and runs on disk, under ``$BREAKGLASS_HOME/incidents/<incident>/runs/<run>/``.
+
+A run directory holds the exact playbook and inventory it was started with (so a resume runs
+the same thing), the drill's fixture bindings, the run record and the artifacts. The runner
+holds an exclusive ``flock`` on ``runner.lock`` while it executes: the kernel drops it when the
+process dies, so a lock that can be taken means nobody is running the run any more.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from breakglass.flows import __version__
+from breakglass.flows.context import Bindings
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.home import check_id, write_private
+from breakglass.flows.inputs import digest
+from breakglass.flows.records import FileRef, RunRecord, StepRecord, now
+
+
+def new_incident_id(mode: str) -> str:
+    prefix = "DRILL" if mode == "drill" else "INC"
+    return f"{prefix}-{datetime.now(UTC):%Y%m%d-%H%M%S}-{secrets.token_hex(2)}"
+
+
+class RunLocked(BreakglassError):
+    pass
+
+
+@dataclass
+class RunHandle:
+    dir: Path
+
+    @property
+    def record_path(self) -> Path:
+        return self.dir / "record.json"
+
+    @property
+    def artifacts(self) -> Path:
+        return self.dir / "artifacts"
+
+    def load(self) -> RunRecord:
+        return RunRecord.model_validate_json(self.record_path.read_bytes())
+
+    def bindings(self) -> Bindings:
+        return Bindings.load(self.dir / "bindings.json")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        fd = os.open(self.dir / "runner.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = (self.dir / "runner.lock").read_text().strip() or "another process"
+                raise RunLocked(f"run {self.dir.name} is being executed right now by {holder}; "
+                                "wait for it, or stop that process first") from None
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode())
+            yield
+        finally:
+            os.close(fd)
+
+    def is_locked(self) -> bool:
+        fd = os.open(self.dir / "runner.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+        finally:
+            os.close(fd)
+        return False
+
+
+class RecordWriter:
+    """Serializes updates of one run record from concurrent step threads; every write is fsynced."""
+
+    def __init__(self, handle: RunHandle) -> None:
+        self.handle = handle
+        self.record = handle.load()
+        self._lock = threading.RLock()
+
+    def update(self, **fields: Any) -> None:
+        with self._lock:
+            for key, value in fields.items():
+                setattr(self.record, key, value)
+            self._flush()
+
+    def step(self, step_id: str, **fields: Any) -> StepRecord:
+        with self._lock:
+            rec = self.record.step(step_id)
+            for key, value in fields.items():
+                setattr(rec, key, value)
+            self._flush()
+            return rec.model_copy()
+
+    def snapshot(self) -> RunRecord:
+        with self._lock:
+            return self.record.model_copy(deep=True)
+
+    def _flush(self) -> None:
+        self.record.updated_at = now()
+        write_private(self.handle.record_path, self.record.model_dump_json(indent=2).encode() + b"\n")
+
+
+class Store:
+    def __init__(self, home: Path) -> None:
+        self.home = home
+        self.root = home / "incidents"
+
+    def incident_dir(self, incident: str) -> Path:
+        return self.root / check_id(incident)
+
+    def incident_mode(self, incident: str) -> str | None:
+        meta = self.incident_dir(incident) / "incident.json"
+        return json.loads(meta.read_text())["mode"] if meta.exists() else None
+
+    def open_incident(self, incident: str, mode: str) -> Path:
+        existing = self.incident_mode(incident)
+        if existing is not None and existing != mode:
+            raise BreakglassError(
+                f"incident {incident} is a {existing} incident; a {mode} run cannot join it. "
+                f"Use another --incident for the {mode} run."
+            )
+        path = self.incident_dir(incident)
+        if existing is None:
+            payload = {"incident": incident, "mode": mode, "created_at": now()}
+            write_private(path / "incident.json", json.dumps(payload, indent=2).encode() + b"\n")
+        return path
+
+    def runs(self, incident: str) -> list[RunHandle]:
+        base = self.incident_dir(incident)
+        if not (base / "incident.json").exists():
+            raise BreakglassError(f"no incident {incident!r} under {self.home}; `breakglass status` lists incidents")
+        return [RunHandle(p) for p in sorted((base / "runs").glob("*")) if (p / "record.json").exists()]
+
+    def create_run(self, *, incident: str, mode: str, playbook_name: str, step_kinds: list[tuple[str, str]],
+                   playbook_file: Path, inventory_name: str, inventory_file: Path, inputs: dict[str, Any],
+                   bindings: Bindings | None = None) -> RunHandle:
+        self.open_incident(incident, mode)
+        inputs_hash = digest(inputs)
+        run_id = f"{playbook_name}-{inputs_hash[:12]}"
+        run_dir = self.incident_dir(incident) / "runs" / run_id
+        if (run_dir / "record.json").exists():
+            status = RunHandle(run_dir).load().status
+            raise BreakglassError(
+                f"incident {incident} already has run {run_id} of '{playbook_name}' with these inputs "
+                f"(status: {status}). Use `breakglass resume {incident}` to continue it, or a new --incident."
+            )
+        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        refs = []
+        for name, source, target in ((playbook_name, playbook_file, "playbook.yaml"),
+                                     (inventory_name, inventory_file, "inventory.yaml")):
+            data = source.read_bytes()
+            write_private(run_dir / target, data)
+            refs.append(FileRef(name=name, path=target, source=str(source), sha256=hashlib.sha256(data).hexdigest()))
+        if bindings is not None:
+            write_private(run_dir / "bindings.json", json.dumps(bindings.to_json(), indent=2).encode())
+        stamp = now()
+        record = RunRecord(
+            run_id=run_id, run_key=f"{incident}/{playbook_name}/{inputs_hash}", incident=incident, mode=mode,  # type: ignore[arg-type]
+            playbook=refs[0], inventory=refs[1], inputs=inputs, inputs_sha256=inputs_hash,
+            breakglass_version=__version__, created_at=stamp, updated_at=stamp,
+            steps=[StepRecord(id=step_id, kind=kind) for step_id, kind in step_kinds],
+        )
+        write_private(run_dir / "record.json", record.model_dump_json(indent=2).encode() + b"\n")
+        return RunHandle(run_dir)

@@ -1,0 +1,28 @@
+"""JSON Schemas generated from the models: ``playbooks/schema.json`` and ``playbooks/run-record.schema.json``."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from breakglass.flows.inventory import Inventory
+from breakglass.flows.playbook import Playbook
+from breakglass.flows.records import RunRecord
+from pydantic import Field, TypeAdapter
+
+Document = Annotated[Playbook | Inventory, Field(discriminator="kind")]
+
+
+def spec_schema() -> dict[str, Any]:
+    schema = TypeAdapter(Document).json_schema(by_alias=True)
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "breakglass/v1",
+            "title": "breakglass playbook, inventory", **schema}
+
+
+def record_schema() -> dict[str, Any]:
+    return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "breakglass/run-record/v1",
+            **RunRecord.model_json_schema()}
+
+
+def dumps(schema: dict[str, Any]) -> str:
+    return json.dumps(schema, indent=2, sort_keys=True) + "\n"

@@ -1,0 +1,266 @@
+"""Step kind ``snapshot``: read on-chain state pinned to one block, as evidence.
+
+The block is the one given, or ``latest`` resolved once at the step's start. Everything is
+read at that block: one round trip pins it (with the chain id check), one JSON-RPC batch
+carries all reads (Multicall3 ``aggregate3`` chunks where the chain has Multicall3).
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.types import HEX32_RE, AccountRef, Expr, Model, Name, NameExpr, RoleId, StorageSlot, is_template
+from breakglass.integrations.chain import abi, multicall
+from breakglass.integrations.chain.rpc import RpcError
+from eth_utils import keccak
+from pydantic import Field
+
+if TYPE_CHECKING:
+    from breakglass.flows.context import StepContext
+    from breakglass.flows.inventory import Inventory
+
+BALANCE_OF = abi.parse("balanceOf(address)(uint256)")
+HAS_ROLE = abi.parse("hasRole(bytes32,address)(bool)")
+_SECTION = {"balance": "balances", "paused": "paused", "role": "roles", "call": "calls"}
+
+
+class Balances(Model):
+    accounts: list[AccountRef] | Expr = Field(description="addresses, contract or signer names, or a template")
+    tokens: list[Name] = Field(default_factory=lambda: ["native"], description="'native' or ERC-20 contract names")
+
+
+class RoleCheck(Model):
+    contract: Name
+    role: RoleId = Field(description="a role name such as GUARDIAN_ROLE (hashed with keccak256) or its bytes32 id")
+    accounts: list[AccountRef] | Expr
+
+
+class ViewCall(Model):
+    contract: Name
+    signature: str = Field(description="e.g. 'totalAssets()(uint256)'")
+    args: list[Any] = Field(default_factory=list)
+    label: str | None = None
+
+
+class Slot(Model):
+    contract: Name
+    slot: StorageSlot
+    label: str | None = None
+
+
+class SnapshotParams(Model):
+    chain: NameExpr
+    block: Literal["latest"] | int | Expr = "latest"
+    balances: Balances | None = None
+    paused: list[Name] = Field(default_factory=list, description="contracts whose pause state to read")
+    roles: list[RoleCheck] = Field(default_factory=list)
+    calls: list[ViewCall] = Field(default_factory=list)
+    storage: list[Slot] = Field(default_factory=list)
+
+
+class SnapshotStep(StepBase):
+    kind: Literal["snapshot"]
+    with_: SnapshotParams = Field(alias="with")
+
+
+class SnapshotOutputs(Model):
+    chain: str
+    chain_id: int
+    block_number: int
+    block_hash: str
+    artifact: str = Field(description="path of the JSON artifact, relative to $BREAKGLASS_HOME")
+    sha256: str
+    reads: int
+    failed_reads: int
+    round_trips: int
+    endpoint: str = Field(description="which endpoint answered, by env var name and index; never the URL")
+    paused: dict[str, bool] = Field(default_factory=dict)
+
+
+def _names(values: list[str] | str) -> list[str]:
+    return [v for v in values if not is_template(v) and not v.startswith("0x")] if isinstance(values, list) else []
+
+
+class Snapshot:
+    kind: ClassVar[str] = "snapshot"
+    spec: ClassVar[type[StepBase]] = SnapshotStep
+    outputs: ClassVar[type[Model]] = SnapshotOutputs
+
+    def references(self, step: SnapshotStep) -> list[Ref]:
+        p = step.with_
+        refs = [] if is_template(p.chain) else [Ref("chain", p.chain, ("with", "chain"))]
+        if p.balances:
+            refs += [Ref("account", n, ("with", "balances", "accounts", i)) for i, n in enumerate(_names(p.balances.accounts))]
+            refs += [Ref("contract", t, ("with", "balances", "tokens", i)) for i, t in enumerate(p.balances.tokens) if t != "native"]
+        refs += [Ref("contract", c, ("with", "paused", i)) for i, c in enumerate(p.paused)]
+        for i, r in enumerate(p.roles):
+            refs.append(Ref("contract", r.contract, ("with", "roles", i, "contract")))
+            refs += [Ref("account", n, ("with", "roles", i, "accounts", j)) for j, n in enumerate(_names(r.accounts))]
+        refs += [Ref("contract", c.contract, ("with", "calls", i, "contract")) for i, c in enumerate(p.calls)]
+        refs += [Ref("contract", s.contract, ("with", "storage", i, "contract")) for i, s in enumerate(p.storage)]
+        return refs
+
+    def targets(self, step: SnapshotStep, inventory: Inventory) -> list[str]:
+        p = step.with_
+        parts = [f"chain {p.chain} at block {p.block}"]
+        if p.balances:
+            n = len(p.balances.accounts) if isinstance(p.balances.accounts, list) else "templated"
+            parts.append(f"balances of {n} account(s) in {', '.join(p.balances.tokens)}")
+        if p.paused:
+            parts.append("paused(): " + ", ".join(f"{c} ({inventory.contracts[c].address})" for c in p.paused if c in inventory.contracts))
+        if p.roles:
+            parts.append(f"{len(p.roles)} role check(s)")
+        if p.calls or p.storage:
+            parts.append(f"{len(p.calls)} view call(s), {len(p.storage)} storage slot(s)")
+        return parts
+
+    def run(self, ctx: StepContext, step: Any) -> SnapshotOutputs:
+        return take(ctx, step.with_)
+
+
+def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
+    """The step's work, separate from Prefect so that benchmarks can time it alone."""
+    chain = ctx.inventory.chains[p.chain]
+    rpc = ctx.rpc(p.chain)
+    mc = ctx.address(chain.multicall3)
+    tag = p.block if p.block == "latest" else hex(int(p.block))
+    started = time.perf_counter()
+    head = rpc.batch([("eth_chainId", []), ("eth_getBlockByNumber", [tag, False]), ("eth_getCode", [mc, tag])])
+    for answer in head:
+        if isinstance(answer, RpcError):
+            raise BreakglassError(f"snapshot on chain '{p.chain}' ({rpc.used.label}): {answer}")
+    chain_id, block, code = int(head[0], 16), head[1], head[2]
+    if chain_id != chain.chain_id:
+        raise BreakglassError(
+            f"chain '{p.chain}': the RPC ({rpc.used.label}) answers chain id {chain_id}, the inventory says "
+            f"{chain.chain_id}. Fix the RPC URL or the inventory."
+        )
+    if block is None:
+        raise BreakglassError(f"chain '{p.chain}': block {p.block} does not exist yet")
+    number, block_hash = int(block["number"], 16), block["hash"]
+    multicall_address = mc if code not in (None, "0x", "0x0") else None
+
+    plan: list[tuple[str, dict[str, Any], multicall.Call | None]] = []
+    native: list[dict[str, Any]] = []
+    if p.balances:
+        accounts = [(a, ctx.address(a)) for a in p.balances.accounts]
+        for token in p.balances.tokens:
+            for ref, account in accounts:
+                entry = {"account": account, "ref": ref, "token": token}
+                if token == "native":
+                    if multicall_address:
+                        plan.append(("balance", entry, multicall.native_balance_call(multicall_address, account)))
+                    else:
+                        native.append(entry)
+                else:
+                    entry["token_address"] = ctx.address(token)
+                    plan.append(("balance", entry, multicall.Call(entry["token_address"], BALANCE_OF.encode([account]))))
+    paused_fn = {}
+    for name in p.paused:
+        fn = abi.parse(ctx.inventory.contracts[name].paused + "(bool)" if ")(" not in ctx.inventory.contracts[name].paused else ctx.inventory.contracts[name].paused)
+        paused_fn[name] = fn
+        plan.append(("paused", {"contract": name, "address": ctx.address(name)}, multicall.Call(ctx.address(name), fn.encode())))
+    for role in p.roles:
+        role_id = role.role.lower() if HEX32_RE.match(role.role) else "0x" + keccak(text=role.role).hex()
+        if role.role == "DEFAULT_ADMIN_ROLE":
+            role_id = "0x" + "00" * 32
+        for account in [ctx.address(a) for a in role.accounts]:
+            entry = {"contract": role.contract, "role": role.role, "role_id": role_id, "account": account}
+            data = HAS_ROLE.encode([bytes.fromhex(role_id[2:]), account])
+            plan.append(("role", entry, multicall.Call(ctx.address(role.contract), data)))
+    calls = []
+    for call in p.calls:
+        fn = abi.parse(call.signature)
+        calls.append(fn)
+        entry = {"contract": call.contract, "signature": call.signature, "args": call.args, "label": call.label}
+        plan.append(("call", entry, multicall.Call(ctx.address(call.contract), fn.encode(call.args))))
+
+    results = multicall.read(rpc, [c for _, _, c in plan if c is not None], number, multicall_address)
+    extra = rpc.batch(
+        [("eth_getBalance", [e["account"], hex(number)]) for e in native]
+        + [("eth_getStorageAt", [ctx.address(s.contract), hex(int(s.slot, 16)), hex(number)]) for s in p.storage]
+    ) if native or p.storage else []
+
+    out: dict[str, list[dict[str, Any]]] = {"balances": [], "paused": [], "roles": [], "calls": [], "storage": []}
+    failed = 0
+    fn_iter = iter(calls)
+    for (what, entry, _), result in zip(plan, results, strict=True):
+        fn = next(fn_iter) if what == "call" else None
+        if not result.ok:
+            failed += 1
+            entry = {**entry, "error": result.error or "reverted"}
+        else:
+            try:
+                entry = {**entry, **_decode(what, result.data, fn, paused_fn.get(entry.get("contract", "")))}
+            except Exception as exc:  # a contract that answers garbage must not kill the evidence
+                failed += 1
+                entry = {**entry, "error": f"cannot decode: {exc}"}
+        out[_SECTION[what]].append(entry)
+    for entry, answer in zip(native, extra[: len(native)], strict=True):
+        if isinstance(answer, RpcError):
+            failed += 1
+            out["balances"].append({**entry, "error": str(answer)})
+        else:
+            out["balances"].append({**entry, "raw": str(int(answer, 16))})
+    for slot, answer in zip(p.storage, extra[len(native):], strict=True):
+        record = {"contract": slot.contract, "slot": slot.slot, "label": slot.label}
+        if isinstance(answer, RpcError):
+            failed += 1
+            record["error"] = str(answer)
+        else:
+            record["value"] = answer
+        out["storage"].append(record)
+    elapsed = time.perf_counter() - started
+
+    payload = {
+        "kind": "breakglass/snapshot",
+        "incident": ctx.incident,
+        "run": ctx.run_id,
+        "step": ctx.step_id,
+        "mode": ctx.mode,
+        "chain": p.chain,
+        "chain_id": chain_id,
+        "block_number": number,
+        "block_hash": block_hash,
+        "block_timestamp": datetime.fromtimestamp(int(block["timestamp"], 16), UTC).isoformat(),
+        "taken_at": datetime.now(UTC).isoformat(),
+        "endpoint": rpc.used.label,
+        "method": "multicall3" if multicall_address else "json-rpc-batch",
+        "read_seconds": round(elapsed, 4),
+        **out,
+    }
+    path, digest = ctx.write_artifact(f"{ctx.step_id}.snapshot.json", payload)
+    return SnapshotOutputs(
+        chain=p.chain, chain_id=chain_id, block_number=number, block_hash=block_hash, artifact=path, sha256=digest,
+        reads=len(plan) + len(extra), failed_reads=failed, round_trips=rpc.round_trips, endpoint=rpc.used.label,
+        paused={e["contract"]: e["paused"] for e in out["paused"] if "paused" in e},
+    )
+
+
+def _decode(what: str, data: bytes, fn: abi.Function | None, paused_fn: abi.Function | None) -> dict[str, Any]:
+    if what == "balance":
+        return {"raw": str(int.from_bytes(data[:32], "big"))} if len(data) >= 32 else {"error": "empty answer"}
+    if what == "paused":
+        assert paused_fn is not None
+        return {"paused": bool(paused_fn.decode(data)[0])}
+    if what == "role":
+        return {"has_role": bool(HAS_ROLE.decode(data)[0])}
+    assert fn is not None
+    return {"result": [_jsonable(v) for v in fn.decode(data)]}
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value) if abs(value) > 2**53 else value
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    return value
+
+
+HANDLER = Snapshot()

@@ -1,0 +1,67 @@
+"""Step kind ``wait``: let time or blocks pass (for confirmations, or a cool-down between actions)."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.types import Duration, Model, Name
+from pydantic import Field, model_validator
+
+if TYPE_CHECKING:
+    from breakglass.flows.context import StepContext
+    from breakglass.flows.inventory import Inventory
+
+
+class WaitParams(Model):
+    seconds: Duration | None = Field(None, description="wall-clock time to wait")
+    blocks: int | None = Field(None, ge=1, le=10_000, description="blocks to wait for on 'chain'")
+    chain: Name | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> WaitParams:
+        if (self.seconds is None) == (self.blocks is None):
+            raise ValueError("give exactly one of 'seconds' or 'blocks'")
+        if self.blocks is not None and self.chain is None:
+            raise ValueError("'blocks' needs 'chain'")
+        return self
+
+
+class WaitStep(StepBase):
+    kind: Literal["wait"]
+    with_: WaitParams = Field(alias="with")
+
+
+class WaitOutputs(Model):
+    waited_seconds: float
+    block_number: int | None = None
+
+
+class Wait:
+    kind: ClassVar[str] = "wait"
+    spec: ClassVar[type[StepBase]] = WaitStep
+    outputs: ClassVar[type[Model]] = WaitOutputs
+
+    def references(self, step: WaitStep) -> list[Ref]:
+        return [Ref("chain", step.with_.chain, ("with", "chain"))] if step.with_.chain else []
+
+    def targets(self, step: WaitStep, inventory: Inventory) -> list[str]:
+        p = step.with_
+        return [f"{p.blocks} block(s) on {p.chain}"] if p.blocks else [f"{p.seconds:g}s"]
+
+    def run(self, ctx: StepContext, step: Any) -> WaitOutputs:
+        params: WaitParams = step.with_
+        started = time.monotonic()
+        if params.seconds is not None:
+            time.sleep(params.seconds)
+            return WaitOutputs(waited_seconds=round(time.monotonic() - started, 3))
+        rpc = ctx.rpc(params.chain)
+        target = int(rpc.call("eth_blockNumber"), 16) + params.blocks
+        poll = max(0.05, min(1.0, ctx.inventory.chains[params.chain].block_time / 4))
+        while (current := int(rpc.call("eth_blockNumber"), 16)) < target:
+            time.sleep(poll)
+        return WaitOutputs(waited_seconds=round(time.monotonic() - started, 3), block_number=current)
+
+
+HANDLER = Wait()

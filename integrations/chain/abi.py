@@ -1,0 +1,85 @@
+"""Function signatures such as ``balanceOf(address)(uint256)``: parse, encode, decode."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from eth_abi import decode as abi_decode
+from eth_abi import encode as abi_encode
+from eth_utils import keccak
+
+
+class SignatureError(ValueError):
+    pass
+
+
+@dataclass(frozen=True)
+class Function:
+    name: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+
+    @property
+    def selector(self) -> bytes:
+        return keccak(text=f"{self.name}({','.join(self.inputs)})")[:4]
+
+    def encode(self, args: list[Any] | tuple[Any, ...] = ()) -> bytes:
+        if len(args) != len(self.inputs):
+            raise SignatureError(f"{self.name} takes {len(self.inputs)} argument(s), got {len(args)}")
+        return self.selector + abi_encode(list(self.inputs), list(args))
+
+    def decode(self, data: bytes) -> tuple[Any, ...]:
+        return tuple(abi_decode(list(self.outputs), data)) if self.outputs else ()
+
+
+def split_types(text: str) -> tuple[str, ...]:
+    parts, depth, current = [], 0, []
+    for char in text:
+        if char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth < 0:
+                raise SignatureError("unbalanced parentheses")
+        if char == "," and depth == 0:
+            parts.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    if depth:
+        raise SignatureError("unbalanced parentheses")
+    tail = "".join(current).strip()
+    if tail:
+        parts.append(tail)
+    if any(not p for p in parts):
+        raise SignatureError("empty type in list")
+    return tuple(parts)
+
+
+def _groups(text: str) -> list[str]:
+    groups, depth, start = [], 0, None
+    for i, char in enumerate(text):
+        if char == "(":
+            if depth == 0:
+                start = i + 1
+            depth += 1
+        elif char == ")":
+            depth -= 1
+            if depth == 0 and start is not None:
+                groups.append(text[start:i])
+    return groups
+
+
+def parse(signature: str) -> Function:
+    """``name(in,...)`` or ``name(in,...)(out,...)``; a ``returns`` keyword is accepted too."""
+    text = signature.replace(" returns ", "").strip()
+    name, sep, rest = text.partition("(")
+    if not sep or not name.isidentifier():
+        raise SignatureError(f"{signature!r} is not a function signature like 'balanceOf(address)(uint256)'")
+    groups = _groups("(" + rest)
+    if not 1 <= len(groups) <= 2 or not text.endswith(")"):
+        raise SignatureError(f"{signature!r} is not a function signature like 'balanceOf(address)(uint256)'")
+    inputs = split_types(groups[0])
+    outputs = split_types(groups[1]) if len(groups) == 2 else ()
+    return Function(name, inputs, outputs)

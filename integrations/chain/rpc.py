@@ -1,0 +1,133 @@
+"""A small JSON-RPC client: endpoint failover, batches, and round-trip counting.
+
+Endpoints are known by a label such as ``env:ETH_RPC_URL#0``. The URL itself (which often
+embeds an API key) never appears in a message, a log line or an exception.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import orjson
+
+
+class RpcError(Exception):
+    """The node answered with a JSON-RPC error."""
+
+    def __init__(self, method: str, code: int, message: str, data: Any = None) -> None:
+        super().__init__(f"{method}: RPC error {code}: {message}")
+        self.method, self.code, self.rpc_message, self.data = method, code, message, data
+
+
+class RpcUnavailable(Exception):
+    """No endpoint answered."""
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    label: str
+    url: str = field(repr=False)
+
+    def __str__(self) -> str:
+        return self.label
+
+
+_RETRYABLE = (httpx.TimeoutException, httpx.TransportError)
+
+
+class JsonRpc:
+    def __init__(self, endpoints: list[Endpoint], *, timeout: float = 10.0, attempts_per_endpoint: int = 2,
+                 backoff: float = 0.2) -> None:
+        if not endpoints:
+            raise ValueError("at least one endpoint is needed")
+        self.endpoints = endpoints
+        self.attempts_per_endpoint = attempts_per_endpoint
+        self.backoff = backoff
+        self.round_trips = 0
+        self.used: Endpoint = endpoints[0]
+        self._ids = itertools.count(1)
+        self._http = httpx.Client(timeout=timeout, headers={"content-type": "application/json"})
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> JsonRpc:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def call(self, method: str, params: list[Any] | None = None) -> Any:
+        answer = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []})
+        return _result(method, answer)
+
+    def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
+        """Send calls in one HTTP request. Each item is its result, or an RpcError instance."""
+        if not calls:
+            return []
+        first = next(self._ids)
+        self._ids = itertools.count(first + len(calls))
+        body = [{"jsonrpc": "2.0", "id": first + i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
+        answer = self._post(body)
+        if not isinstance(answer, list):
+            raise RpcUnavailable(f"{self.used.label}: answered a batch with a single object: {_brief(answer)}")
+        by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
+        out: list[Any] = []
+        for i, (method, _) in enumerate(calls):
+            item = by_id.get(first + i)
+            if item is None:
+                out.append(RpcError(method, -32603, "missing from batch answer"))
+                continue
+            try:
+                out.append(_result(method, item))
+            except RpcError as exc:
+                out.append(exc)
+        return out
+
+    def _post(self, body: Any) -> Any:
+        payload = orjson.dumps(body)
+        problems: list[str] = []
+        for endpoint in self.endpoints:
+            for attempt in range(self.attempts_per_endpoint):
+                if attempt:
+                    time.sleep(self.backoff * attempt)
+                try:
+                    self.round_trips += 1
+                    response = self._http.post(endpoint.url, content=payload)
+                except _RETRYABLE as exc:
+                    problems.append(f"{endpoint.label}: {type(exc).__name__}")
+                    continue
+                if response.status_code >= 500 or response.status_code == 429:
+                    problems.append(f"{endpoint.label}: HTTP {response.status_code}")
+                    continue
+                if response.status_code != 200:
+                    problems.append(f"{endpoint.label}: HTTP {response.status_code}")
+                    break
+                try:
+                    answer = orjson.loads(response.content)
+                except orjson.JSONDecodeError:
+                    problems.append(f"{endpoint.label}: answered with invalid JSON")
+                    break
+                self.used = endpoint
+                return answer
+        raise RpcUnavailable("no RPC endpoint answered (" + "; ".join(problems) + ")")
+
+
+def _result(method: str, answer: Any) -> Any:
+    if not isinstance(answer, dict):
+        raise RpcError(method, -32603, f"malformed answer {_brief(answer)}")
+    if "error" in answer and answer["error"] is not None:
+        err = answer["error"]
+        if isinstance(err, dict):
+            raise RpcError(method, int(err.get("code", -32603)), str(err.get("message", "")), err.get("data"))
+        raise RpcError(method, -32603, str(err))
+    return answer.get("result")
+
+
+def _brief(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) < 120 else text[:117] + "..."
