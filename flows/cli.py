@@ -165,6 +165,7 @@ def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, 
 @app.command()
 def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
           auto_approve: Annotated[bool, typer.Option("--auto-approve", help="cast fixture votes at gates (drills only)")] = False,
+          keep_chain: Annotated[bool, typer.Option("--keep-chain", help="leave the drill's anvil running to inspect it")] = False,
           as_json: JsonOpt = False) -> int:
     """Rehearse a playbook on a throwaway anvil with the fixture protocol deployed."""
     from breakglass.flows import drill as drill_mod
@@ -172,7 +173,10 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
     home = _home()
     api = _api()
     record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=_pairs(input), incident=incident,
-                           home=home, api=api, auto_approve=auto_approve)
+                           home=home, api=api, auto_approve=auto_approve, keep_chain=keep_chain)
+    if keep_chain:
+        kept = home / "incidents" / record.incident / "runs" / record.run_id / "kept-chains.json"
+        err.print(f"the drill's chain keeps running (see {kept}); stop it with kill <pid> when done", markup=False)
     return _finish([record], as_json)
 
 

@@ -6,6 +6,7 @@ started: drill inventories may only say ``rpc: [{fixture: anvil}]``.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def _placeholders(inventory: Inventory) -> set[str]:
 
 
 def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, Any], incident: str | None,
-        home: Path, api: Api, auto_approve: bool = False) -> RunRecord:
+        home: Path, api: Api, auto_approve: bool = False, keep_chain: bool = False) -> RunRecord:
     inventory_path = inventory_path or default_inventory(playbook_path)
     playbook, inventory = load_playbook(playbook_path, inventory_path)
     assert inventory is not None
@@ -63,10 +64,14 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         handle = entry.prepare(playbook_path=playbook_path, inventory_path=inventory_path, given=given,
                                incident=incident, home=home, bindings=bindings, drill_values=drill_values,
                                expect_mode="drill")
+        if keep_chain:
+            kept = {name: {"url": node.url, "pid": node.process.pid} for name, node in zip(chains, nodes, strict=True)}
+            (handle.dir / "kept-chains.json").write_text(json.dumps(kept, indent=2))
         return entry.execute(handle, api, home)
     finally:
         for node in nodes:
-            node.stop()
+            if not keep_chain:
+                node.stop()
 
 
 def _drill_value(value: Any, placeholders: dict[str, str]) -> Any:

@@ -29,7 +29,8 @@ class Diagnostic:
     hint: str = ""
 
     def __str__(self) -> str:
-        text = f"{self.path}:{self.line}:{self.col}: {self.where}: {self.message}."
+        end = "" if self.message.endswith((".", "?", "!")) else "."
+        text = f"{self.path}:{self.line}:{self.col}: {self.where}: {self.message}{end}"
         return f"{text} {self.hint}" if self.hint else text
 
 

@@ -115,13 +115,19 @@ def label(data: Any, loc: Loc) -> tuple[str, Loc]:
     return dotted(loc), ()
 
 
+_TYPE_MISMATCH = ("string_type", "list_type", "dict_type", "model_type", "string_pattern_mismatch", "int_type")
+
+
 def translate(doc: Document, cls: type[BaseModel], exc: ValidationError) -> list[Diagnostic]:
+    errors = [(data_loc(doc.data, e["loc"]), e) for e in exc.errors(include_url=False)]
+    deeper = {loc[:i] for loc, _ in errors for i in range(len(loc))}
     seen: set[Loc] = set()
     out: list[Diagnostic] = []
-    for error in exc.errors(include_url=False):
-        loc = data_loc(doc.data, error["loc"])
+    for loc, error in errors:
         if loc in seen:
             continue  # one message per place: union members repeat each other
+        if error["type"] in _TYPE_MISMATCH and loc in deeper:
+            continue  # the other union member's error inside this value says what is wrong
         seen.add(loc)
         out.append(_diagnostic(doc, cls, loc, error))
     return out
@@ -155,7 +161,9 @@ def _diagnostic(doc: Document, cls: type[BaseModel], loc: Loc, error: dict[str, 
         expected = error.get("ctx", {}).get("expected", "")
         return doc.diag(loc, where, f"{prefix}expected {expected}, got {error.get('input')!r}")
     message = error["msg"]
-    if message.startswith("Value error, "):
+    if kind == "too_short":
+        message = f"needs at least {error.get('ctx', {}).get('min_length', 1)} item(s), got none"
+    elif message.startswith("Value error, "):
         message = message[len("Value error, "):]
     elif message.startswith("Input should be "):
         message = "expected " + message[len("Input should be "):] + f", got {_describe(error.get('input'))}"

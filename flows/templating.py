@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, nodes
+from jinja2 import StrictUndefined, TemplateSyntaxError, Undefined, UndefinedError, nodes
 from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 ROOTS = ("inputs", "alert", "steps")
@@ -95,6 +95,46 @@ class _NoAlert(StrictUndefined):
     pass
 
 
+class Namespace:
+    """A read-only mapping whose keys win over method names: ``inputs.items`` is the input
+    called ``items``, never ``dict.items``."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self._data = data
+
+    def __getitem__(self, key: str) -> Any:
+        return self._data[key]
+
+    def __iter__(self) -> Any:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._data
+
+
+def wrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Namespace({k: wrap(v) for k, v in value.items()})
+    if isinstance(value, list):
+        return [wrap(v) for v in value]
+    return value
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, Namespace):
+        return {k: _unwrap(value[k]) for k in value}
+    if isinstance(value, list | tuple):
+        return [_unwrap(v) for v in value]
+    if isinstance(value, Undefined):
+        str(value)  # StrictUndefined raises with the name that is missing
+    return value
+
+
 NO_ALERT = _NoAlert(hint="this run was not started by an alert, so 'alert' has no fields; pass the value as an input")
 
 
@@ -110,11 +150,12 @@ def render(value: Any, context: dict[str, Any]) -> Any:
         return [render(v, context) for v in value]
     if not isinstance(value, str) or ("{{" not in value and "{%" not in value):
         return value
+    scope = {k: (v if isinstance(v, Undefined) else wrap(v)) for k, v in context.items()}
     try:
         inner = _expression_source(value)
         if inner is not None:
-            return ENV.compile_expression(inner, undefined_to_none=False)(**context)
-        return ENV.from_string(value).render(**context)
+            return _unwrap(ENV.compile_expression(inner, undefined_to_none=False)(**scope))
+        return ENV.from_string(value).render(**scope)
     except (UndefinedError, SecurityError, TemplateSyntaxError) as exc:
         raise TemplateError(f"cannot render {value!r}: {exc}") from None
 
@@ -124,8 +165,9 @@ def condition(value: str | bool, context: dict[str, Any]) -> bool:
     if isinstance(value, bool):
         return value
     inner = _expression_source(value)
+    scope = {k: (v if isinstance(v, Undefined) else wrap(v)) for k, v in context.items()}
     try:
-        result = ENV.compile_expression(inner if inner is not None else value, undefined_to_none=False)(**context)
+        result = _unwrap(ENV.compile_expression(inner if inner is not None else value, undefined_to_none=False)(**scope))
     except (UndefinedError, SecurityError, TemplateSyntaxError) as exc:
         raise TemplateError(f"cannot evaluate if {value!r}: {exc}") from None
     if not isinstance(result, bool):

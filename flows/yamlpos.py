@@ -127,10 +127,10 @@ def _build(loader: _Loader, node: yaml.Node, loc: Loc, doc: Document) -> Any:
         out: dict[str, Any] = {}
         for key_node, value_node in node.value:
             key_pos = (key_node.start_mark.line + 1, key_node.start_mark.column + 1)
-            key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
-            if key == "<<":
+            if isinstance(key_node, yaml.ScalarNode) and key_node.value == "<<" and key_node.style is None:
                 raise YamlError(Diagnostic(doc.path, *key_pos, _dotted(loc), "YAML merge keys ('<<') are not supported",
                                            "Write the keys out; a playbook should read top to bottom."))
+            key = loader.construct_object(key_node) if isinstance(key_node, yaml.ScalarNode) else None
             if not isinstance(key, str):
                 raise YamlError(Diagnostic(doc.path, *key_pos, _dotted(loc), "keys must be strings",
                                            "Quote the key."))

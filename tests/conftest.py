@@ -1,0 +1,125 @@
+"""Shared test setup: an isolated $BREAKGLASS_HOME and Prefect server per session, real anvils.
+
+Result storage, the Prefect database and every run record live in one temporary home per
+test session, so no session can reuse another's checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    home = Path(tempfile.mkdtemp(prefix="breakglass-test-home-"))
+    os.environ["BREAKGLASS_HOME"] = str(home)
+    for name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING", "PREFECT_TASKS_REFRESH_CACHE", "PREFECT_TASKS_DISABLE_CACHING"):
+        os.environ.pop(name, None)
+    os.environ["PREFECT_HOME"] = str(home / "prefect")
+    os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+    config._breakglass_home = home  # type: ignore[attr-defined]
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    home = getattr(config, "_breakglass_home", None)
+    if home is not None:
+        from breakglass.flows import server
+
+        server.stop(home)
+        shutil.rmtree(home, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def home() -> Path:
+    return Path(os.environ["BREAKGLASS_HOME"])
+
+
+@pytest.fixture(scope="session")
+def prefect_api(home: Path):
+    """The real local Prefect server that `breakglass` itself manages, started once per session."""
+    from breakglass.flows import server
+
+    api = server.start(home)
+    os.environ.update(api.settings())
+    yield api
+    _check_every_record(home)
+
+
+def _check_every_record(home: Path) -> None:
+    import jsonschema
+
+    schema = json.loads((REPO / "playbooks" / "run-record.schema.json").read_text())
+    for path in home.glob("incidents/*/runs/*/record.json"):
+        jsonschema.validate(json.loads(path.read_text()), schema)
+
+
+@dataclass
+class Chain:
+    url: str
+    addresses: dict[str, str]
+    attack_tx: str | None
+    node: object
+
+    def rpc(self):
+        from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
+
+        return JsonRpc([Endpoint("test", self.url)])
+
+
+@pytest.fixture(scope="module")
+def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
+    """A real anvil with the fixture protocol deployed (about 0.2 s)."""
+    from breakglass.flows import fixture
+    from breakglass.integrations.chain import anvil
+
+    node = anvil.start(log_dir=tmp_path_factory.mktemp("anvil"))
+    try:
+        with Chain(node.url, {}, None, node).rpc() as rpc:
+            deployed = fixture.deploy(rpc)
+        yield Chain(node.url, deployed.addresses, deployed.attack_tx, node)
+    finally:
+        node.stop()
+
+
+def live_inventory(tmp: Path, chain: Chain, *, env: str = "BG_TEST_RPC_URL", extra_rpc: list[str] | None = None,
+                   multicall: bool = True) -> Path:
+    """A live-mode inventory (RPC by environment variable) for the test's anvil."""
+    a = chain.addresses
+    rpc = "".join(f"      - env: {name}\n" for name in [*(extra_rpc or []), env])
+    multicall_line = f'    multicall3: "{a["fixture:multicall"]}"\n' if multicall else '    multicall3: "0x000000000000000000000000000000000000dEaD"\n'
+    text = f"""apiVersion: breakglass/v1
+kind: Inventory
+name: test-live
+chains:
+  ethereum:
+    chain_id: 31337
+    block_time: 1s
+    rpc:
+{rpc}{multicall_line}contracts:
+  vault: {{chain: ethereum, address: "{a['fixture:vault']}"}}
+  bridge: {{chain: ethereum, address: "{a['fixture:bridge']}"}}
+  token: {{chain: ethereum, address: "{a['fixture:token']}"}}
+signers:
+  guardian: {{kind: env, env: BG_TEST_GUARDIAN_KEY, address: "{a['fixture:guardian']}"}}
+"""
+    path = tmp / "inventory.yaml"
+    path.write_text(text)
+    return path
+
+
+def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    """The real `breakglass` command in a subprocess."""
+    return subprocess.run([sys.executable, "-m", "breakglass.flows.cli", *args], capture_output=True, text=True,
+                          env={**os.environ, **(env or {})}, timeout=timeout, cwd=cwd)

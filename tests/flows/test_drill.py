@@ -1,0 +1,104 @@
+"""The README's main job: the flagship drill, end to end, on a real anvil and a real Prefect server."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from breakglass.integrations.chain import abi
+from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
+from tests.conftest import cli
+
+FLAGSHIP = "playbooks/guardian-key-compromise.yaml"
+BALANCE_OF = abi.parse("balanceOf(address)(uint256)")
+PAUSED = abi.parse("paused()(bool)")
+HAS_ROLE = abi.parse("hasRole(bytes32,address)(bool)")
+
+
+@pytest.fixture(scope="module")
+def drill_result(prefect_api, home: Path):
+    result = cli("drill", FLAGSHIP, "--auto-approve", "--keep-chain", "--json")
+    record = json.loads(result.stdout)
+    run_dir = home / "incidents" / record["incident"] / "runs" / record["run_id"]
+    kept = json.loads((run_dir / "kept-chains.json").read_text())["ethereum"]
+    yield result, record, run_dir, kept["url"]
+    os.kill(kept["pid"], signal.SIGTERM)
+
+
+def test_flagship_drill_completes_with_one_json_document(drill_result) -> None:
+    result, record, _, _ = drill_result
+    assert result.returncode == 0, result.stderr
+    assert record["status"] == "completed"
+    assert record["mode"] == "drill"
+    assert record["incident"].startswith("DRILL-")
+    assert [s["status"] for s in record["steps"]] == ["completed"] * 3
+    assert "Traceback" not in result.stderr
+
+
+def test_snapshot_artifact_names_its_block_and_matches_the_chain(drill_result, home: Path) -> None:
+    _, record, run_dir, url = drill_result
+    outputs = record["steps"][0]["outputs"]
+    artifact = home / outputs["artifact"]
+    data = artifact.read_bytes()
+    assert hashlib.sha256(data).hexdigest() == outputs["sha256"]
+    snap = json.loads(data)
+    assert (snap["block_number"], snap["block_hash"]) == (outputs["block_number"], outputs["block_hash"])
+    assert snap["chain_id"] == 31337
+    assert snap["endpoint"] == "fixture:anvil"
+    addresses = json.loads((run_dir / "bindings.json").read_text())["addresses"]
+    block = hex(snap["block_number"])
+    with JsonRpc([Endpoint("test", url)]) as rpc:
+        assert rpc.call("eth_getBlockByNumber", [block, False])["hash"] == snap["block_hash"]
+        for entry in snap["balances"]:
+            if entry["token"] == "native":
+                expected = int(rpc.call("eth_getBalance", [entry["account"], block]), 16)
+            else:
+                raw = rpc.call("eth_call", [{"to": entry["token_address"], "data": "0x" + BALANCE_OF.encode([entry["account"]]).hex()}, block])
+                expected = BALANCE_OF.decode(bytes.fromhex(raw[2:]))[0]
+            assert int(entry["raw"]) == expected, entry
+        for entry in snap["paused"]:
+            raw = rpc.call("eth_call", [{"to": entry["address"], "data": "0x" + PAUSED.encode().hex()}, block])
+            assert entry["paused"] is PAUSED.decode(bytes.fromhex(raw[2:]))[0]
+        for entry in snap["roles"]:
+            contract = addresses[f"fixture:{entry['contract']}"]
+            data_hex = HAS_ROLE.encode([bytes.fromhex(entry["role_id"][2:]), entry["account"]]).hex()
+            raw = rpc.call("eth_call", [{"to": contract, "data": "0x" + data_hex}, block])
+            assert entry["has_role"] is HAS_ROLE.decode(bytes.fromhex(raw[2:]))[0]
+    # The attack scenario ran: the attacker holds the vault's deposits, and the compromised admin still has its role.
+    attacker = addresses["fixture:attacker"]
+    holdings = {(e["account"], e["token"]): int(e["raw"]) for e in snap["balances"]}
+    assert holdings[(attacker, "token")] == 1_000 * 10**18
+    assert any(e["role"] == "DEFAULT_ADMIN_ROLE" and e["has_role"] for e in snap["roles"])
+
+
+def test_records_name_the_rpc_by_reference_never_by_url(drill_result) -> None:
+    result, record, run_dir, url = drill_result
+    port = url.rsplit(":", 1)[1]
+    for path in run_dir.rglob("*"):
+        if path.is_file() and path.name not in ("bindings.json", "kept-chains.json"):
+            assert url not in path.read_text(errors="replace"), path
+    assert url not in result.stdout and f":{port}" not in json.dumps(record)
+
+
+def test_drill_refuses_a_live_inventory(prefect_api) -> None:
+    result = cli("drill", FLAGSHIP, "--inventory", "playbooks/inventories/example.yaml", "--json")
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert "is a live inventory" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_live_run_of_a_drill_incident_is_refused(drill_result, prefect_api, tmp_path: Path) -> None:
+    _, record, _, _ = drill_result
+    inventory = tmp_path / "live.yaml"
+    inventory.write_text(Path("playbooks/inventories/example.yaml").read_text())
+    result = cli("run", FLAGSHIP, "--inventory", str(inventory), "--incident", record["incident"], "--yes",
+                 "--input", "compromised_signer=0x3333333333333333333333333333333333333333",
+                 "--input", "attacker=0x3333333333333333333333333333333333333333",
+                 "--input", "attack_tx=0x" + "ab" * 32)
+    assert result.returncode == 1
+    assert f"incident {record['incident']} is a drill incident; a live run cannot join it" in result.stderr
