@@ -12,8 +12,12 @@ import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import typer
+
+try:  # typer >= 0.20 vendors click; its exceptions live there
+    from typer._click import exceptions as click_exceptions
+except ImportError:  # pragma: no cover - older typer on plain click
+    from click import exceptions as click_exceptions
 from breakglass.flows import __version__
 from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
 from rich.console import Console
@@ -290,17 +294,20 @@ def main(argv: list[str] | None = None) -> int:
     except RunFailed as exc:
         err.print(f"failed: {exc}", markup=False, highlight=False)
         return 2
-    except (KeyboardInterrupt, click.exceptions.Abort):
+    except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted", markup=False)
         return 130
-    except click.exceptions.Exit as exc:
+    except typer.Exit as exc:
         return exc.exit_code
-    except click.UsageError as exc:
+    except click_exceptions.NoArgsIsHelpError as exc:
+        err.print(exc.format_message(), markup=False)
+        return 0
+    except click_exceptions.UsageError as exc:
         err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
         if exc.ctx is not None:
             err.print(f"usage: {exc.ctx.command_path} --help", markup=False)
         return 1
-    except click.ClickException as exc:
+    except click_exceptions.ClickException as exc:
         err.print(f"error: {exc.format_message()}", markup=False)
         return 1
     except Exception:

@@ -89,8 +89,13 @@ def data_loc(data: Any, loc: tuple[Any, ...]) -> Loc:
     """Pydantic's error path without union tags and validator names: the path in the YAML data."""
     out: list[str | int] = []
     node = data
+    tagged: object = None
     for part in loc:
-        if isinstance(node, dict) and part in node or isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        if isinstance(node, dict) and part not in node and part == node.get("kind") and tagged is not node:
+            tagged = node  # a discriminated union's tag, named after the kind
+        elif (isinstance(node, dict) and part in node) or (
+            isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node)
+        ):
             out.append(part)
             node = node[part]
         elif isinstance(node, dict) and isinstance(part, str) and not _is_tag(part):

@@ -1,0 +1,132 @@
+"""The CLI's contract: exit codes, one JSON document with --json, no tracebacks for bad input."""
+
+from __future__ import annotations
+
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+
+from breakglass.flows.cli import main
+from tests.conftest import REPO, cli
+
+FLAGSHIP = "playbooks/guardian-key-compromise.yaml"
+LIVE_INPUTS = ["--input", "compromised_signer=0x3333333333333333333333333333333333333333",
+               "--input", "attacker=0x9999999999999999999999999999999999999999", "--input", "attack_tx=0x" + "ab" * 32]
+
+
+def run(capsys: pytest.CaptureFixture[str], *args: str, monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str, str]:
+    code = main(list(args))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.fixture(autouse=True)
+def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(REPO)
+
+
+def test_shipped_playbooks_validate(capsys) -> None:
+    code, out, err = run(capsys, "validate", "playbooks/")
+    assert (code, out) == (0, "")
+    assert err.strip() == "ok: 3 file(s) valid"
+
+
+def test_validate_json_is_one_document(capsys) -> None:
+    code, out, _ = run(capsys, "validate", "tests/data/invalid/unknown-key.yaml", "--json")
+    doc = json.loads(out)
+    assert code == 1 and doc["valid"] is False
+    assert [(e["line"], e["col"]) for e in doc["errors"]] == [(9, 5), (12, 7)]
+
+
+def test_usage_errors_exit_1_without_traceback(capsys) -> None:
+    code, _, err = run(capsys, "validate")
+    assert code == 1 and "Traceback" not in err and "error:" in err
+    code, _, err = run(capsys, "plan", FLAGSHIP, "--no-such-flag")
+    assert code == 1 and "no-such-flag" in err
+
+
+def test_missing_file_is_a_clear_error(capsys) -> None:
+    code, _, err = run(capsys, "plan", "playbooks/nope.yaml", "--inventory", "playbooks/inventories/example.yaml")
+    assert code == 1 and err.strip() == "error: playbooks/nope.yaml: no such playbook file"
+
+
+def test_bad_inputs_are_listed_together(capsys) -> None:
+    code, _, err = run(capsys, "plan", FLAGSHIP, "--inventory", "playbooks/inventories/example.yaml",
+                       "--input", "attacker=0xnope", "--input", "atacker=1")
+    assert code == 1
+    assert "unknown input 'atacker'; did you mean 'attacker'?" in err
+    assert "input 'attacker' (address): not an address" in err
+    assert "input 'compromised_signer' (address) is required" in err
+
+
+class _Counter(BaseHTTPRequestHandler):
+    hits = 0
+
+    def do_POST(self) -> None:  # noqa: N802
+        type(self).hits += 1
+        self.send_response(500)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_plan_prints_the_graph_and_touches_no_chain(monkeypatch) -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Counter)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_port}"
+        result = cli("plan", FLAGSHIP, "--inventory", "playbooks/inventories/example.yaml", *LIVE_INPUTS, "--json",
+                     env={"ETH_RPC_URL": url, "ETH_RPC_URL_BACKUP": url})
+    finally:
+        server.shutdown()
+    assert result.returncode == 0, result.stderr
+    plan = json.loads(result.stdout)
+    assert plan["waves"] == [["snapshot-detection"], ["confirmations"], ["snapshot-followup"]]
+    assert plan["mode"] == "live"
+    assert any("0x1111111111111111111111111111111111111111" in t for t in plan["steps"][0]["targets"])
+    assert _Counter.hits == 0
+
+
+def test_plan_human_output_shows_waves_and_targets(capsys) -> None:
+    code, out, err = run(capsys, "plan", FLAGSHIP, "--inventory", "playbooks/inventories/example.yaml", *LIVE_INPUTS)
+    assert code == 0
+    assert "[LIVE]" in err and "wave 1" in err and "chain ethereum at block latest" in err
+
+
+def test_schema_command_matches_committed_files(capsys) -> None:
+    for what, path in (("playbook", "playbooks/schema.json"), ("run-record", "playbooks/run-record.schema.json")):
+        code, out, _ = run(capsys, "schema", what)
+        assert code == 0
+        assert out == Path(path).read_text(), f"{path} is stale: run `breakglass schema {what} > {path}`"
+
+
+def test_bug_exits_3_with_a_traceback_and_a_hint(capsys, monkeypatch) -> None:
+    from breakglass.flows import validate as validate_mod
+
+    def boom(*args: object, **kwargs: object) -> None:
+        raise RuntimeError("synthetic bug")
+
+    monkeypatch.setattr(validate_mod, "validate", boom)
+    code, _, err = run(capsys, "validate", "playbooks/")
+    assert code == 3
+    assert "Traceback" in err and "This is a bug in breakglass" in err
+
+
+def test_ctrl_c_exits_130(capsys, monkeypatch) -> None:
+    from breakglass.flows import validate as validate_mod
+
+    def interrupt(*args: object, **kwargs: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(validate_mod, "validate", interrupt)
+    code, _, _ = run(capsys, "validate", "playbooks/")
+    assert code == 130
+
+
+def test_incident_ids_are_restricted(capsys) -> None:
+    code, _, err = run(capsys, "status", "../etc")
+    assert code == 1 and "is not allowed" in err
