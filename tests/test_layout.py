@@ -1,0 +1,60 @@
+"""Architecture rules that review would otherwise have to catch by eye."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import REPO
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            found.add(node.module)
+    return found
+
+
+def test_integrations_never_import_flows_or_prefect() -> None:
+    for path in (REPO / "integrations").rglob("*.py"):
+        bad = {m for m in _imports(path) if m.startswith(("breakglass.flows", "prefect", "flows"))}
+        assert not bad, f"{path.relative_to(REPO)} imports {bad}"
+
+
+def test_only_the_runner_knows_prefect() -> None:
+    users = sorted(str(p.relative_to(REPO)) for p in (REPO / "flows").rglob("*.py")
+                   if any(m == "prefect" or m.startswith("prefect.") for m in _imports(p)))
+    assert users == ["flows/runner.py"]
+
+
+def test_production_code_never_imports_tests() -> None:
+    for root in ("flows", "integrations"):
+        for path in (REPO / root).rglob("*.py"):
+            assert not any(m.startswith("tests") for m in _imports(path)), path
+
+
+def test_modules_stay_small() -> None:
+    for root in ("flows", "integrations"):
+        for path in (REPO / root).rglob("*.py"):
+            assert len(path.read_text().splitlines()) <= 400, f"{path} is over 400 lines: split it"
+
+
+def test_installed_package_has_no_top_level_flows_or_integrations(tmp_path: Path) -> None:
+    probe = ("import importlib.util as u, breakglass.flows, breakglass.integrations;"
+             "print(u.find_spec('flows') is None, u.find_spec('integrations') is None, breakglass.flows.__file__)")
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path, env={"PATH": "/usr/bin"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[:2] == ["True", "True"]
+    assert Path(result.stdout.split()[2]).parent == REPO / "flows"
+
+
+def test_compiled_contract_artifacts_are_current() -> None:
+    result = subprocess.run(["node", str(REPO / "contracts" / "build.mjs"), "--check"], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "artifacts are current" in result.stdout
