@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import orjson
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import FIXTURE_RE, Inventory
 from breakglass.flows.types import ADDRESS_RE, check_address
@@ -97,7 +98,7 @@ class StepContext:
     def write_artifact(self, name: str, payload: dict[str, Any]) -> tuple[str, str]:
         """Write JSON durably; returns (path relative to the home, sha256 of the bytes)."""
         self.artifacts_dir.mkdir(parents=True, exist_ok=True)
-        data = json.dumps(payload, indent=2, sort_keys=True).encode() + b"\n"
+        data = orjson.dumps(payload, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS) + b"\n"
         path = self.artifacts_dir / name
         tmp = path.with_suffix(path.suffix + ".tmp")
         with open(tmp, "wb") as fh:

@@ -8,6 +8,7 @@ address is reported with its line before any incident.
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 from typing import Annotated, Any
 
 from eth_utils import is_checksum_address, to_checksum_address
@@ -31,6 +32,7 @@ def is_template(value: Any) -> bool:
     return isinstance(value, str) and bool(TEMPLATE_RE.search(value))
 
 
+@lru_cache(maxsize=65536)
 def check_address(value: str) -> str:
     """A 0x address; mixed case must be a valid EIP-55 checksum. Returns the checksummed form."""
     if not isinstance(value, str) or not ADDRESS_RE.match(value):

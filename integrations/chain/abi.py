@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from eth_abi import decode as abi_decode
@@ -14,19 +15,49 @@ class SignatureError(ValueError):
     pass
 
 
+def _address_word(value: Any) -> bytes:
+    if not isinstance(value, str) or len(value) != 42 or not value.startswith("0x"):
+        raise ValueError("not an address")
+    return bytes(12) + bytes.fromhex(value[2:])
+
+
+def _uint_word(value: Any) -> bytes:
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**256:
+        raise ValueError("not a uint256")
+    return value.to_bytes(32, "big")
+
+
+def _bytes32_word(value: Any) -> bytes:
+    if not isinstance(value, bytes) or len(value) != 32:
+        raise ValueError("not 32 bytes")
+    return value
+
+
+_WORD_ENCODERS = {"address": _address_word, "uint256": _uint_word, "bytes32": _bytes32_word}
+
+
 @dataclass(frozen=True)
 class Function:
     name: str
     inputs: tuple[str, ...]
     outputs: tuple[str, ...]
 
-    @property
+    @cached_property
     def selector(self) -> bytes:
         return keccak(text=f"{self.name}({','.join(self.inputs)})")[:4]
+
+    @cached_property
+    def _static(self) -> bool:
+        return all(t in _WORD_ENCODERS for t in self.inputs)
 
     def encode(self, args: list[Any] | tuple[Any, ...] = ()) -> bytes:
         if len(args) != len(self.inputs):
             raise SignatureError(f"{self.name} takes {len(self.inputs)} argument(s), got {len(args)}")
+        if self._static:  # the common read shapes, without eth_abi's generic (and slow) codec
+            try:
+                return self.selector + b"".join(_WORD_ENCODERS[t](a) for t, a in zip(self.inputs, args, strict=True))
+            except (TypeError, ValueError):
+                pass  # let eth_abi produce its precise error
         return self.selector + abi_encode(list(self.inputs), list(args))
 
     def decode(self, data: bytes) -> tuple[Any, ...]:
