@@ -34,14 +34,14 @@ TARGETS = {"speedup_vs_naive_min": 50.0, "ratio_to_raw_batch_max": 2.0, "round_t
 
 def _inventory(tmp: Path, addresses: dict[str, str]) -> Path:
     path = tmp / "bench.yaml"
-    path.write_text(f"""apiVersion: breakglass/v1
+    path.write_text("""apiVersion: breakglass/v1
 kind: Inventory
 name: bench
 mode: drill
 chains:
-  ethereum: {{chain_id: 31337, block_time: 1s, rpc: [{{fixture: anvil}}], multicall3: "fixture:multicall"}}
+  ethereum: {chain_id: 31337, block_time: 1s, rpc: [{fixture: anvil}], multicall3: "fixture:multicall"}
 contracts:
-  token: {{chain: ethereum, address: "fixture:token"}}
+  token: {chain: ethereum, address: "fixture:token"}
 """)
     return path
 
