@@ -18,10 +18,11 @@ try:  # typer >= 0.20 vendors click; its exceptions live there
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as click_exceptions
-from breakglass.flows import __version__
-from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
 from rich.console import Console
 from rich.table import Table
+
+from breakglass.flows import __version__
+from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Incident-response playbooks for crypto protocols, run on Prefect.")
@@ -134,7 +135,7 @@ def _print_record(record: Any) -> None:
         table.add_column(column)
     for step in record.steps:
         detail = step.error or step.reason or ""
-        if step.outputs and "block_number" in step.outputs:
+        if step.outputs and step.outputs.get("block_hash"):
             detail = f"block {step.outputs['block_number']} {step.outputs.get('block_hash', '')[:18]}… → {step.outputs.get('artifact', '')}"
         table.add_row(step.id, step.kind, step.status, str(step.attempts), detail)
     out.print(table)

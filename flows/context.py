@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import FIXTURE_RE, Inventory
 from breakglass.flows.types import ADDRESS_RE, check_address

@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breakglass.integrations.chain.rpc import JsonRpc
 from eth_abi import encode as abi_encode
 from eth_utils import to_checksum_address
+
+from breakglass.integrations.chain.rpc import JsonRpc
 
 ARTIFACTS = Path(__file__).resolve().parents[1] / "contracts" / "artifacts"
 # anvil's default dev accounts (from its public test mnemonic), by the role they play in drills.

@@ -11,8 +11,9 @@ import re
 from datetime import date
 from typing import Annotated, Literal
 
-from breakglass.flows.types import Address, Duration, Model, Name, check_address
 from pydantic import AfterValidator, Field, model_validator
+
+from breakglass.flows.types import Address, Duration, Model, Name, check_address
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 FIXTURE_RE = re.compile(r"^fixture:([a-z][a-z0-9_-]{0,63})$")

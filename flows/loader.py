@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ValidationError
+
 from breakglass.flows import keyscan, modelpath
 from breakglass.flows.errors import Diagnostic, SpecError
 from breakglass.flows.inventory import Inventory
@@ -15,7 +17,6 @@ from breakglass.flows.suggest import closest
 from breakglass.flows.types import HEX32_OK
 from breakglass.flows.yamlpos import Document, Loc, YamlError, dotted
 from breakglass.flows.yamlpos import load as load_yaml
-from pydantic import BaseModel, ValidationError
 
 API_VERSION = "breakglass/v1"
 MODELS: dict[str, type[BaseModel]] = {"Playbook": Playbook, "Inventory": Inventory}

@@ -8,13 +8,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from pydantic import ValidationError
+
 from breakglass.flows import templating
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import Inventory
 from breakglass.flows.playbook import Playbook
 from breakglass.flows.steps import REGISTRY
 from breakglass.flows.yamlpos import dotted
-from pydantic import ValidationError
 
 
 @dataclass(frozen=True)

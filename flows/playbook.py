@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
+from pydantic import Field, model_validator
+
 from breakglass.flows.steps import AnyStep
 from breakglass.flows.types import Model, Name
-from pydantic import Field, model_validator
 
 SCALAR_TYPES = ("address", "chain", "tx_hash", "string", "int", "bool")
 INPUT_TYPES = SCALAR_TYPES + tuple(f"list[{t}]" for t in SCALAR_TYPES)

@@ -20,6 +20,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+from prefect.context import get_run_context
+from prefect.logging import get_run_logger
+from prefect.settings import temporary_settings
+from prefect.states import Completed, Failed
+
 from breakglass.flows import planner, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
@@ -31,12 +38,6 @@ from breakglass.flows.runstore import RecordWriter, RunHandle
 from breakglass.flows.server import Api
 from breakglass.flows.steps import REGISTRY
 from breakglass.flows.validate import load_playbook
-from prefect import flow, task
-from prefect.cache_policies import NO_CACHE
-from prefect.context import get_run_context
-from prefect.logging import get_run_logger
-from prefect.settings import temporary_settings
-from prefect.states import Completed, Failed
 
 _ACTIVE: dict[str, _Run] = {}
 

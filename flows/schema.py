@@ -5,10 +5,11 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
+from pydantic import Field, TypeAdapter
+
 from breakglass.flows.inventory import Inventory
 from breakglass.flows.playbook import Playbook
 from breakglass.flows.records import RunRecord
-from pydantic import Field, TypeAdapter
 
 Document = Annotated[Playbook | Inventory, Field(discriminator="kind")]
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
+
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import write_private
 

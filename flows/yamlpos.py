@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
 from breakglass.flows.errors import Diagnostic
 
 MAX_BYTES = 1024 * 1024

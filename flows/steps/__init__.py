@@ -8,9 +8,10 @@ from __future__ import annotations
 
 from typing import Annotated, Union
 
+from pydantic import Field
+
 from breakglass.flows.steps import snapshot, wait
 from breakglass.flows.steps.base import StepKind
-from pydantic import Field
 
 REGISTRY: dict[str, StepKind] = {handler.kind: handler for handler in (snapshot.HANDLER, wait.HANDLER)}
 

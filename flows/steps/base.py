@@ -6,8 +6,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
-from breakglass.flows.types import Duration, Ident, Model
 from pydantic import Field
+
+from breakglass.flows.types import Duration, Ident, Model
 
 if TYPE_CHECKING:
     from breakglass.flows.context import StepContext

@@ -11,13 +11,14 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from eth_utils import keccak
+from pydantic import Field
+
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.steps.base import Ref, StepBase
 from breakglass.flows.types import HEX32_RE, AccountRef, Expr, Model, Name, NameExpr, RoleId, StorageSlot, is_template
 from breakglass.integrations.chain import abi, multicall
 from breakglass.integrations.chain.rpc import RpcError
-from eth_utils import keccak
-from pydantic import Field
 
 if TYPE_CHECKING:
     from breakglass.flows.context import StepContext

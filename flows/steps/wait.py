@@ -5,9 +5,10 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
+from pydantic import Field, model_validator
+
 from breakglass.flows.steps.base import Ref, StepBase
 from breakglass.flows.types import Duration, Model, Name
-from pydantic import Field, model_validator
 
 if TYPE_CHECKING:
     from breakglass.flows.context import StepContext

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from breakglass.integrations.chain.rpc import JsonRpc, RpcError
 from eth_utils import keccak
+
+from breakglass.integrations.chain.rpc import JsonRpc, RpcError
 
 AGGREGATE3 = keccak(text="aggregate3((address,bool,bytes)[])")[:4]
 GET_ETH_BALANCE = keccak(text="getEthBalance(address)")[:4]

@@ -8,8 +8,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-from breakglass.flows.cli import main
 
+from breakglass.flows.cli import main
 from tests.conftest import REPO, cli
 
 FLAGSHIP = "playbooks/guardian-key-compromise.yaml"

@@ -9,9 +9,9 @@ import signal
 from pathlib import Path
 
 import pytest
+
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
-
 from tests.conftest import cli
 
 FLAGSHIP = "playbooks/guardian-key-compromise.yaml"

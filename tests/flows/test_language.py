@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from breakglass.flows.errors import SpecError
 from breakglass.flows.inputs import coerce, digest
 from breakglass.flows.loader import from_document

@@ -5,6 +5,7 @@ import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
+
 from breakglass.integrations.chain import abi, multicall
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc, RpcError, RpcUnavailable
 
