@@ -135,8 +135,14 @@ def _print_record(record: Any) -> None:
         table.add_column(column)
     for step in record.steps:
         detail = step.error or step.reason or ""
-        if step.outputs and step.outputs.get("block_hash"):
-            detail = f"block {step.outputs['block_number']} {step.outputs.get('block_hash', '')[:18]}… → {step.outputs.get('artifact', '')}"
+        outputs = step.outputs or {}
+        if outputs.get("block_hash"):
+            detail = f"block {outputs['block_number']} {outputs['block_hash'][:12]}… → {outputs.get('artifact', '')}"
+        elif outputs.get("results"):
+            detail = ", ".join(f"{r['contract']} {r['status']}" + (f" ({r['tx_hash'][:12]}…)" if r.get("tx_hash") else "")
+                               for r in outputs["results"]) + (f"; {step.error}" if step.error else "")
+        elif outputs.get("tx_hash"):
+            detail = f"{outputs.get('function', '')} tx {outputs['tx_hash']} in block {outputs.get('block_number')}"
         table.add_row(step.id, step.kind, step.status, str(step.attempts), detail)
     out.print(table)
 
@@ -225,6 +231,32 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
             table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
                           ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
         out.print(table)
+    return 0
+
+
+@app.command()
+def check(inventory: Annotated[Path, typer.Argument(help="a live inventory")],
+          pauses: Annotated[int, typer.Option(help="pauses each guardian must be able to pay for")] = 3,
+          as_json: JsonOpt = False) -> int:
+    """Readiness: RPCs, signers, and each guardian's pause path, checked against the live chain."""
+    from breakglass.flows import check as check_mod
+    from breakglass.flows.signers import interactive_prompt
+
+    if not inventory.is_file():
+        raise BreakglassError(f"{inventory}: no such inventory file")
+    findings = check_mod.run(check_mod.load(inventory), pauses=pauses, prompt=interactive_prompt())
+    if as_json:
+        _emit(check_mod.to_json(findings), True)
+    else:
+        table = Table(title=f"breakglass check {inventory}")
+        for column in ("subject", "check", "status", "detail"):
+            table.add_column(column)
+        for f in findings:
+            table.add_row(f.subject, f.check, {"ok": "ok", "fail": "FAIL", "warn": "warn"}[f.status], f.detail)
+        out.print(table)
+    failed = [f for f in findings if f.status == "fail"]
+    if failed:
+        raise RunFailed(f"{len(failed)} check(s) failed: " + "; ".join(f"{f.subject} {f.check}" for f in failed))
     return 0
 
 

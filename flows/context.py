@@ -6,6 +6,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,20 @@ class StepContext:
     artifacts_dir: Path
     home: Path
     log: logging.Logger
+    signers: dict[str, Any] = field(default_factory=dict)
+    journal: Any = None
+    cancel: threading.Event = field(default_factory=threading.Event)
     _rpcs: dict[str, JsonRpc] = field(default_factory=dict)
+
+    def check_cancelled(self) -> None:
+        """Long waits call this: a step that timed out stops instead of acting in the background."""
+        if self.cancel.is_set():
+            raise TimeoutError("the step's time limit passed; stopped")
+
+    def signer(self, name: str) -> Any:
+        if name not in self.signers:
+            raise BreakglassError(f"signer '{name}' is not unlocked for this run")
+        return self.signers[name]
 
     def rpc(self, chain: str) -> JsonRpc:
         if chain not in self._rpcs:

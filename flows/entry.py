@@ -10,12 +10,15 @@ from pathlib import Path
 from typing import Any
 
 from breakglass.flows import inputs as inputs_mod
+from breakglass.flows import signers
 from breakglass.flows.context import Bindings
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import check_id
+from breakglass.flows.playbook import Playbook
 from breakglass.flows.records import RunRecord
 from breakglass.flows.runstore import RunHandle, Store, new_incident_id
 from breakglass.flows.server import Api
+from breakglass.flows.steps import REGISTRY
 from breakglass.flows.validate import load_playbook
 
 
@@ -35,10 +38,18 @@ def prepare(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any],
     )
 
 
+def needed_signers(playbook: Playbook) -> set[str]:
+    return {ref.name for step in playbook.steps for ref in REGISTRY[step.kind].references(step) if ref.category == "signer"}
+
+
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False) -> RunRecord:
+    """Unlock the run's signers once, up front, then hand the run to the Prefect runner."""
     from breakglass.flows import runner  # imports Prefect: only when something runs
 
-    return runner.execute(handle, api, home, resume=resume)
+    playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
+    assert inventory is not None
+    keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
+    return runner.execute(handle, api, home, resume=resume, signers=keys)
 
 
 def resume(incident: str, api: Api, home: Path) -> list[RunRecord]:

@@ -53,10 +53,22 @@ class RpcEndpoint(Model):
         return f"env:{self.env}" if self.env else f"fixture:{self.fixture}"
 
 
+class Fees(Model):
+    """Fee policy for emergency transactions: a cap that automatic re-pricing never crosses."""
+
+    max_fee_gwei: float = Field(gt=0, description="cap on maxFeePerGas; a bump never goes above it")
+    priority_fee_gwei: float = Field(2.0, ge=0, description="initial maxPriorityFeePerGas")
+    priority_cap_gwei: float | None = Field(None, gt=0, description="cap on maxPriorityFeePerGas (default: max_fee_gwei)")
+    bump_after_blocks: int = Field(3, ge=1, le=100, description="blocks without inclusion before replacing at the same nonce")
+    bump_percent: float = Field(12.5, ge=12.5, le=200, description="fee increase per replacement (at least 12.5)")
+
+
 class Chain(Model):
     chain_id: int = Field(gt=0)
     block_time: Duration = Field(description="expected seconds between blocks")
     rpc: list[RpcEndpoint] = Field(min_length=1, description="read endpoints in failover order")
+    submit: list[RpcEndpoint] = Field(default_factory=list, description="private submission endpoints for broadcasts (reads never go there)")
+    fees: Fees = Field(default_factory=lambda: Fees(max_fee_gwei=500), description="fee policy for emergency transactions")
     multicall3: AddressOrFixture = Field(CANONICAL_MULTICALL3, description="Multicall3 address; reads fall back to JSON-RPC batches where absent")
     explorer: str | None = Field(None, description="block explorer base URL, for links in reports")
 
@@ -65,6 +77,7 @@ class Contract(Model):
     chain: Name
     address: AddressOrFixture
     interface: Name | None = Field(None, description="artifact name in contracts/artifacts, for decoding")
+    guardian: Name | None = Field(None, description="the signer expected to be able to pause it (checked by `breakglass check`)")
     pause: str = Field("pause()", description="the function that pauses it")
     paused: str = Field("paused()", description="the view that says whether it is paused")
 

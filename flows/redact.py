@@ -30,6 +30,8 @@ class Redactor:
         for name, value in list(secrets.items()):
             if value.startswith("0x"):
                 secrets[name + "#bare"] = value[2:]
+            elif len(value) == 64:
+                secrets[name + "#0x"] = "0x" + value
         return cls({**secrets, **(extra or {})})
 
     def __call__(self, text: str) -> str:

@@ -31,6 +31,7 @@ from breakglass.flows import planner, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import Inventory
+from breakglass.flows.journal import Journal
 from breakglass.flows.playbook import Playbook
 from breakglass.flows.records import Attempt, RunRecord, now
 from breakglass.flows.redact import Redactor
@@ -50,6 +51,8 @@ class _Run:
     inventory: Inventory
     home: Path
     redact: Redactor
+    signers: dict[str, Any]
+    journal: Journal
 
     def template_context(self) -> dict[str, Any]:
         record = self.writer.snapshot()
@@ -86,7 +89,9 @@ class _Run:
                 outputs = self._attempt(step, context, step.timeout)
             except Exception as exc:  # noqa: BLE001 - every failure is recorded, none is lost
                 message = self.redact(_describe(exc))
-                self.writer.step(step_id, status="failed", error=message, ended_at=now())
+                partial = getattr(exc, "outputs", None)
+                self.writer.step(step_id, status="failed", error=message, ended_at=now(),
+                                 outputs=partial.model_dump(mode="json") if partial is not None else None)
                 if attempt < total:
                     log.warning("step %s attempt %d/%d failed: %s; retrying", step_id, attempt, total, message)
                     time.sleep(min(2 ** (attempt - 1), 10))
@@ -104,7 +109,8 @@ class _Run:
             incident=self.writer.record.incident, run_id=self.writer.record.run_id,
             run_key=self.writer.record.run_key, mode=self.writer.record.mode, step_id=step.id,
             inventory=self.inventory, bindings=self.handle.bindings(), artifacts_dir=self.handle.artifacts,
-            home=self.home, log=logging.getLogger(f"breakglass.step.{step.id}"),
+            home=self.home, log=logging.getLogger(f"breakglass.step.{step.id}"), signers=self.signers,
+            journal=self.journal,
         )
         box: dict[str, Any] = {}
 
@@ -123,6 +129,8 @@ class _Run:
             worker.start()
             worker.join(timeout)
             if worker.is_alive():
+                ctx.cancel.set()  # long waits check it, so the attempt stops instead of acting in the background
+                worker.join(5)
                 raise TimeoutError(f"no result within the step's timeout of {timeout:g}s")
         if "error" in box:
             raise box["error"]
@@ -239,7 +247,8 @@ def _mark_crashed(record: RunRecord) -> RunRecord:
     return record
 
 
-def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False) -> RunRecord:
+def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
+            signers: dict[str, Any] | None = None) -> RunRecord:
     """Run (or resume) one breakglass run in this process, holding its runner lock throughout."""
     with ExitStack() as stack:
         stack.enter_context(handle.lock())
@@ -250,7 +259,8 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False) ->
         if resume:
             writer.update(**_mark_crashed(writer.snapshot()).model_dump(include={"attempts", "status", "steps"}))
         key = str(handle.dir)
-        _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory))
+        _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
+                            signers or {}, Journal(handle.dir / "journal.jsonl"))
         try:
             record = writer.snapshot()
             runner = breakglass_run.with_options(flow_run_name=f"{record.incident}/{record.run_id}")

@@ -41,6 +41,17 @@ def load_playbook(path: Path, inventory_path: Path | None = None) -> tuple[Playb
     return pb.model, (inv.model if inv else None)
 
 
+def load_inventory(path: Path) -> Inventory:
+    if not path.is_file():
+        raise BreakglassError(f"{path}: no such inventory file")
+    loaded = _load_checked(path, str(path))
+    if loaded.model is not None and loaded.kind != "Inventory":
+        raise BreakglassError(f"{path}: expected an Inventory, this file is a {loaded.kind}")
+    if loaded.diagnostics:
+        raise SpecError(loaded.diagnostics)
+    return loaded.model
+
+
 @dataclass
 class Report:
     files: list[str] = field(default_factory=list)

@@ -1,0 +1,65 @@
+"""The side-effect journal: what was signed and sent, written before it happens.
+
+Append-only JSONL per run (``journal.jsonl`` in the run directory), one fsynced line per
+event, readable only by the owner. On retry or resume the journal and the chain decide what
+happens next; Prefect's result storage is never consulted for that.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breakglass.flows.records import now
+
+_LOCKS: dict[str, threading.Lock] = {}
+_GUARD = threading.Lock()
+
+
+@dataclass(frozen=True)
+class SignedEntry:
+    hash: str
+    raw: str
+    nonce: int
+    max_fee: int
+    tip: int
+
+
+class Journal:
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with _GUARD:
+            self._lock = _LOCKS.setdefault(str(path), threading.Lock())
+
+    def append(self, intent: str, event: str, **fields: Any) -> None:
+        line = json.dumps({"at": now(), "intent": intent, "event": event, **fields}, sort_keys=True) + "\n"
+        with self._lock:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line.encode())
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+
+    def entries(self, intent: str | None = None) -> list[dict[str, Any]]:
+        if not self.path.exists():
+            return []
+        out = []
+        for line in self.path.read_text().splitlines():
+            if not line.strip():
+                continue
+            try:
+                entry = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a torn last line from a crash mid-write: that event never completed
+            if intent is None or entry.get("intent") == intent:
+                out.append(entry)
+        return out
+
+    def signed(self, intent: str) -> list[SignedEntry]:
+        return [SignedEntry(e["hash"], e["raw"], e["nonce"], e["max_fee"], e["tip"])
+                for e in self.entries(intent) if e["event"] in ("signed", "replacement")]

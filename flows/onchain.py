@@ -1,0 +1,264 @@
+"""Emergency transactions that land exactly once, across retries, crashes and resumes.
+
+The order is fixed: simulate, take the signer's nonce lock, sign, journal the signed bytes
+(fsync), broadcast, journal the broadcast. Whatever happens afterwards, the journal knows
+every transaction that could land for an intent, all at one nonce, so at most one of them
+ever can. A retry or resume never signs for a new nonce while a journaled one is still open:
+it looks for receipts, re-broadcasts the same bytes, or replaces them at the same nonce with
+higher fees (never above the inventory's cap).
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from breakglass.flows import failpoints, fixture
+from breakglass.flows.context import StepContext, endpoints
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.inventory import Fees
+from breakglass.flows.journal import Journal, SignedEntry
+from breakglass.integrations.chain.revert import RevertDecoder, revert_data
+from breakglass.integrations.chain.rpc import JsonRpc, RpcError
+from breakglass.integrations.chain.signers import Signer, SignerError
+
+GWEI = 10**9
+_NONCES: dict[tuple[int, str], tuple[threading.Lock, list[int]]] = {}
+_NONCES_GUARD = threading.Lock()
+_DECODER: RevertDecoder | None = None
+
+
+def decoder() -> RevertDecoder:
+    global _DECODER
+    if _DECODER is None:
+        _DECODER = RevertDecoder(fixture.artifact(p.stem)["abi"] for p in sorted(fixture.ARTIFACTS.glob("*.json")))
+    return _DECODER
+
+
+def _nonce_slot(chain_id: int, address: str) -> tuple[threading.Lock, list[int]]:
+    """One lock per signer and chain: concurrent steps never race for a nonce."""
+    with _NONCES_GUARD:
+        return _NONCES.setdefault((chain_id, address.lower()), (threading.Lock(), [0]))
+
+
+class TxRejected(BreakglassError):
+    """The transaction would revert (or did); the message carries the decoded reason."""
+
+
+@dataclass(frozen=True)
+class Intent:
+    key: str
+    chain: str
+    to: str
+    data: bytes
+    label: str
+    value: int = 0
+
+
+@dataclass
+class Outcome:
+    status: str  # mined | reverted | nonce_consumed | skipped
+    tx_hash: str | None = None
+    block_number: int | None = None
+    gas_used: int | None = None
+    nonce: int | None = None
+    hashes: list[str] = field(default_factory=list)
+    reason: str | None = None
+
+
+class ChainIO:
+    """Reads through the chain's RPCs; broadcasts through its private submission endpoints if any."""
+
+    def __init__(self, ctx: StepContext, chain: str) -> None:
+        self.name = chain
+        self.spec = ctx.inventory.chains[chain]
+        self.rpc = ctx.rpc(chain)
+        self.submit = JsonRpc(_submit_endpoints(ctx, chain)) if self.spec.submit else self.rpc
+        self.poll = max(0.02, min(0.25, self.spec.block_time / 4))
+
+    def call(self, sender: str, to: str, data: bytes, block: str = "latest", value: int = 0) -> bytes:
+        try:
+            answer = self.rpc.call("eth_call", [{"from": sender, "to": to, "data": "0x" + data.hex(), "value": hex(value)}, block])
+        except RpcError as exc:
+            raise TxRejected(f"{decoder().decode(revert_data(exc)) if revert_data(exc) else exc.rpc_message}") from None
+        return bytes.fromhex(answer[2:])
+
+    def block_number(self) -> int:
+        return int(self.rpc.call("eth_blockNumber"), 16)
+
+    def base_fee(self) -> int:
+        block = self.rpc.call("eth_getBlockByNumber", ["latest", False])
+        return int(block.get("baseFeePerGas") or "0x0", 16)
+
+    def nonce(self, address: str, tag: str) -> int:
+        return int(self.rpc.call("eth_getTransactionCount", [address, tag]), 16)
+
+    def receipt(self, tx_hash: str) -> dict[str, Any] | None:
+        return self.rpc.call("eth_getTransactionReceipt", [tx_hash])
+
+    def in_pool(self, tx_hash: str) -> bool:
+        return self.rpc.call("eth_getTransactionByHash", [tx_hash]) is not None
+
+    def broadcast(self, raw: str) -> None:
+        try:
+            self.submit.call("eth_sendRawTransaction", [raw])
+        except RpcError as exc:
+            text = exc.rpc_message.lower()
+            if "already" in text or "known" in text:
+                return  # the same signed bytes are already there: safe
+            if "nonce too low" in text or "underpriced" in text or "nonce" in text:
+                return  # the wait loop sees what landed and decides
+            if "insufficient funds" in text:
+                raise BreakglassError(f"chain {self.name}: the signer cannot pay for the transaction ({exc.rpc_message})") from None
+            raise
+
+
+def _submit_endpoints(ctx: StepContext, chain: str) -> list[Any]:
+    spec = ctx.inventory.chains[chain]
+    fake = spec.model_copy(update={"rpc": spec.submit})
+    inventory = ctx.inventory.model_copy(update={"chains": {**ctx.inventory.chains, chain: fake}})
+    return [type(e)(e.label.replace("env:", "submit:env:"), e.url) for e in endpoints(inventory, chain, ctx.bindings)]
+
+
+def _initial_fees(base: int, policy: Fees) -> tuple[int, int]:
+    cap = int(policy.max_fee_gwei * GWEI)
+    tip = min(int(policy.priority_fee_gwei * GWEI), _tip_cap(policy))
+    return min(cap, 2 * base + tip), tip
+
+
+def _tip_cap(policy: Fees) -> int:
+    return int((policy.priority_cap_gwei or policy.max_fee_gwei) * GWEI)
+
+
+def _bumped(entry: SignedEntry, base: int, policy: Fees) -> tuple[int, int] | None:
+    """Fees for a replacement at the same nonce: both raised by at least ``bump_percent``, within the caps."""
+    factor = 1 + policy.bump_percent / 100
+    tip = max(math.ceil(entry.tip * factor), 1)
+    max_fee = max(math.ceil(entry.max_fee * factor), 2 * base + tip)
+    if tip > _tip_cap(policy) or max_fee > int(policy.max_fee_gwei * GWEI):
+        return None
+    return max_fee, tip
+
+
+def send_once(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, journal: Journal, *,
+              skip: Callable[[], bool] | None = None) -> Outcome:
+    if not journal.signed(intent.key):
+        if skip is not None and skip():
+            return Outcome("skipped")
+        io.call(signer.address, intent.to, intent.data, value=intent.value)  # raises TxRejected with the reason
+        lock, next_nonce = _nonce_slot(io.spec.chain_id, signer.address)
+        with lock:
+            if journal.signed(intent.key):  # another attempt of this step got here first
+                return _wait(ctx, io, signer, intent, journal)
+            nonce = max(io.nonce(signer.address, "pending"), next_nonce[0])
+            try:
+                gas = int(io.rpc.call("eth_estimateGas", [{"from": signer.address, "to": intent.to,
+                                                           "data": "0x" + intent.data.hex(), "value": hex(intent.value)}]), 16)
+            except RpcError as exc:
+                reason = decoder().decode(revert_data(exc)) if revert_data(exc) else exc.rpc_message
+                raise TxRejected(f"{intent.label}: gas estimation failed: {reason}") from None
+            max_fee, tip = _initial_fees(io.base_fee(), io.spec.fees)
+            tx = {"type": 2, "chainId": io.spec.chain_id, "nonce": nonce, "to": intent.to, "value": intent.value,
+                  "data": "0x" + intent.data.hex(), "gas": int(gas * 1.25) + 10_000, "maxFeePerGas": max_fee,
+                  "maxPriorityFeePerGas": tip}
+            signed = _sign(signer, tx)
+            journal.append(intent.key, "signed", hash=signed.hash, raw="0x" + signed.raw.hex(), nonce=nonce,
+                           max_fee=max_fee, tip=tip, gas=tx["gas"], chain_id=io.spec.chain_id, to=intent.to,
+                           signer=signer.address, label=intent.label)
+            next_nonce[0] = nonce + 1
+            failpoints.hit("tx.after_sign")
+            io.broadcast("0x" + signed.raw.hex())
+            journal.append(intent.key, "broadcast", hash=signed.hash)
+            failpoints.hit("tx.after_broadcast")
+    else:
+        journal.append(intent.key, "reconcile", reason="retry or resume found journaled transactions")
+    return _wait(ctx, io, signer, intent, journal)
+
+
+def _sign(signer: Signer, tx: dict[str, Any]) -> Any:
+    try:
+        return signer.sign(tx)
+    except SignerError as exc:
+        raise BreakglassError(str(exc)) from None
+
+
+def _wait(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, journal: Journal) -> Outcome:
+    policy = io.spec.fees
+    last_action = io.block_number()
+    while True:
+        entries = journal.signed(intent.key)
+        hashes = [e.hash for e in entries]
+        found = _find_receipt(io, entries)
+        if found is not None:
+            return _landed(io, signer, intent, journal, found, hashes)
+        current = entries[-1]
+        if io.nonce(signer.address, "latest") > current.nonce:
+            found = _find_receipt(io, entries)  # it may have landed between the two reads
+            if found is not None:
+                return _landed(io, signer, intent, journal, found, hashes)
+            journal.append(intent.key, "nonce_consumed", nonce=current.nonce)
+            return Outcome("nonce_consumed", nonce=current.nonce, hashes=hashes,
+                           reason=f"nonce {current.nonce} was used by another transaction of {signer.address}")
+        block, base = io.block_number(), io.base_fee()
+        underpriced = current.max_fee < base
+        if underpriced or block - last_action >= policy.bump_after_blocks:
+            fees = _bumped(current, base, policy)
+            if fees is not None:
+                _replace(io, signer, intent, journal, current, fees)
+            else:
+                journal.append(intent.key, "rebroadcast", hash=current.hash, reason="fee cap reached")
+                io.broadcast(current.raw)
+            last_action = block
+        elif not io.in_pool(current.hash):
+            io.broadcast(current.raw)  # evicted, or never sent before a crash: the same bytes again
+            journal.append(intent.key, "rebroadcast", hash=current.hash)
+        ctx.check_cancelled()
+        time.sleep(io.poll)
+
+
+def _replace(io: ChainIO, signer: Signer, intent: Intent, journal: Journal, current: SignedEntry,
+             fees: tuple[int, int]) -> None:
+    lock, _ = _nonce_slot(io.spec.chain_id, signer.address)
+    with lock:
+        first = journal.entries(intent.key)[0]
+        tx = {"type": 2, "chainId": io.spec.chain_id, "nonce": current.nonce, "to": intent.to, "value": intent.value,
+              "data": "0x" + intent.data.hex(), "gas": first["gas"], "maxFeePerGas": fees[0], "maxPriorityFeePerGas": fees[1]}
+        signed = _sign(signer, tx)
+        journal.append(intent.key, "replacement", hash=signed.hash, raw="0x" + signed.raw.hex(), nonce=current.nonce,
+                       max_fee=fees[0], tip=fees[1], replaces=current.hash)
+        io.broadcast("0x" + signed.raw.hex())
+
+
+def _find_receipt(io: ChainIO, entries: list[SignedEntry]) -> dict[str, Any] | None:
+    for entry in reversed(entries):
+        receipt = io.receipt(entry.hash)
+        if receipt is not None:
+            return receipt
+    return None
+
+
+def _landed(io: ChainIO, signer: Signer, intent: Intent, journal: Journal, receipt: dict[str, Any],
+            hashes: list[str]) -> Outcome:
+    number = int(receipt["blockNumber"], 16)
+    ok = int(receipt["status"], 16) == 1
+    reason = None
+    if not ok:
+        try:
+            io.call(signer.address, intent.to, intent.data, block=hex(number), value=intent.value)
+            reason = "reverted (no reason on replay)"
+        except TxRejected as exc:
+            reason = str(exc)
+    journal.append(intent.key, "receipt", hash=receipt["transactionHash"], block=number, status=1 if ok else 0)
+    failpoints.hit("tx.after_receipt")
+    return Outcome("mined" if ok else "reverted", receipt["transactionHash"], number, int(receipt["gasUsed"], 16),
+                   int(receipt.get("nonce", "0x0"), 16) if "nonce" in receipt else None, hashes, reason)
+
+
+def wait_confirmations(ctx: StepContext, io: ChainIO, block: int, confirmations: int) -> None:
+    while io.block_number() < block + confirmations - 1:
+        ctx.check_cancelled()
+        time.sleep(io.poll)

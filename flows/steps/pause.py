@@ -1,0 +1,136 @@
+"""Step kind ``pause``: pause named contracts through a guardian signer, exactly once.
+
+Each contract's pause state is read first: an already-paused contract gets no transaction.
+Contracts on different chains are paused in parallel; one signer's transactions on one chain
+are serialized by its nonce lock. After inclusion (and the configured confirmations) the
+state is read again, and that reading is what the step reports.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from breakglass.flows import onchain
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.types import Model, Name
+from breakglass.integrations.chain import abi
+
+if TYPE_CHECKING:
+    from breakglass.flows.context import StepContext
+    from breakglass.flows.inventory import Inventory
+
+
+class PauseParams(Model):
+    contracts: list[Name] = Field(min_length=1, description="contracts to pause, on any chains")
+    signer: Name = Field(description="the guardian signer")
+    confirmations: int = Field(1, ge=1, le=64, description="blocks to wait after inclusion before reading the state again")
+
+
+class PauseStep(StepBase):
+    kind: Literal["pause"]
+    with_: PauseParams = Field(alias="with")
+
+
+class ContractResult(Model):
+    contract: str
+    chain: str
+    address: str
+    status: Literal["paused", "already_paused", "failed"]
+    paused: bool
+    tx_hash: str | None = None
+    block_number: int | None = None
+    gas_used: int | None = None
+    transactions: list[str] = Field(default_factory=list, description="every hash signed for this intent (replacements)")
+    note: str | None = None
+
+
+class PauseOutputs(Model):
+    results: list[ContractResult]
+    paused: dict[str, bool]
+    all_paused: bool
+    tx_hashes: list[str]
+
+
+def view_fn(signature: str) -> abi.Function:
+    return abi.parse(signature if ")(" in signature else signature + "(bool)")
+
+
+def read_paused(io: onchain.ChainIO, address: str, signature: str, block: str = "latest") -> bool:
+    fn = view_fn(signature)
+    return bool(fn.decode(io.call(address, address, fn.encode(), block=block))[0])
+
+
+class Pause:
+    kind: ClassVar[str] = "pause"
+    spec: ClassVar[type[StepBase]] = PauseStep
+    outputs: ClassVar[type[Model]] = PauseOutputs
+    signing: ClassVar[bool] = True
+
+    def references(self, step: PauseStep) -> list[Ref]:
+        p = step.with_
+        return [Ref("signer", p.signer, ("with", "signer"))] + [
+            Ref("contract", c, ("with", "contracts", i)) for i, c in enumerate(p.contracts)]
+
+    def targets(self, step: PauseStep, inventory: Inventory) -> list[str]:
+        out = []
+        for name in step.with_.contracts:
+            c = inventory.contracts.get(name)
+            out.append(f"{c.pause} on {name} ({c.address}, chain {c.chain}) via signer {step.with_.signer}" if c else name)
+        return out
+
+    def run(self, ctx: StepContext, step: Any) -> PauseOutputs:
+        p: PauseParams = step.with_
+        signer = ctx.signer(p.signer)
+        with ThreadPoolExecutor(max_workers=min(8, len(p.contracts)), thread_name_prefix="pause") as pool:
+            results = list(pool.map(lambda name: _pause_one(ctx, signer, name, p), p.contracts))
+        failed = [r for r in results if not r.paused]
+        outputs = PauseOutputs(results=results, paused={r.contract: r.paused for r in results},
+                               all_paused=not failed, tx_hashes=[r.tx_hash for r in results if r.tx_hash])
+        if failed:
+            detail = "; ".join(f"{r.contract}: {r.note or r.status}" for r in failed)
+            raise PauseFailed(f"not paused: {detail}", outputs)
+        return outputs
+
+
+class PauseFailed(BreakglassError):
+    def __init__(self, message: str, outputs: PauseOutputs) -> None:
+        super().__init__(message)
+        self.outputs = outputs
+
+
+def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> ContractResult:
+    contract = ctx.inventory.contracts[name]
+    io = onchain.ChainIO(ctx, contract.chain)
+    address = ctx.address(name)
+    fn = abi.parse(contract.pause)
+    intent = onchain.Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{name}/pause", chain=contract.chain,
+                            to=address, data=fn.encode(), label=f"{name}.{contract.pause}")
+    base = {"contract": name, "chain": contract.chain, "address": address}
+    try:
+        outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal,
+                                    skip=lambda: read_paused(io, address, contract.paused))
+    except onchain.TxRejected as exc:
+        paused = read_paused(io, address, contract.paused)
+        return ContractResult(**base, status="already_paused" if paused else "failed", paused=paused,
+                              note=f"simulation from {signer.address} reverted: {exc}")
+    if outcome.status == "skipped":
+        return ContractResult(**base, status="already_paused", paused=True, note="was already paused; no transaction sent")
+    if outcome.block_number is not None:
+        onchain.wait_confirmations(ctx, io, outcome.block_number, p.confirmations)
+    paused = read_paused(io, address, contract.paused)
+    common = {**base, "paused": paused, "tx_hash": outcome.tx_hash, "block_number": outcome.block_number,
+              "gas_used": outcome.gas_used, "transactions": outcome.hashes}
+    if outcome.status == "mined":
+        return ContractResult(**common, status="paused" if paused else "failed",
+                              note=None if paused else "the transaction succeeded but the contract reads as not paused")
+    if outcome.status == "reverted":
+        return ContractResult(**common, status="already_paused" if paused else "failed",
+                              note=f"transaction reverted: {outcome.reason}" + (" (someone else paused it first)" if paused else ""))
+    return ContractResult(**common, status="already_paused" if paused else "failed", note=outcome.reason)
+
+
+HANDLER = Pause()

@@ -1,0 +1,105 @@
+"""Step kind ``transact``: any other emergency call (revoke a role, lower a rate limit, raise a
+delay), with the same guarantees as ``pause``: simulated first, journaled before it is sent,
+landed at most once."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from eth_utils import keccak
+from pydantic import Field
+
+from breakglass.flows import onchain
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.types import NAME_RE, Model, Name
+from breakglass.integrations.chain import abi
+
+if TYPE_CHECKING:
+    from breakglass.flows.context import StepContext
+    from breakglass.flows.inventory import Inventory
+
+
+class TransactParams(Model):
+    contract: Name
+    function: str = Field(description="e.g. 'setRateLimit(uint256)' or 'revokeRole(bytes32,address)'")
+    args: list[Any] = Field(default_factory=list, description="arguments; templates allowed; a bytes32 may be a role name such as GUARDIAN_ROLE")
+    signer: Name
+    value: int = Field(0, ge=0, description="wei to send")
+    confirmations: int = Field(1, ge=1, le=64)
+
+
+class TransactStep(StepBase):
+    kind: Literal["transact"]
+    with_: TransactParams = Field(alias="with")
+
+
+class TransactOutputs(Model):
+    contract: str
+    chain: str
+    function: str
+    status: Literal["mined"]
+    tx_hash: str
+    block_number: int
+    gas_used: int
+    transactions: list[str]
+
+
+def _coerce(types: tuple[str, ...], args: list[Any]) -> list[Any]:
+    """YAML-friendly arguments: hex strings for bytes, role names for bytes32 roles, decimal strings for ints."""
+    if len(types) != len(args):
+        raise ValueError(f"{len(types)} argument(s) expected, {len(args)} given")
+    out = []
+    for kind, arg in zip(types, args, strict=True):
+        if kind == "bytes32" and isinstance(arg, str) and NAME_RE.match(arg):
+            out.append(bytes(32) if arg == "DEFAULT_ADMIN_ROLE" else keccak(text=arg))
+        elif kind.startswith("bytes") and isinstance(arg, str) and arg.startswith("0x"):
+            out.append(bytes.fromhex(arg[2:]))
+        elif kind.startswith(("uint", "int")) and isinstance(arg, str):
+            out.append(int(arg, 0))
+        else:
+            out.append(arg)
+    return out
+
+
+class Transact:
+    kind: ClassVar[str] = "transact"
+    spec: ClassVar[type[StepBase]] = TransactStep
+    outputs: ClassVar[type[Model]] = TransactOutputs
+    signing: ClassVar[bool] = True
+
+    def references(self, step: TransactStep) -> list[Ref]:
+        return [Ref("contract", step.with_.contract, ("with", "contract")), Ref("signer", step.with_.signer, ("with", "signer"))]
+
+    def targets(self, step: TransactStep, inventory: Inventory) -> list[str]:
+        p = step.with_
+        c = inventory.contracts.get(p.contract)
+        where = f"{p.contract} ({c.address}, chain {c.chain})" if c else p.contract
+        return [f"{p.function} on {where} with args {p.args} via signer {p.signer}"]
+
+    def run(self, ctx: StepContext, step: Any) -> TransactOutputs:
+        p: TransactParams = step.with_
+        contract = ctx.inventory.contracts[p.contract]
+        try:
+            fn = abi.parse(p.function)
+            data = fn.encode(_coerce(fn.inputs, p.args))
+        except (abi.SignatureError, ValueError, TypeError) as exc:
+            raise BreakglassError(f"with.function/args: cannot encode {p.function} with {p.args}: {exc}") from None
+        io = onchain.ChainIO(ctx, contract.chain)
+        digest = hashlib.sha256(json.dumps([p.function, p.args, p.value], sort_keys=True, default=str).encode()).hexdigest()[:16]
+        intent = onchain.Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{p.contract}/{fn.name}/{digest}",
+                                chain=contract.chain, to=ctx.address(p.contract), data=data, value=p.value,
+                                label=f"{p.contract}.{p.function}")
+        outcome = onchain.send_once(ctx, io, ctx.signer(p.signer), intent, ctx.journal)
+        if outcome.status != "mined":
+            raise BreakglassError(f"{intent.label}: {outcome.status}: {outcome.reason or ''}".rstrip(": "))
+        assert outcome.block_number is not None and outcome.tx_hash is not None
+        onchain.wait_confirmations(ctx, io, outcome.block_number, p.confirmations)
+        return TransactOutputs(contract=p.contract, chain=contract.chain, function=p.function, status="mined",
+                               tx_hash=outcome.tx_hash, block_number=outcome.block_number,
+                               gas_used=outcome.gas_used or 0, transactions=outcome.hashes)
+
+
+HANDLER = Transact()
