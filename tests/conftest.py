@@ -93,9 +93,29 @@ def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
         node.stop()
 
 
+def dev_key(account: str) -> str:
+    """The private key of one of anvil's public development accounts, by its fixture role."""
+    from eth_account import Account
+
+    from breakglass.flows.fixture import ACCOUNTS
+    from breakglass.flows.signers import ANVIL_MNEMONIC
+
+    Account.enable_unaudited_hdwallet_features()
+    return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{ACCOUNTS[account]}").key.to_0x_hex()
+
+
+def fresh_protocol(chain: Chain) -> Chain:
+    """A new, unpaused copy of the fixture protocol on the module's anvil."""
+    from breakglass.flows import fixture
+
+    with chain.rpc() as rpc:
+        deployed = fixture.deploy(rpc)
+    return Chain(chain.url, deployed.addresses, deployed.attack_tx, chain.node)
+
+
 def live_inventory(tmp: Path, chain: Chain, *, env: str = "BG_TEST_RPC_URL", extra_rpc: list[str] | None = None,
-                   multicall: bool = True) -> Path:
-    """A live-mode inventory (RPC by environment variable) for the test's anvil."""
+                   multicall: bool = True, extra: str = "", fees: str = "") -> Path:
+    """A live-mode inventory (RPC and keys by environment variable) for the test's anvil."""
     a = chain.addresses
     rpc = "".join(f"      - env: {name}\n" for name in [*(extra_rpc or []), env])
     multicall_line = f'    multicall3: "{a["fixture:multicall"]}"\n' if multicall else '    multicall3: "0x000000000000000000000000000000000000dEaD"\n'
@@ -107,13 +127,13 @@ chains:
     chain_id: 31337
     block_time: 1s
     rpc:
-{rpc}{multicall_line}contracts:
-  vault: {{chain: ethereum, address: "{a['fixture:vault']}"}}
-  bridge: {{chain: ethereum, address: "{a['fixture:bridge']}"}}
+{rpc}{multicall_line}{fees}contracts:
+  vault: {{chain: ethereum, address: "{a['fixture:vault']}", guardian: guardian}}
+  bridge: {{chain: ethereum, address: "{a['fixture:bridge']}", guardian: guardian}}
   token: {{chain: ethereum, address: "{a['fixture:token']}"}}
 signers:
   guardian: {{kind: env, env: BG_TEST_GUARDIAN_KEY, address: "{a['fixture:guardian']}"}}
-"""
+{extra}"""
     path = tmp / "inventory.yaml"
     path.write_text(text)
     return path

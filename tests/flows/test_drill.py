@@ -36,8 +36,29 @@ def test_flagship_drill_completes_with_one_json_document(drill_result) -> None:
     assert record["status"] == "completed"
     assert record["mode"] == "drill"
     assert record["incident"].startswith("DRILL-")
-    assert [s["status"] for s in record["steps"]] == ["completed"] * 3
+    assert [s["status"] for s in record["steps"]] == ["completed"] * 5
     assert "Traceback" not in result.stderr
+
+
+def test_flagship_drill_pauses_vault_and_bridge_with_one_transaction_each(drill_result) -> None:
+    _, record, run_dir, url = drill_result
+    steps = {s["id"]: s for s in record["steps"]}
+    pause = steps["pause-all"]["outputs"]
+    assert pause["all_paused"] is True and pause["paused"] == {"vault": True, "bridge": True}
+    assert [r["status"] for r in pause["results"]] == ["paused", "paused"]
+    addresses = json.loads((run_dir / "bindings.json").read_text())["addresses"]
+    with JsonRpc([Endpoint("test", url)]) as rpc:
+        for result in pause["results"]:
+            receipt = rpc.call("eth_getTransactionReceipt", [result["tx_hash"]])
+            assert int(receipt["status"], 16) == 1 and int(receipt["blockNumber"], 16) == result["block_number"]
+            assert receipt["from"].lower() == addresses["fixture:guardian"].lower()
+            raw = rpc.call("eth_call", [{"to": result["address"], "data": "0x" + PAUSED.encode().hex()}, "latest"])
+            assert PAUSED.decode(bytes.fromhex(raw[2:]))[0] is True
+        # pause vault, pause bridge, setRateLimit(0): three transactions from the guardian, no more
+        assert int(rpc.call("eth_getTransactionCount", [addresses["fixture:guardian"], "latest"]), 16) == 3
+    assert steps["bridge-rate-limit-zero"]["outputs"]["status"] == "mined"
+    followup = steps["snapshot-followup"]["outputs"]
+    assert followup["paused"] == {"vault": True, "bridge": True}
 
 
 def test_snapshot_artifact_names_its_block_and_matches_the_chain(drill_result, home: Path) -> None:

@@ -5,18 +5,19 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import cli, live_inventory
+from tests.conftest import cli, dev_key, fresh_protocol, live_inventory
 
 SECRET = "sk_live_4f9b2c7d1e8a6b3c"
 
 
 def test_full_run_leaks_no_rpc_secret_or_auth_string(prefect_api, chain, home: Path, tmp_path: Path) -> None:
+    chain = fresh_protocol(chain)
     inventory = live_inventory(tmp_path, chain)
     url = f"{chain.url}/?apikey={SECRET}"
     result = cli("run", "playbooks/guardian-key-compromise.yaml", "--inventory", str(inventory), "--yes", "--json",
                  "--input", f"compromised_signer={chain.addresses['fixture:admin']}",
                  "--input", f"attacker={chain.addresses['fixture:attacker']}", "--input", f"attack_tx={chain.attack_tx}",
-                 env={"BG_TEST_RPC_URL": url})
+                 env={"BG_TEST_RPC_URL": url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian")})
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
     assert record["steps"][0]["outputs"]["endpoint"] == "env:BG_TEST_RPC_URL#0"
