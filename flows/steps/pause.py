@@ -8,6 +8,7 @@ state is read again, and that reading is what the step reports.
 
 from __future__ import annotations
 
+import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
@@ -114,9 +115,10 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
         outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal,
                                     skip=lambda: read_paused(io, address, contract.paused))
     except onchain.TxRejected as exc:
-        paused = read_paused(io, address, contract.paused)
+        paused = read_paused(io, address, contract.paused) or _pending_pause_lands(ctx, io, address, contract.paused)
         return ContractResult(**base, status="already_paused" if paused else "failed", paused=paused,
-                              note=f"simulation from {signer.address} reverted: {exc}")
+                              note=f"simulation from {signer.address} reverted: {exc}"
+                              + (" (another pause was already on its way)" if paused else ""))
     if outcome.status == "skipped":
         return ContractResult(**base, status="already_paused", paused=True, note="was already paused; no transaction sent")
     if outcome.block_number is not None:
@@ -131,6 +133,19 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
         return ContractResult(**common, status="already_paused" if paused else "failed",
                               note=f"transaction reverted: {outcome.reason}" + (" (someone else paused it first)" if paused else ""))
     return ContractResult(**common, status="already_paused" if paused else "failed", note=outcome.reason)
+
+
+def _pending_pause_lands(ctx: StepContext, io: onchain.ChainIO, address: str, signature: str) -> bool:
+    """Someone else's pause is in the mempool (our simulation saw it): wait for it instead of failing."""
+    if not read_paused(io, address, signature, block="pending"):
+        return False
+    deadline = io.block_number() + 3 * max(1, io.spec.fees.bump_after_blocks)
+    while io.block_number() <= deadline:
+        if read_paused(io, address, signature):
+            return True
+        ctx.check_cancelled()
+        time.sleep(io.poll)
+    return read_paused(io, address, signature)
 
 
 HANDLER = Pause()

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from eth_abi import decode as abi_decode
-from eth_utils import keccak
+from eth_utils import keccak, to_checksum_address
 
 ERROR_STRING = bytes.fromhex("08c379a0")
 PANIC = bytes.fromhex("4e487b71")
@@ -50,11 +50,19 @@ class RevertDecoder:
             if selector in self._errors:
                 name, types = self._errors[selector]
                 values = abi_decode(types, body) if types else ()
-                shown = ", ".join("0x" + v.hex() if isinstance(v, bytes) else str(v) for v in values)
+                shown = ", ".join(_show(t, v) for t, v in zip(types, values, strict=True))
                 return f"{name}({shown})"
         except Exception:  # noqa: BLE001 - malformed revert data is still worth showing raw
             pass
         return f"reverted with unknown error 0x{data.hex()}"
+
+
+def _show(kind: str, value: Any) -> str:
+    if kind == "address":
+        return to_checksum_address(value)
+    if isinstance(value, bytes):
+        return "0x" + value.hex()
+    return str(value)
 
 
 def revert_data(error: Any) -> str | None:

@@ -52,8 +52,9 @@ def _check_fields(raw: bytes, tx: dict[str, Any], address: str, label: str) -> S
     for key in ("nonce", "chainId", "value", "gas", "maxFeePerGas", "maxPriorityFeePerGas"):
         if key in tx and int(decoded.get(key, -1)) != int(tx[key]):
             raise SignerError(f"signer {label}: signed {key}={decoded.get(key)}, but {tx[key]} was asked")
-    if "to" in tx and to_checksum_address(decoded["to"]) != to_checksum_address(tx["to"]):
-        raise SignerError(f"signer {label}: signed a transaction to {decoded['to']}, but {tx['to']} was asked")
+    signed_to = to_checksum_address(decoded["to"]) if decoded.get("to") else None
+    if "to" in tx and signed_to != to_checksum_address(tx["to"]):
+        raise SignerError(f"signer {label}: signed a transaction to {signed_to}, but {tx['to']} was asked")
     if "data" in tx and bytes(HexBytes(decoded.get("data", b""))) != bytes(HexBytes(tx["data"])):
         raise SignerError(f"signer {label}: signed other calldata than was asked")
     from eth_utils import keccak
