@@ -68,6 +68,7 @@ class Outcome:
     nonce: int | None = None
     hashes: list[str] = field(default_factory=list)
     reason: str | None = None
+    submitted_via: str | None = None
 
 
 class ChainIO:
@@ -255,7 +256,7 @@ def _landed(io: ChainIO, signer: Signer, intent: Intent, journal: Journal, recei
     journal.append(intent.key, "receipt", hash=receipt["transactionHash"], block=number, status=1 if ok else 0)
     failpoints.hit("tx.after_receipt")
     return Outcome("mined" if ok else "reverted", receipt["transactionHash"], number, int(receipt["gasUsed"], 16),
-                   int(receipt.get("nonce", "0x0"), 16) if "nonce" in receipt else None, hashes, reason)
+                   None, hashes, reason, io.submit.used.label)
 
 
 def wait_confirmations(ctx: StepContext, io: ChainIO, block: int, confirmations: int) -> None:

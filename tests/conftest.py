@@ -114,7 +114,7 @@ def fresh_protocol(chain: Chain) -> Chain:
 
 
 def live_inventory(tmp: Path, chain: Chain, *, env: str = "BG_TEST_RPC_URL", extra_rpc: list[str] | None = None,
-                   multicall: bool = True, extra: str = "", fees: str = "") -> Path:
+                   multicall: bool = True, extra: str = "", chain_extra: str = "") -> Path:
     """A live-mode inventory (RPC and keys by environment variable) for the test's anvil."""
     a = chain.addresses
     rpc = "".join(f"      - env: {name}\n" for name in [*(extra_rpc or []), env])
@@ -127,7 +127,7 @@ chains:
     chain_id: 31337
     block_time: 1s
     rpc:
-{rpc}{multicall_line}{fees}contracts:
+{rpc}{multicall_line}{chain_extra}contracts:
   vault: {{chain: ethereum, address: "{a['fixture:vault']}", guardian: guardian}}
   bridge: {{chain: ethereum, address: "{a['fixture:bridge']}", guardian: guardian}}
   token: {{chain: ethereum, address: "{a['fixture:token']}"}}

@@ -46,6 +46,7 @@ class ContractResult(Model):
     block_number: int | None = None
     gas_used: int | None = None
     transactions: list[str] = Field(default_factory=list, description="every hash signed for this intent (replacements)")
+    submitted_via: str | None = Field(None, description="the broadcast endpoint, by env var name and index")
     note: str | None = None
 
 
@@ -125,7 +126,7 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
         onchain.wait_confirmations(ctx, io, outcome.block_number, p.confirmations)
     paused = read_paused(io, address, contract.paused)
     common = {**base, "paused": paused, "tx_hash": outcome.tx_hash, "block_number": outcome.block_number,
-              "gas_used": outcome.gas_used, "transactions": outcome.hashes}
+              "gas_used": outcome.gas_used, "transactions": outcome.hashes, "submitted_via": outcome.submitted_via}
     if outcome.status == "mined":
         return ContractResult(**common, status="paused" if paused else "failed",
                               note=None if paused else "the transaction succeeded but the contract reads as not paused")

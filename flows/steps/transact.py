@@ -45,6 +45,7 @@ class TransactOutputs(Model):
     block_number: int
     gas_used: int
     transactions: list[str]
+    submitted_via: str | None = None
 
 
 def _coerce(types: tuple[str, ...], args: list[Any]) -> list[Any]:
@@ -99,7 +100,8 @@ class Transact:
         onchain.wait_confirmations(ctx, io, outcome.block_number, p.confirmations)
         return TransactOutputs(contract=p.contract, chain=contract.chain, function=p.function, status="mined",
                                tx_hash=outcome.tx_hash, block_number=outcome.block_number,
-                               gas_used=outcome.gas_used or 0, transactions=outcome.hashes)
+                               gas_used=outcome.gas_used or 0, transactions=outcome.hashes,
+                               submitted_via=outcome.submitted_via)
 
 
 HANDLER = Transact()

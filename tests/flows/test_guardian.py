@@ -118,7 +118,7 @@ def test_stuck_pause_is_replaced_at_the_same_nonce_and_lands(prefect_api, own_ch
     chain = own_chain
     a = chain.addresses
     fees = "    fees: {max_fee_gwei: 5000, priority_fee_gwei: 1, bump_after_blocks: 2, bump_percent: 200}\n"
-    inventory = live_inventory(tmp_path, chain, fees=fees)
+    inventory = live_inventory(tmp_path, chain, chain_extra=fees)
     stop = threading.Event()
     senders = [a[f"fixture:{n}"] for n in ("user", "alice", "bob", "carol", "relayer", "deployer")]
 
@@ -216,3 +216,56 @@ def test_check_catches_a_wrong_chain_id(chain, tmp_path) -> None:
     assert result.returncode == 2
     rpc = next(f for f in json.loads(result.stdout)["findings"] if f["check"] == "rpc")
     assert rpc["detail"] == "env:BG_TEST_RPC_URL#0 answers chain id 31337, expected 10"
+
+
+def test_broadcasts_go_to_the_private_submission_endpoint_only(prefect_api, chain, tmp_path) -> None:
+    from tests.helpers.rpc_proxy import RpcProxy
+
+    chain = fresh_protocol(chain)
+    reads, private = RpcProxy(chain.url), RpcProxy(chain.url)
+    try:
+        inventory = live_inventory(tmp_path, chain, chain_extra="    submit: [{env: BG_TEST_SUBMIT_URL}]\n")
+        result = cli("run", str(_playbook(tmp_path, PAUSE_VAULT)), "--inventory", str(inventory), "--yes", "--json",
+                     env=_env(chain, BG_TEST_RPC_URL=reads.url, BG_TEST_SUBMIT_URL=private.url))
+    finally:
+        reads.close()
+        private.close()
+    assert result.returncode == 0, result.stderr
+    out = json.loads(result.stdout)["steps"][0]["outputs"]["results"][0]
+    assert out["submitted_via"] == "submit:env:BG_TEST_SUBMIT_URL#0"
+    assert private.methods.count("eth_sendRawTransaction") == 1
+    assert "eth_sendRawTransaction" not in reads.methods and "eth_call" in reads.methods
+    assert set(private.methods) == {"eth_sendRawTransaction"}
+
+
+def test_evicted_underpriced_pause_is_repriced_not_waited_on(prefect_api, own_chain, home, tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from tests.conftest import REPO
+
+    chain = own_chain
+    a = chain.addresses
+    inventory = live_inventory(tmp_path, chain, chain_extra="    fees: {max_fee_gwei: 100000, priority_fee_gwei: 1, bump_after_blocks: 50}\n")
+    incident = f"INC-evict-{time.monotonic_ns()}"
+    with chain.rpc() as rpc:
+        rpc.call("evm_setAutomine", [False])
+        process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "run", str(_playbook(tmp_path, PAUSE_VAULT)),
+                                    "--inventory", str(inventory), "--yes", "--incident", incident],
+                                   env={**__import__("os").environ, **_env(chain)}, cwd=REPO,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        journal_path = lambda: list((home / "incidents" / incident).glob("runs/*/journal.jsonl"))  # noqa: E731
+        deadline = time.monotonic() + 60
+        while not (journal_path() and '"broadcast"' in journal_path()[0].read_text()):
+            assert time.monotonic() < deadline, "the pause was never broadcast"
+            time.sleep(0.05)
+        first = json.loads(journal_path()[0].read_text().splitlines()[0])
+        rpc.call("anvil_setNextBlockBaseFeePerGas", [hex(first["max_fee"] * 4)])  # the pause is now underpriced
+        rpc.call("evm_mine")
+        rpc.call("evm_setIntervalMining", [1])
+        assert process.wait(timeout=90) == 0
+        entries = [json.loads(line) for line in journal_path()[0].read_text().splitlines()]
+        replacements = [e for e in entries if e["event"] == "replacement"]
+        assert replacements and replacements[-1]["max_fee"] > first["max_fee"] * 4
+        assert _is_paused(rpc, a["fixture:vault"])
+        assert _count(rpc, a["fixture:guardian"]) == 1

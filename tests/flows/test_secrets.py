@@ -1,41 +1,88 @@
-"""Secrets (RPC URLs that embed API keys, the Prefect auth string) never reach any output."""
+"""Secrets never reach any output: RPC URLs that embed API keys, private keys, keystore
+passwords, and the Prefect auth string. Every file a run writes, its stdout and stderr, and
+what Prefect stored (parameters and logs) are scanned."""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
+from eth_account import Account
+from eth_utils import keccak
+
+from breakglass.integrations.chain import abi
 from tests.conftest import cli, dev_key, fresh_protocol, live_inventory
 
-SECRET = "sk_live_4f9b2c7d1e8a6b3c"
+RPC_SECRET = "sk_live_4f9b2c7d1e8a6b3c"
+PASSWORD = "hunter2-but-longer-for-the-keystore"
 
 
-def test_full_run_leaks_no_rpc_secret_or_auth_string(prefect_api, chain, home: Path, tmp_path: Path) -> None:
-    chain = fresh_protocol(chain)
-    inventory = live_inventory(tmp_path, chain)
-    url = f"{chain.url}/?apikey={SECRET}"
-    result = cli("run", "playbooks/guardian-key-compromise.yaml", "--inventory", str(inventory), "--yes", "--json",
-                 "--input", f"compromised_signer={chain.addresses['fixture:admin']}",
-                 "--input", f"attacker={chain.addresses['fixture:attacker']}", "--input", f"attack_tx={chain.attack_tx}",
-                 env={"BG_TEST_RPC_URL": url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian")})
-    assert result.returncode == 0, result.stderr
-    record = json.loads(result.stdout)
-    assert record["steps"][0]["outputs"]["endpoint"] == "env:BG_TEST_RPC_URL#0"
-    secrets = [SECRET, url, prefect_api.auth]
-    outputs = [result.stdout, result.stderr]
-    run_dir = home / "incidents" / record["incident"] / "runs" / record["run_id"]
-    outputs += [p.read_text(errors="replace") for p in run_dir.rglob("*") if p.is_file()]
+def _forms(key_hex: str) -> list[bytes]:
+    raw = bytes.fromhex(key_hex[2:])
+    return [key_hex.encode(), key_hex[2:].encode(), key_hex[2:].upper().encode(), raw,
+            base64.b64encode(raw), base64.urlsafe_b64encode(raw), base64.b64encode(raw).rstrip(b"=")]
 
+
+def _prefect_outputs(record: dict) -> list[bytes]:
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
 
+    out: list[bytes] = []
     with get_client(sync_client=True) as client:
-        flow_run_id = record["attempts"][0]["flow_run_id"]
-        flow_run = client.read_flow_run(flow_run_id)
-        logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
-    assert set(flow_run.parameters) == {"run_dir"}
-    assert logs, "the run should have logged to the Prefect API"
-    outputs += [json.dumps(flow_run.parameters)] + [log.message for log in logs]
+        for attempt in record["attempts"]:
+            flow_run = client.read_flow_run(attempt["flow_run_id"])
+            assert set(flow_run.parameters) == {"run_dir"}
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[attempt["flow_run_id"]])))
+            assert logs, "the run should have logged to the Prefect API"
+            out += [json.dumps(flow_run.parameters).encode()] + [log.message.encode() for log in logs]
+            out += [json.dumps(client.read_flow_run(attempt["flow_run_id"]).model_dump(mode="json")).encode()]
+    return out
+
+
+def test_full_run_leaks_no_key_password_rpc_secret_or_auth_string(prefect_api, chain, home: Path, tmp_path: Path) -> None:
+    chain = fresh_protocol(chain)
+    a = chain.addresses
+    backup_key = dev_key("backup-guardian")
+    keystore = tmp_path / "backup.json"
+    keystore.write_text(json.dumps(Account.encrypt(backup_key, PASSWORD, kdf="pbkdf2", iterations=2048)))
+    grant = abi.parse("grantRole(bytes32,address)").encode([keccak(text="GUARDIAN_ROLE"), a["fixture:backup-guardian"]])
+    with chain.rpc() as rpc:
+        rpc.call("eth_sendTransaction", [{"from": a["fixture:admin"], "to": a["fixture:bridge"], "data": "0x" + grant.hex()}])
+    extra = (f'  backup: {{kind: keystore, path: "{keystore}", password_env: BG_TEST_BACKUP_PASSWORD, '
+             f'address: "{a["fixture:backup-guardian"]}"}}\n')
+    inventory = live_inventory(tmp_path, chain, extra=extra)
+    playbook = tmp_path / "p.yaml"
+    playbook.write_text("""apiVersion: breakglass/v1
+kind: Playbook
+name: secrets
+description: every signing path once
+severity: critical
+steps:
+  - {id: snap, kind: snapshot, with: {chain: ethereum, paused: [vault, bridge]}}
+  - {id: pause, kind: pause, with: {contracts: [vault], signer: guardian}}
+  - {id: limit, kind: transact, with: {contract: bridge, function: "setRateLimit(uint256)", args: [0], signer: backup}}
+  - {id: broken, kind: transact, needs: [limit], with: {contract: vault, function: "unpause()", signer: backup}}
+""")
+    url = f"{chain.url}/?apikey={RPC_SECRET}"
+    guardian_key = dev_key("guardian")
+    result = cli("run", str(playbook), "--inventory", str(inventory), "--yes", "--json",
+                 env={"BG_TEST_RPC_URL": url, "BG_TEST_GUARDIAN_KEY": guardian_key, "BG_TEST_BACKUP_PASSWORD": PASSWORD})
+    assert result.returncode == 2, result.stderr  # 'broken' fails (the backup cannot unpause), on purpose
+    record = json.loads(result.stdout)
+    steps = {s["id"]: s for s in record["steps"]}
+    assert steps["pause"]["status"] == "completed" and steps["limit"]["status"] == "completed"
+    assert "AccessControlUnauthorizedAccount" in steps["broken"]["error"]
+    assert steps["snap"]["outputs"]["endpoint"] == "env:BG_TEST_RPC_URL#0"
+
+    outputs = [result.stdout.encode(), result.stderr.encode()]
+    run_dir = home / "incidents" / record["incident"] / "runs" / record["run_id"]
+    files = [p for p in run_dir.rglob("*") if p.is_file()]
+    assert any(p.name == "journal.jsonl" for p in files)
+    outputs += [p.read_bytes() for p in files]
+    outputs += _prefect_outputs(record)
+    secrets = [RPC_SECRET.encode(), url.encode(), PASSWORD.encode(), prefect_api.auth.encode()]
+    secrets += _forms(guardian_key) + _forms(backup_key)
     for text in outputs:
         for secret in secrets:
             assert secret not in text
