@@ -167,10 +167,10 @@ def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, 
         if answer.strip() != pb.name:
             raise BreakglassError("not confirmed: nothing was run")
     home = _home()
-    api = _api()
-    handle = entry.prepare(playbook_path=playbook, inventory_path=inventory, given=given, incident=incident, home=home)
-    err.print(f"incident {handle.dir.parent.parent.name} · run {handle.dir.name}", markup=False)
-    return _finish([entry.execute(handle, api, home)], as_json)
+    record = entry.start(playbook_path=playbook, inventory_path=inventory, given=given, incident=incident, home=home,
+                         api=_api, on_created=lambda h: err.print(f"incident {h.dir.parent.parent.name} · run {h.dir.name}",
+                                                                   markup=False))
+    return _finish([record], as_json)
 
 
 @app.command()
@@ -182,9 +182,8 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
     from breakglass.flows import drill as drill_mod
 
     home = _home()
-    api = _api()
     record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=_pairs(input), incident=incident,
-                           home=home, api=api, auto_approve=auto_approve, keep_chain=keep_chain)
+                           home=home, api=_api, auto_approve=auto_approve, keep_chain=keep_chain)
     if keep_chain:
         kept = home / "incidents" / record.incident / "runs" / record.run_id / "kept-chains.json"
         err.print(f"the drill's chain keeps running (see {kept}); stop it with kill <pid> when done", markup=False)
@@ -231,6 +230,40 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
             table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
                           ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
         out.print(table)
+    return 0
+
+
+@app.command()
+def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whose pause steps say prepared: true")],
+            inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
+    """Sign and store (encrypted) the pauses marked `prepared: true`, for the signers' next nonces."""
+    from breakglass.flows import prepared
+    from breakglass.flows import signers as signers_mod
+    from breakglass.flows.validate import load_playbook
+
+    inventory = _require_inventory(inventory, "prepare")
+    results = []
+    for path in playbooks:
+        pb, inv = load_playbook(path, inventory)
+        assert inv is not None
+        steps = prepared.prepared_steps(pb)
+        if not steps:
+            results.append({"playbook": pb.name, "steps": [], "note": "no pause step says prepared: true"})
+            continue
+        names = {s.with_.signer for s in steps}
+        keys = signers_mod.unlock(inv, names, None, signers_mod.interactive_prompt())
+        results.append({"playbook": pb.name, "steps": prepared.build(pb, inv, keys, _home())})
+    if as_json:
+        _emit({"prepared": results}, True)
+    else:
+        for item in results:
+            for step in item["steps"]:
+                done = ", ".join(f"{c} at nonce {n}" for c, n in step["prepared"]) or "nothing"
+                out.print(f"{item['playbook']}/{step['step']}: prepared {done}", markup=False)
+                for reason in step["skipped"]:
+                    out.print(f"  skipped {reason}", markup=False)
+            if item.get("note"):
+                out.print(f"{item['playbook']}: {item['note']}", markup=False)
     return 0
 
 

@@ -7,10 +7,11 @@ started: drill inventories may only say ``rpc: [{fixture: anvil}]``.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import entry, fixture
+from breakglass.flows import entry, fixture, prepared, signers
 from breakglass.flows.context import Bindings
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import FIXTURE_RE, Inventory
@@ -32,7 +33,7 @@ def _placeholders(inventory: Inventory) -> set[str]:
 
 
 def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, Any], incident: str | None,
-        home: Path, api: Api, auto_approve: bool = False, keep_chain: bool = False) -> RunRecord:
+        home: Path, api: Callable[[], Api], auto_approve: bool = False, keep_chain: bool = False) -> RunRecord:
     inventory_path = inventory_path or default_inventory(playbook_path)
     playbook, inventory = load_playbook(playbook_path, inventory_path)
     assert inventory is not None
@@ -61,13 +62,18 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         bindings = Bindings(addresses=values, rpc={name: node.url for name, node in zip(chains, nodes, strict=True)})
         drill_values = {name: _drill_value(spec.drill, values) for name, spec in playbook.inputs.items()
                         if spec.drill is not None}
-        handle = entry.prepare(playbook_path=playbook_path, inventory_path=inventory_path, given=given,
-                               incident=incident, home=home, bindings=bindings, drill_values=drill_values,
-                               expect_mode="drill")
-        if keep_chain:
-            kept = {name: {"url": node.url, "pid": node.process.pid} for name, node in zip(chains, nodes, strict=True)}
-            (handle.dir / "kept-chains.json").write_text(json.dumps(kept, indent=2))
-        return entry.execute(handle, api, home)
+        if prepared.prepared_steps(playbook):  # rehearse the fast path too: sign ahead, like `breakglass prepare`
+            keys = signers.unlock(inventory, {s.with_.signer for s in prepared.prepared_steps(playbook)}, bindings)
+            prepared.build(playbook, inventory, keys, home, bindings)
+
+        def keep(handle: Any) -> None:
+            if keep_chain:
+                kept = {name: {"url": node.url, "pid": node.process.pid} for name, node in zip(chains, nodes, strict=True)}
+                (handle.dir / "kept-chains.json").write_text(json.dumps(kept, indent=2))
+
+        return entry.start(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
+                           home=home, api=api, bindings=bindings, drill_values=drill_values, expect_mode="drill",
+                           on_created=keep)
     finally:
         for node in nodes:
             if not keep_chain:

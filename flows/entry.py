@@ -6,11 +6,12 @@ must happen before Prefect starts (the fast-path pause of a later issue) belongs
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from breakglass.flows import inputs as inputs_mod
-from breakglass.flows import signers
+from breakglass.flows import prepared, signers
 from breakglass.flows.context import Bindings
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import check_id
@@ -20,6 +21,30 @@ from breakglass.flows.runstore import RunHandle, Store, new_incident_id
 from breakglass.flows.server import Api
 from breakglass.flows.steps import REGISTRY
 from breakglass.flows.validate import load_playbook
+
+
+def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
+          api: Callable[[], Api], bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
+          expect_mode: str | None = None, on_created: Callable[[RunHandle], None] | None = None) -> RunRecord:
+    """Create the run, broadcast its prepared pauses, then run it on Prefect.
+
+    The fast path runs before the Prefect API is contacted (``api`` is called after it) and
+    before Prefect is imported: neither stands between the alert and the broadcast.
+    """
+    handle = prepare(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
+                     home=home, bindings=bindings, drill_values=drill_values, expect_mode=expect_mode)
+    fast_path(handle, home)
+    if on_created is not None:
+        on_created(handle)
+    return execute(handle, api(), home)
+
+
+def fast_path(handle: RunHandle, home: Path) -> dict[str, Any] | None:
+    playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
+    assert inventory is not None
+    if not prepared.prepared_steps(playbook):
+        return None
+    return prepared.broadcast(handle.dir, handle.load().run_key, playbook, inventory, home, handle.bindings())
 
 
 def prepare(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import signal
 
-POINTS = ("tx.after_sign", "tx.after_broadcast", "tx.after_receipt")
+POINTS = ("tx.after_sign", "tx.after_broadcast", "tx.after_receipt", "fastpath.after_broadcast")
 
 
 def hit(name: str) -> None:

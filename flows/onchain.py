@@ -49,6 +49,10 @@ class TxRejected(BreakglassError):
     """The transaction would revert (or did); the message carries the decoded reason."""
 
 
+class FeeCapTooLow(BreakglassError):
+    """The base fee is above the inventory's cap: nothing is signed."""
+
+
 @dataclass(frozen=True)
 class Intent:
     key: str
@@ -111,7 +115,7 @@ class ChainIO:
             text = exc.rpc_message.lower()
             if "already" in text or "known" in text:
                 return  # the same signed bytes are already there: safe
-            if "nonce too low" in text or "underpriced" in text or "nonce" in text:
+            if "nonce" in text or "underpriced" in text or "fee" in text:
                 return  # the wait loop sees what landed and decides
             if "insufficient funds" in text:
                 raise BreakglassError(f"chain {self.name}: the signer cannot pay for the transaction ({exc.rpc_message})") from None
@@ -162,7 +166,11 @@ def send_once(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, jou
             except RpcError as exc:
                 reason = decoder().decode(revert_data(exc)) if revert_data(exc) else exc.rpc_message
                 raise TxRejected(f"{intent.label}: gas estimation failed: {reason}") from None
-            max_fee, tip = _initial_fees(io.base_fee(), io.spec.fees)
+            base = io.base_fee()
+            if base > io.spec.fees.max_fee_gwei * GWEI:
+                raise FeeCapTooLow(f"{intent.label}: the base fee on {io.name} is {base / GWEI:g} gwei, above the fee cap of "
+                                   f"{io.spec.fees.max_fee_gwei:g} gwei; raise chains.{io.name}.fees.max_fee_gwei to send now")
+            max_fee, tip = _initial_fees(base, io.spec.fees)
             tx = {"type": 2, "chainId": io.spec.chain_id, "nonce": nonce, "to": intent.to, "value": intent.value,
                   "data": "0x" + intent.data.hex(), "gas": int(gas * 1.25) + 10_000, "maxFeePerGas": max_fee,
                   "maxPriorityFeePerGas": tip}

@@ -12,9 +12,9 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
-from breakglass.flows import onchain
+from breakglass.flows import onchain, prepared
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.steps.base import Ref, StepBase
 from breakglass.flows.types import Model, Name
@@ -29,11 +29,18 @@ class PauseParams(Model):
     contracts: list[Name] = Field(min_length=1, description="contracts to pause, on any chains")
     signer: Name = Field(description="the guardian signer")
     confirmations: int = Field(1, ge=1, le=64, description="blocks to wait after inclusion before reading the state again")
+    prepared: bool = Field(False, description="broadcast a pre-signed transaction (from `breakglass prepare`) before the run starts")
 
 
 class PauseStep(StepBase):
     kind: Literal["pause"]
     with_: PauseParams = Field(alias="with")
+
+    @model_validator(mode="after")
+    def _prepared_runs_first(self) -> PauseStep:
+        if self.with_.prepared and (self.needs or self.if_ is not None):
+            raise ValueError("a prepared pause is broadcast before the run starts, so it cannot have 'needs' or 'if'")
+        return self
 
 
 class ContractResult(Model):
@@ -47,6 +54,7 @@ class ContractResult(Model):
     gas_used: int | None = None
     transactions: list[str] = Field(default_factory=list, description="every hash signed for this intent (replacements)")
     submitted_via: str | None = Field(None, description="the broadcast endpoint, by env var name and index")
+    fast_path: str | None = Field(None, description="whether a prepared transaction was used, and if not, why")
     note: str | None = None
 
 
@@ -111,10 +119,13 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
     fn = abi.parse(contract.pause)
     intent = onchain.Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{name}/pause", chain=contract.chain,
                             to=address, data=fn.encode(), label=f"{name}.{contract.pause}")
-    base = {"contract": name, "chain": contract.chain, "address": address}
+    base = {"contract": name, "chain": contract.chain, "address": address,
+            "fast_path": prepared.fastpath_note(ctx.artifacts_dir.parent, ctx.step_id, name) if p.prepared else None}
     try:
         outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal,
                                     skip=lambda: read_paused(io, address, contract.paused))
+    except onchain.FeeCapTooLow as exc:
+        return ContractResult(**base, status="failed", paused=read_paused(io, address, contract.paused), note=str(exc))
     except onchain.TxRejected as exc:
         paused = read_paused(io, address, contract.paused) or _pending_pause_lands(ctx, io, address, contract.paused)
         return ContractResult(**base, status="already_paused" if paused else "failed", paused=paused,

@@ -46,6 +46,7 @@ def test_flagship_drill_pauses_vault_and_bridge_with_one_transaction_each(drill_
     pause = steps["pause-all"]["outputs"]
     assert pause["all_paused"] is True and pause["paused"] == {"vault": True, "bridge": True}
     assert [r["status"] for r in pause["results"]] == ["paused", "paused"]
+    assert all(r["fast_path"].startswith("sent from the prepared transaction") for r in pause["results"])
     addresses = json.loads((run_dir / "bindings.json").read_text())["addresses"]
     with JsonRpc([Endpoint("test", url)]) as rpc:
         for result in pause["results"]:

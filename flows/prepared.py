@@ -1,0 +1,205 @@
+"""Pre-signed emergency pauses: signed ahead of time, broadcast the moment a run starts.
+
+``breakglass prepare`` signs, for every ``pause`` step marked ``prepared: true``, one pause per
+contract at the signer's next nonces with the inventory's fee cap, and stores them encrypted
+(AES-GCM, key in ``$BREAKGLASS_HOME/prepared/.key``, mode 0600). When a run starts, the run entry
+point checks freshness in one round trip (chain id, the signer's pending nonce, the base fee),
+journals each transaction, and broadcasts it before Prefect is even imported. A stale
+transaction (nonce used, fee cap below the base fee, another chain) is never sent: the step
+signs afresh, and the run directory's ``fastpath.json`` says why.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+
+from breakglass.flows import failpoints
+from breakglass.flows.context import Bindings, endpoints, resolve_address
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.home import write_private
+from breakglass.flows.inventory import Inventory
+from breakglass.flows.journal import Journal
+from breakglass.flows.records import now
+from breakglass.integrations.chain import abi
+from breakglass.integrations.chain.rpc import JsonRpc, RpcError
+from breakglass.integrations.chain.signers import Signer
+
+if TYPE_CHECKING:
+    from breakglass.flows.playbook import Playbook
+
+GWEI = 10**9
+
+
+@dataclass(frozen=True)
+class PreparedTx:
+    contract: str
+    chain: str
+    chain_id: int
+    signer: str
+    to: str
+    data: str
+    nonce: int
+    gas: int
+    max_fee: int
+    tip: int
+    raw: str
+    hash: str
+    prepared_at: str
+
+
+def prepared_steps(playbook: Playbook) -> list[Any]:
+    return [s for s in playbook.steps if s.kind == "pause" and s.with_.prepared]
+
+
+def _key(home: Path) -> bytes:
+    path = home / "prepared" / ".key"
+    if not path.exists():
+        write_private(path, secrets.token_bytes(32))
+    return path.read_bytes()
+
+
+def _path(home: Path, inventory: Inventory, playbook: str, step: str) -> Path:
+    return home / "prepared" / inventory.name / playbook / f"{step}.bin"
+
+
+def save(home: Path, inventory: Inventory, playbook: str, step: str, txs: list[PreparedTx]) -> Path:
+    nonce = secrets.token_bytes(12)
+    blob = json.dumps([asdict(t) for t in txs]).encode()
+    path = _path(home, inventory, playbook, step)
+    write_private(path, nonce + AESGCM(_key(home)).encrypt(nonce, blob, f"{inventory.name}/{playbook}/{step}".encode()))
+    return path
+
+
+def load(home: Path, inventory: Inventory, playbook: str, step: str) -> list[PreparedTx]:
+    path = _path(home, inventory, playbook, step)
+    if not path.exists():
+        return []
+    data = path.read_bytes()
+    try:
+        blob = AESGCM(_key(home)).decrypt(data[:12], data[12:], f"{inventory.name}/{playbook}/{step}".encode())
+    except Exception:  # noqa: BLE001 - tampered or from another home: never use it
+        return []
+    return [PreparedTx(**t) for t in json.loads(blob)]
+
+
+def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], home: Path,
+          bindings: Bindings | None = None) -> list[dict[str, Any]]:
+    """Sign and store fresh prepared pauses for every prepared step; returns a summary per step."""
+    bindings = bindings or Bindings()
+    summary = []
+    for step in prepared_steps(playbook):
+        signer = signers[step.with_.signer]
+        txs: list[PreparedTx] = []
+        skipped: list[str] = []
+        by_chain: dict[str, list[str]] = {}
+        for name in step.with_.contracts:
+            by_chain.setdefault(inventory.contracts[name].chain, []).append(name)
+        for chain, names in by_chain.items():
+            spec = inventory.chains[chain]
+            with JsonRpc(endpoints(inventory, chain, bindings)) as rpc:
+                if int(rpc.call("eth_chainId"), 16) != spec.chain_id:
+                    raise BreakglassError(f"chain '{chain}': the RPC answers another chain id than {spec.chain_id}")
+                nonce = int(rpc.call("eth_getTransactionCount", [signer.address, "pending"]), 16)
+                for name in names:
+                    contract = inventory.contracts[name]
+                    to = resolve_address(inventory, bindings, name)
+                    data = abi.parse(contract.pause).encode()
+                    call = {"from": signer.address, "to": to, "data": "0x" + data.hex()}
+                    try:
+                        gas = int(rpc.call("eth_estimateGas", [call]), 16)
+                    except RpcError as exc:
+                        skipped.append(f"{name}: pause would revert now ({exc.rpc_message}); not prepared")
+                        continue
+                    max_fee, tip = int(spec.fees.max_fee_gwei * GWEI), int(spec.fees.priority_fee_gwei * GWEI)
+                    tx = {"type": 2, "chainId": spec.chain_id, "nonce": nonce, "to": to, "value": 0, "data": "0x" + data.hex(),
+                          "gas": int(gas * 1.25) + 10_000, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
+                    signed = signer.sign(tx)
+                    txs.append(PreparedTx(name, chain, spec.chain_id, signer.address, to, "0x" + data.hex(), nonce,
+                                          tx["gas"], max_fee, tip, "0x" + signed.raw.hex(), signed.hash, now()))
+                    nonce += 1
+        save(home, inventory, playbook.name, step.id, txs)
+        summary.append({"step": step.id, "prepared": [(t.contract, t.nonce) for t in txs], "skipped": skipped})
+    return summary
+
+
+def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Inventory, home: Path,
+              bindings: Bindings | None = None) -> dict[str, Any]:
+    """The fast path: journal and broadcast fresh prepared pauses. Never raises for a stale one."""
+    bindings = bindings or Bindings()
+    report: dict[str, Any] = {"started_at": now(), "sent": [], "stale": []}
+    started = time.perf_counter()
+    journal = Journal(run_dir / "journal.jsonl")
+    for step in prepared_steps(playbook):
+        txs = load(home, inventory, playbook.name, step.id)
+        if not txs:
+            report["stale"].append({"step": step.id, "reason": "nothing prepared: run `breakglass prepare`"})
+            continue
+        for chain in sorted({t.chain for t in txs}):
+            group = [t for t in txs if t.chain == chain]
+            try:
+                rpc = JsonRpc(endpoints(inventory, chain, bindings), timeout=5)
+                chain_id, pending, block = rpc.batch([("eth_chainId", []),
+                                                      ("eth_getTransactionCount", [group[0].signer, "pending"]),
+                                                      ("eth_getBlockByNumber", ["latest", False])])
+                reason = _stale(group, chain_id, pending, block, inventory)
+            except Exception as exc:  # noqa: BLE001 - the normal path takes over; the reason is kept
+                reason = f"freshness check failed: {type(exc).__name__}"
+            if reason:
+                report["stale"] += [{"step": step.id, "contract": t.contract, "reason": reason} for t in group]
+                continue
+            submit = JsonRpc(endpoints(_submit_view(inventory, chain), chain, bindings)) if inventory.chains[chain].submit else rpc
+            for t in group:
+                key = f"{run_key}/{step.id}/{t.chain}/{t.contract}/pause"
+                journal.append(key, "signed", hash=t.hash, raw=t.raw, nonce=t.nonce, max_fee=t.max_fee, tip=t.tip, gas=t.gas,
+                               chain_id=t.chain_id, to=t.to, signer=t.signer, label=f"{t.contract}.pause", source="prepared")
+                try:
+                    submit.call("eth_sendRawTransaction", [t.raw])
+                except Exception as exc:  # noqa: BLE001 - journaled: the step reconciles and re-sends
+                    report["stale"].append({"step": step.id, "contract": t.contract, "reason": f"broadcast failed: {exc}"})
+                    continue
+                journal.append(key, "broadcast", hash=t.hash, source="prepared")
+                failpoints.hit("fastpath.after_broadcast")
+                report["sent"].append({"step": step.id, "contract": t.contract, "hash": t.hash, "nonce": t.nonce,
+                                       "ms_from_start": round((time.perf_counter() - started) * 1000, 2)})
+    write_private(run_dir / "fastpath.json", json.dumps(report, indent=2).encode())
+    return report
+
+
+def _stale(group: list[PreparedTx], chain_id: Any, pending: Any, block: Any, inventory: Inventory) -> str | None:
+    if isinstance(chain_id, Exception) or isinstance(pending, Exception) or isinstance(block, Exception):
+        return "freshness check failed: the RPC answered with an error"
+    if int(chain_id, 16) != group[0].chain_id or inventory.chains[group[0].chain].chain_id != group[0].chain_id:
+        return f"prepared for chain id {group[0].chain_id}, the RPC answers {int(chain_id, 16)}"
+    if int(pending, 16) != group[0].nonce:
+        return f"nonce {group[0].nonce} is no longer next (the signer's next nonce is {int(pending, 16)}): signed afresh"
+    base = int(block.get("baseFeePerGas") or "0x0", 16)
+    if min(t.max_fee for t in group) < base:
+        return f"fee cap {group[0].max_fee / GWEI:g} gwei is below the base fee {base / GWEI:g} gwei: signed afresh"
+    return None
+
+
+def _submit_view(inventory: Inventory, chain: str) -> Inventory:
+    spec = inventory.chains[chain]
+    return inventory.model_copy(update={"chains": {**inventory.chains, chain: spec.model_copy(update={"rpc": spec.submit})}})
+
+
+def fastpath_note(run_dir: Path, step: str, contract: str) -> str | None:
+    path = run_dir / "fastpath.json"
+    if not path.exists():
+        return None
+    report = json.loads(path.read_text())
+    for item in report.get("sent", []):
+        if item["step"] == step and item["contract"] == contract:
+            return f"sent from the prepared transaction, {item['ms_from_start']} ms into the fast path, before Prefect started"
+    for item in report.get("stale", []):
+        if item["step"] == step and item.get("contract") in (None, contract):
+            return f"prepared transaction not used: {item['reason']}"
+    return None
+
