@@ -15,6 +15,7 @@ from breakglass.flows import prepared, signers
 from breakglass.flows.context import Bindings
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import check_id
+from breakglass.flows.inventory import Inventory
 from breakglass.flows.playbook import Playbook
 from breakglass.flows.records import RunRecord
 from breakglass.flows.runstore import RunHandle, Store, new_incident_id
@@ -31,36 +32,46 @@ def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
     The fast path runs before the Prefect API is contacted (``api`` is called after it) and
     before Prefect is imported: neither stands between the alert and the broadcast.
     """
-    handle = prepare(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
-                     home=home, bindings=bindings, drill_values=drill_values, expect_mode=expect_mode)
-    fast_path(handle, home)
+    handle, _ = begin(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
+                      home=home, bindings=bindings, drill_values=drill_values, expect_mode=expect_mode)
     if on_created is not None:
         on_created(handle)
     return execute(handle, api(), home)
 
 
-def fast_path(handle: RunHandle, home: Path) -> dict[str, Any] | None:
-    playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
-    assert inventory is not None
-    if not prepared.prepared_steps(playbook):
-        return None
-    return prepared.broadcast(handle.dir, handle.load().run_key, playbook, inventory, home, handle.bindings())
+def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
+          bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
+          expect_mode: str | None = None) -> tuple[RunHandle, dict[str, Any] | None]:
+    """Create the run and broadcast its prepared pauses: everything that happens before Prefect."""
+    handle, playbook, inventory = _create(playbook_path=playbook_path, inventory_path=inventory_path, given=given,
+                                          incident=incident, home=home, bindings=bindings, drill_values=drill_values,
+                                          expect_mode=expect_mode)
+    report = None
+    if prepared.prepared_steps(playbook):
+        report = prepared.broadcast(handle.dir, handle.load().run_key, playbook, inventory, home, bindings)
+    return handle, report
 
 
-def prepare(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
+def prepare(**kwargs: Any) -> RunHandle:
+    """Create the run without starting it (no fast path)."""
+    return _create(**kwargs)[0]
+
+
+def _create(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
             bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
-            expect_mode: str | None = None) -> RunHandle:
+            expect_mode: str | None = None) -> tuple[RunHandle, Playbook, Inventory]:
     playbook, inventory = load_playbook(playbook_path, inventory_path)
     assert inventory is not None
     if expect_mode == "drill" and not inventory.is_drill:
         raise BreakglassError(f"{inventory_path} is a live inventory (it does not say 'mode: drill'); drills refuse it")
     values = inputs_mod.resolve(playbook, given, inventory, drill_values)
     incident = check_id(incident) if incident else new_incident_id(inventory.mode)
-    return Store(home).create_run(
+    handle = Store(home).create_run(
         incident=incident, mode=inventory.mode, playbook_name=playbook.name,
         step_kinds=[(s.id, s.kind) for s in playbook.steps], playbook_file=playbook_path,
         inventory_name=inventory.name, inventory_file=inventory_path, inputs=values, bindings=bindings,
     )
+    return handle, playbook, inventory
 
 
 def needed_signers(playbook: Playbook) -> set[str]:

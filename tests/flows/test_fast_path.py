@@ -47,7 +47,7 @@ def test_prepared_pauses_go_out_from_the_entry_point_and_are_reconciled(prefect_
     start = _count(chain)
     assert prepared["prepared"][0]["steps"][0]["prepared"] == [["vault", start], ["bridge", start + 1]]
     stored = list((home / "prepared" / "test-live" / "fast").glob("*.bin"))
-    assert stored and b"0x" not in stored[0].read_bytes()  # encrypted at rest
+    assert stored and b'"raw"' not in stored[0].read_bytes() and b'"nonce"' not in stored[0].read_bytes()  # encrypted at rest
     result = cli("run", str(playbook), "--inventory", str(inventory), "--yes", "--json", env=env)
     assert result.returncode == 0, result.stderr
     record = json.loads(result.stdout)
