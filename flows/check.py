@@ -15,7 +15,7 @@ from pathlib import Path
 from breakglass.flows import onchain
 from breakglass.flows.context import Bindings, endpoints, resolve_address
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.inventory import Inventory
+from breakglass.flows.inventory import Inventory, SafeSigner
 from breakglass.flows.signers import Prompt, unlock_one
 from breakglass.flows.steps.pause import view_fn
 from breakglass.integrations.chain import abi
@@ -51,7 +51,9 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
         rpcs[name] = rpc
         out.append(Finding(f"chain {name}", "rpc", "ok", f"{rpc.used.label} answers chain id {got}"))
     unlocked: dict[str, str] = {}
-    for name in inventory.signers:
+    for name, spec in inventory.signers.items():
+        if isinstance(spec, SafeSigner):
+            continue
         try:
             signer = unlock_one(inventory, name, prompt=prompt)
         except BreakglassError as exc:
@@ -73,8 +75,15 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
             continue
         address = resolve_address(inventory, Bindings(), name)
         sender = unlocked.get(contract.guardian) or getattr(guardian, "address", None)
+        payer = (contract.guardian, sender)
+        if isinstance(guardian, SafeSigner):  # the Safe calls pause(); its executor pays for execTransaction
+            executor = inventory.signers.get(guardian.executor)
+            payer = (guardian.executor, unlocked.get(guardian.executor) or getattr(executor, "address", sender))
         out += _contract(rpc, subject, address, contract.pause, contract.paused, sender, contract.guardian,
-                         inventory.chains[contract.chain].fees.priority_fee_gwei, pauses)
+                         inventory.chains[contract.chain].fees.priority_fee_gwei, pauses, payer)
+    for name, spec in inventory.signers.items():
+        if isinstance(spec, SafeSigner) and spec.chain in rpcs:
+            out += _safe(rpcs[spec.chain], name, spec)
     today = today or date.today()
     for name, contact in inventory.contacts.items():
         age = (today - contact.last_verified).days
@@ -85,7 +94,7 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
 
 
 def _contract(rpc: JsonRpc, subject: str, address: str, pause_sig: str, paused_sig: str, sender: str, guardian: str,
-              tip_gwei: float, pauses: int) -> list[Finding]:
+              tip_gwei: float, pauses: int, payer: tuple[str, str]) -> list[Finding]:
     out: list[Finding] = []
     try:
         fn = view_fn(paused_sig)
@@ -109,9 +118,30 @@ def _contract(rpc: JsonRpc, subject: str, address: str, pause_sig: str, paused_s
     block = rpc.call("eth_getBlockByNumber", ["latest", False])
     base = int(block.get("baseFeePerGas") or "0x0", 16)
     need = pauses * gas * (2 * base + int(tip_gwei * onchain.GWEI))
-    balance = int(rpc.call("eth_getBalance", [sender, "latest"]), 16)
+    if payer[1] != sender:
+        need = need * 3  # execTransaction costs a multiple of the bare pause
+    balance = int(rpc.call("eth_getBalance", [payer[1], "latest"]), 16)
     out.append(Finding(subject, "guardian balance", "ok" if balance >= need else "fail",
-                       f"{guardian} holds {balance / 1e18:.6f}, {pauses} pause(s) at 2x base fee need {need / 1e18:.6f}"))
+                       f"{payer[0]} holds {balance / 1e18:.6f}, {pauses} pause(s) at 2x base fee need {need / 1e18:.6f}"))
+    return out
+
+
+def _safe(rpc: JsonRpc, name: str, spec: SafeSigner) -> list[Finding]:
+    from breakglass.integrations.chain import safe as safe_tx
+
+    subject = f"signer {name}"
+    try:
+        threshold = safe_tx.THRESHOLD.decode(bytes.fromhex(rpc.call("eth_call", [{"to": spec.address, "data": "0x" + safe_tx.THRESHOLD.encode().hex()}, "latest"])[2:]))[0]
+        owners = safe_tx.OWNERS.decode(bytes.fromhex(rpc.call("eth_call", [{"to": spec.address, "data": "0x" + safe_tx.OWNERS.encode().hex()}, "latest"])[2:]))[0]
+    except (RpcError, ValueError) as exc:
+        return [Finding(subject, "safe", "fail", f"{spec.address} does not answer as a Safe: {exc}")]
+    out = [Finding(subject, "safe", "ok", f"{threshold}-of-{len(owners)} Safe at {spec.address}")]
+    if len(spec.owners) >= threshold:
+        out.append(Finding(subject, "custody", "fail",
+                           f"this installation holds {len(spec.owners)} owner key(s) of a {threshold}-of-{len(owners)} Safe: "
+                           "the multisig is one host. Keep fewer than the threshold here; the rest sign with `breakglass sign`."))
+    else:
+        out.append(Finding(subject, "custody", "ok", f"holds {len(spec.owners)} of the {threshold} signatures needed"))
     return out
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 from breakglass.flows import templating
 from breakglass.flows.errors import Diagnostic
-from breakglass.flows.inventory import FIXTURE_RE, FixtureSigner, Inventory
+from breakglass.flows.inventory import FIXTURE_RE, FixtureSigner, Inventory, SafeSigner
 from breakglass.flows.loader import Loaded, label
 from breakglass.flows.playbook import Playbook
 from breakglass.flows.steps import REGISTRY
@@ -226,6 +226,17 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
         if isinstance(signer, FixtureSigner) and not drill:
             out.append(_diag(doc, ("signers", name, "kind"), "fixture signers are only allowed in a drill inventory",
                              "Use kind env, keystore or external."))
+    for name, signer in inv.signers.items():
+        if isinstance(signer, SafeSigner):
+            need(("signers", name, "chain"), "chain", signer.chain)
+            for j, owner in enumerate([*signer.owners, signer.executor]):
+                loc = ("signers", name, "owners", j) if j < len(signer.owners) else ("signers", name, "executor")
+                if owner not in inv.signers:
+                    need(loc, "signer", owner)
+                elif isinstance(inv.signers[owner], SafeSigner):
+                    out.append(_diag(doc, loc, f"'{owner}' is itself a Safe; owners and the executor must be key signers"))
+            if FIXTURE_RE.match(signer.address) and not drill:
+                out.append(_diag(doc, ("signers", name, "address"), "fixture placeholders are only allowed in a drill inventory"))
     for name, contact in inv.contacts.items():
         for j, chain in enumerate(contact.chains):
             need(("contacts", name, "chains", j), "chain", chain)

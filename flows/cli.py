@@ -6,7 +6,6 @@
 from __future__ import annotations
 
 import json
-import os
 import sys
 import traceback
 from pathlib import Path
@@ -18,50 +17,24 @@ try:  # typer >= 0.20 vendors click; its exceptions live there
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as click_exceptions
-from rich.console import Console
 from rich.table import Table
 
 from breakglass.flows import __version__
+from breakglass.flows.cli_base import (  # noqa: E402
+    IncidentOpt,
+    InputOpt,
+    InventoryOpt,
+    JsonOpt,
+    _api,
+    _emit,
+    _home,
+    _require_inventory,
+    app,
+    err,
+    out,
+    server_app,
+)
 from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
-
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Incident-response playbooks for crypto protocols, run on Prefect.")
-server_app = typer.Typer(no_args_is_help=True, help="The local Prefect server under $BREAKGLASS_HOME.")
-app.add_typer(server_app, name="server")
-
-out = Console(soft_wrap=True)
-err = Console(stderr=True, soft_wrap=True)
-
-InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", help="inventory file", dir_okay=False)]
-InputOpt = Annotated[list[str] | None, typer.Option("--input", help="NAME=VALUE, repeatable")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="print exactly one JSON document on stdout")]
-IncidentOpt = Annotated[str | None, typer.Option("--incident", help="incident id (generated when absent)")]
-
-
-def _home() -> Path:
-    from breakglass.flows.home import home
-
-    return home()
-
-
-def _api() -> Any:
-    """The installation's Prefect API, exported to the environment before Prefect is imported."""
-    from breakglass.flows import server
-
-    api = server.ensure(_home())
-    os.environ.update(api.settings())
-    return api
-
-
-def _emit(document: Any, as_json: bool) -> None:
-    if as_json:
-        sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
-
-
-def _require_inventory(inventory: Path | None, command: str) -> Path:
-    if inventory is None:
-        raise BreakglassError(f"`breakglass {command}` needs --inventory FILE (e.g. playbooks/inventories/example.yaml)")
-    return inventory
 
 
 @app.command()
@@ -234,66 +207,6 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
 
 
 @app.command()
-def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whose pause steps say prepared: true")],
-            inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
-    """Sign and store (encrypted) the pauses marked `prepared: true`, for the signers' next nonces."""
-    from breakglass.flows import prepared
-    from breakglass.flows import signers as signers_mod
-    from breakglass.flows.validate import load_playbook
-
-    inventory = _require_inventory(inventory, "prepare")
-    results = []
-    for path in playbooks:
-        pb, inv = load_playbook(path, inventory)
-        assert inv is not None
-        steps = prepared.prepared_steps(pb)
-        if not steps:
-            results.append({"playbook": pb.name, "steps": [], "note": "no pause step says prepared: true"})
-            continue
-        names = {s.with_.signer for s in steps}
-        keys = signers_mod.unlock(inv, names, None, signers_mod.interactive_prompt())
-        results.append({"playbook": pb.name, "steps": prepared.build(pb, inv, keys, _home())})
-    if as_json:
-        _emit({"prepared": results}, True)
-    else:
-        for item in results:
-            for step in item["steps"]:
-                done = ", ".join(f"{c} at nonce {n}" for c, n in step["prepared"]) or "nothing"
-                out.print(f"{item['playbook']}/{step['step']}: prepared {done}", markup=False)
-                for reason in step["skipped"]:
-                    out.print(f"  skipped {reason}", markup=False)
-            if item.get("note"):
-                out.print(f"{item['playbook']}: {item['note']}", markup=False)
-    return 0
-
-
-@app.command()
-def check(inventory: Annotated[Path, typer.Argument(help="a live inventory")],
-          pauses: Annotated[int, typer.Option(help="pauses each guardian must be able to pay for")] = 3,
-          as_json: JsonOpt = False) -> int:
-    """Readiness: RPCs, signers, and each guardian's pause path, checked against the live chain."""
-    from breakglass.flows import check as check_mod
-    from breakglass.flows.signers import interactive_prompt
-
-    if not inventory.is_file():
-        raise BreakglassError(f"{inventory}: no such inventory file")
-    findings = check_mod.run(check_mod.load(inventory), pauses=pauses, prompt=interactive_prompt())
-    if as_json:
-        _emit(check_mod.to_json(findings), True)
-    else:
-        table = Table(title=f"breakglass check {inventory}")
-        for column in ("subject", "check", "status", "detail"):
-            table.add_column(column)
-        for f in findings:
-            table.add_row(f.subject, f.check, {"ok": "ok", "fail": "FAIL", "warn": "warn"}[f.status], f.detail)
-        out.print(table)
-    failed = [f for f in findings if f.status == "fail"]
-    if failed:
-        raise RunFailed(f"{len(failed)} check(s) failed: " + "; ".join(f"{f.subject} {f.check}" for f in failed))
-    return 0
-
-
-@app.command()
 def schema(what: Annotated[str, typer.Argument(help="'playbook' (playbooks and inventories) or 'run-record'")] = "playbook") -> int:
     """Print a JSON Schema."""
     from breakglass.flows import schema as schema_mod
@@ -385,6 +298,8 @@ def main(argv: list[str] | None = None) -> int:
 def entrypoint() -> None:
     sys.exit(main())
 
+
+from breakglass.flows import cli_guardian  # noqa: E402,F401  (registers prepare, sign, check)
 
 if __name__ == "__main__":
     entrypoint()

@@ -73,6 +73,37 @@ class _Chain:
         return self.send(sender, keccak(text=signature)[:4] + abi_encode(types, args), to)
 
 
+def _safe_artifact(name: str) -> dict[str, Any]:
+    import safe_eth.eth.contracts as contracts
+
+    return json.loads((Path(contracts.__file__).parent / "abis" / f"{name}.json").read_text())
+
+
+def deploy_safe(rpc: JsonRpc, owners: list[str], threshold: int, *, grant_on: list[str] | None = None) -> str:
+    """A Safe v1.4.1 (the contracts that ship with safe-eth-py) owned by ``owners``; optionally granted
+    GUARDIAN_ROLE on the given contracts by the fixture admin."""
+    from eth_utils import keccak
+
+    chain = _Chain(rpc)
+    me = chain.accounts[ACCOUNTS["deployer"]]
+    singleton = chain.send(me, bytes.fromhex(_safe_artifact("Safe_V1_4_1")["bytecode"][2:]))["contractAddress"]
+    factory = chain.send(me, bytes.fromhex(_safe_artifact("ProxyFactory_V1_4_1")["bytecode"][2:]))["contractAddress"]
+    zero = "0x" + "00" * 20
+    setup = keccak(text="setup(address[],uint256,address,bytes,address,address,uint256,address)")[:4] + abi_encode(
+        ["address[]", "uint256", "address", "bytes", "address", "address", "uint256", "address"],
+        [owners, threshold, zero, b"", zero, zero, 0, zero])
+    create = keccak(text="createProxyWithNonce(address,bytes,uint256)")[:4] + abi_encode(
+        ["address", "bytes", "uint256"], [singleton, setup, 0])
+    receipt = chain.send(me, create, factory)
+    # ProxyCreation(address indexed proxy, address singleton): the proxy is the first topic
+    log = next(entry for entry in receipt["logs"] if entry["address"].lower() == factory.lower())
+    safe = to_checksum_address("0x" + log["topics"][1][-40:])
+    role = keccak(text="GUARDIAN_ROLE")
+    for contract in grant_on or []:
+        chain.call(chain.accounts[ACCOUNTS["admin"]], contract, "grantRole(bytes32,address)", ["bytes32", "address"], [role, safe])
+    return safe
+
+
 def deploy(rpc: JsonRpc, *, attack: bool = True) -> Deployed:
     """Deploy the fixture protocol, fund it, and (optionally) run the attack scenario."""
     chain = _Chain(rpc)

@@ -106,7 +106,18 @@ class FixtureSigner(Model):
     account: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")] = Field(description="drill only: a fixture account")
 
 
-Signer = Annotated[EnvSigner | KeystoreSigner | ExternalSigner | FixtureSigner, Field(discriminator="kind")]
+class SafeSigner(Model):
+    """A Safe multisig that holds the guardian role. breakglass proposes, collects owner signatures
+    (from the owner signers it holds, and from `breakglass sign`), and executes once the threshold is met."""
+
+    kind: Literal["safe"]
+    address: AddressOrFixture
+    chain: Name
+    owners: list[Name] = Field(default_factory=list, description="owner signers this installation holds (may be none)")
+    executor: Name = Field(description="the signer that submits execTransaction and pays its gas")
+
+
+Signer = Annotated[EnvSigner | KeystoreSigner | ExternalSigner | FixtureSigner | SafeSigner, Field(discriminator="kind")]
 
 
 class ContactChannel(Model):

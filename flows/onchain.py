@@ -233,7 +233,7 @@ def _replace(io: ChainIO, signer: Signer, intent: Intent, journal: Journal, curr
              fees: tuple[int, int]) -> None:
     lock, _ = _nonce_slot(io.spec.chain_id, signer.address)
     with lock:
-        first = journal.entries(intent.key)[0]
+        first = next(e for e in journal.entries(intent.key) if e["event"] == "signed")
         tx = {"type": 2, "chainId": io.spec.chain_id, "nonce": current.nonce, "to": intent.to, "value": intent.value,
               "data": "0x" + intent.data.hex(), "gas": first["gas"], "maxFeePerGas": fees[0], "maxPriorityFeePerGas": fees[1]}
         signed = _sign(signer, tx)

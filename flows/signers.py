@@ -10,12 +10,13 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from breakglass.flows.context import Bindings
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.fixture import ACCOUNTS
-from breakglass.flows.inventory import EnvSigner, ExternalSigner, FixtureSigner, Inventory, KeystoreSigner
+from breakglass.flows.inventory import EnvSigner, ExternalSigner, FixtureSigner, Inventory, KeystoreSigner, SafeSigner
 from breakglass.integrations.chain import signers
 from breakglass.integrations.chain.signers import Signer, SignerError
 
@@ -23,6 +24,21 @@ from breakglass.integrations.chain.signers import Signer, SignerError
 ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 
 Prompt = Callable[[str], str]
+
+
+@dataclass(frozen=True)
+class SafeGuardian:
+    """A Safe that acts through owner signatures; ``owners`` are the owner keys this process holds."""
+
+    name: str
+    address: str
+    chain: str
+    owners: dict[str, Signer]
+    executor: Signer
+    label: str = ""
+
+    def __repr__(self) -> str:
+        return f"SafeGuardian({self.name}, {self.address}, owners held: {sorted(self.owners)})"
 
 
 def _prompt(label: str) -> str:
@@ -57,6 +73,12 @@ def unlock_one(inventory: Inventory, name: str, bindings: Bindings | None = None
             remote = signers.RemoteSigner(url, spec.address, f"'{name}' (external {spec.url_env})")
             remote.ping()
             signer = remote
+        elif isinstance(spec, SafeSigner):
+            held = {o: unlock_one(inventory, o, bindings, prompt) for o in spec.owners}
+            address = spec.address
+            if bindings is not None and address in bindings.addresses:
+                address = bindings.addresses[address]
+            return SafeGuardian(name, address, spec.chain, held, unlock_one(inventory, spec.executor, bindings, prompt))
         elif isinstance(spec, FixtureSigner):
             if not inventory.is_drill:
                 raise BreakglassError(f"signer '{name}': fixture signers exist only in drill inventories")

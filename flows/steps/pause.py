@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from breakglass.flows import onchain, prepared
+from breakglass.flows import onchain, prepared, safe
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.signers import SafeGuardian
 from breakglass.flows.steps.base import Ref, StepBase
 from breakglass.flows.types import Model, Name
 from breakglass.integrations.chain import abi
@@ -55,6 +56,8 @@ class ContractResult(Model):
     transactions: list[str] = Field(default_factory=list, description="every hash signed for this intent (replacements)")
     submitted_via: str | None = Field(None, description="the broadcast endpoint, by env var name and index")
     fast_path: str | None = Field(None, description="whether a prepared transaction was used, and if not, why")
+    safe_tx_hash: str | None = Field(None, description="for a Safe guardian: the hash its owners signed")
+    safe_owners_signed: list[str] = Field(default_factory=list)
     note: str | None = None
 
 
@@ -122,9 +125,19 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
     base = {"contract": name, "chain": contract.chain, "address": address,
             "fast_path": prepared.fastpath_note(ctx.artifacts_dir.parent, ctx.step_id, name) if p.prepared else None}
     try:
-        outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal,
-                                    skip=lambda: read_paused(io, address, contract.paused))
-    except onchain.FeeCapTooLow as exc:
+        read_paused(io, address, contract.paused)
+    except onchain.TxRejected as exc:
+        return ContractResult(**base, status="failed", paused=False,
+                              note=f"cannot read {contract.paused} on {address} ({exc}): is it the right address, and does "
+                              f"the contract have this view? Set 'paused:' (and 'pause:') for it in the inventory")
+    safe_info: dict[str, Any] = {}
+    try:
+        if isinstance(signer, SafeGuardian):
+            outcome, safe_info = safe.send(ctx, io, signer, intent, skip=lambda: read_paused(io, address, contract.paused))
+        else:
+            outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal,
+                                        skip=lambda: read_paused(io, address, contract.paused))
+    except (onchain.FeeCapTooLow, safe.SafeRefused) as exc:
         return ContractResult(**base, status="failed", paused=read_paused(io, address, contract.paused), note=str(exc))
     except onchain.TxRejected as exc:
         paused = read_paused(io, address, contract.paused) or _pending_pause_lands(ctx, io, address, contract.paused)
@@ -137,7 +150,8 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
         onchain.wait_confirmations(ctx, io, outcome.block_number, p.confirmations)
     paused = read_paused(io, address, contract.paused)
     common = {**base, "paused": paused, "tx_hash": outcome.tx_hash, "block_number": outcome.block_number,
-              "gas_used": outcome.gas_used, "transactions": outcome.hashes, "submitted_via": outcome.submitted_via}
+              "gas_used": outcome.gas_used, "transactions": outcome.hashes, "submitted_via": outcome.submitted_via,
+              "safe_tx_hash": safe_info.get("safe_tx_hash"), "safe_owners_signed": safe_info.get("owners_signed", [])}
     if outcome.status == "mined":
         return ContractResult(**common, status="paused" if paused else "failed",
                               note=None if paused else "the transaction succeeded but the contract reads as not paused")

@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from eth_utils import keccak
 from pydantic import Field
 
-from breakglass.flows import onchain
+from breakglass.flows import onchain, safe
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.signers import SafeGuardian
 from breakglass.flows.steps.base import Ref, StepBase
 from breakglass.flows.types import NAME_RE, Model, Name
 from breakglass.integrations.chain import abi
@@ -46,6 +47,8 @@ class TransactOutputs(Model):
     gas_used: int
     transactions: list[str]
     submitted_via: str | None = None
+    safe_tx_hash: str | None = None
+    safe_owners_signed: list[str] = Field(default_factory=list)
 
 
 def _coerce(types: tuple[str, ...], args: list[Any]) -> list[Any]:
@@ -93,7 +96,12 @@ class Transact:
         intent = onchain.Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{p.contract}/{fn.name}/{digest}",
                                 chain=contract.chain, to=ctx.address(p.contract), data=data, value=p.value,
                                 label=f"{p.contract}.{p.function}")
-        outcome = onchain.send_once(ctx, io, ctx.signer(p.signer), intent, ctx.journal)
+        signer = ctx.signer(p.signer)
+        safe_info: dict[str, Any] = {}
+        if isinstance(signer, SafeGuardian):
+            outcome, safe_info = safe.send(ctx, io, signer, intent)
+        else:
+            outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal)
         if outcome.status != "mined":
             raise BreakglassError(f"{intent.label}: {outcome.status}: {outcome.reason or ''}".rstrip(": "))
         assert outcome.block_number is not None and outcome.tx_hash is not None
@@ -101,7 +109,8 @@ class Transact:
         return TransactOutputs(contract=p.contract, chain=contract.chain, function=p.function, status="mined",
                                tx_hash=outcome.tx_hash, block_number=outcome.block_number,
                                gas_used=outcome.gas_used or 0, transactions=outcome.hashes,
-                               submitted_via=outcome.submitted_via)
+                               submitted_via=outcome.submitted_via, safe_tx_hash=safe_info.get("safe_tx_hash"),
+                               safe_owners_signed=safe_info.get("owners_signed", []))
 
 
 HANDLER = Transact()

@@ -75,6 +75,11 @@ class LocalSigner:
 
     __str__ = __repr__
 
+    def sign_digest(self, digest: bytes) -> bytes:
+        """A 65-byte (r, s, v=27/28) signature over a 32-byte digest, e.g. a Safe's safeTxHash."""
+        signed = self._account.unsafe_sign_hash(digest)
+        return signed.r.to_bytes(32, "big") + signed.s.to_bytes(32, "big") + bytes([signed.v])
+
     def sign(self, tx: dict[str, Any]) -> Signed:
         try:
             signed = self._account.sign_transaction(tx)

@@ -134,3 +134,18 @@ def test_a_prepared_pause_cannot_wait_for_other_steps(tmp_path: Path) -> None:
                     + "  - {id: w, kind: wait, with: {seconds: 1}}\n")
     with pytest.raises(SpecError, match="a prepared pause is broadcast before the run starts"):
         load_playbook(path)
+
+
+def test_staleness_rules() -> None:
+    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.prepared import PreparedTx, _stale
+
+    inventory = Inventory.model_validate({"apiVersion": "breakglass/v1", "kind": "Inventory", "name": "t", "chains": {
+        "ethereum": {"chain_id": 1, "block_time": 12, "rpc": [{"env": "X"}]}}})
+    tx = PreparedTx("vault", "ethereum", 1, "0x" + "11" * 20, "0x" + "22" * 20, "0x8456cb59", 7, 50_000, 100 * 10**9,
+                    10**9, "0x00", "0x" + "33" * 32, "now")
+    block = {"baseFeePerGas": hex(10**9)}
+    assert _stale([tx], "0x1", "0x7", block, inventory) is None
+    assert "the RPC answers 10" in _stale([tx], "0xa", "0x7", block, inventory)
+    assert "is no longer next" in _stale([tx], "0x1", "0x8", block, inventory)
+    assert "below the base fee" in _stale([tx], "0x1", "0x7", {"baseFeePerGas": hex(101 * 10**9)}, inventory)

@@ -269,3 +269,14 @@ def test_evicted_underpriced_pause_is_repriced_not_waited_on(prefect_api, own_ch
         assert replacements and replacements[-1]["max_fee"] > first["max_fee"] * 4
         assert _is_paused(rpc, a["fixture:vault"])
         assert _count(rpc, a["fixture:guardian"]) == 1
+
+
+def test_a_contract_without_a_pause_function_fails_clearly(prefect_api, chain, tmp_path) -> None:
+    chain = fresh_protocol(chain)
+    inventory = live_inventory(tmp_path, chain)
+    playbook = _playbook(tmp_path, "  - {id: pause, kind: pause, with: {contracts: [token], signer: guardian}}\n")
+    result = cli("run", str(playbook), "--inventory", str(inventory), "--yes", "--json", env=_env(chain))
+    assert result.returncode == 2
+    step = json.loads(result.stdout)["steps"][0]
+    assert step["status"] == "failed" and step["error"].startswith("not paused: token: cannot read paused() on")
+    assert "Traceback" not in result.stderr

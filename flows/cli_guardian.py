@@ -1,0 +1,107 @@
+"""Guardian commands: ``prepare`` (pre-signed pauses), ``sign`` (Safe owner signatures), ``check`` (readiness)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from breakglass.flows.cli_base import InventoryOpt, JsonOpt, _emit, _home, _require_inventory, app, err, out
+from breakglass.flows.errors import BreakglassError, RunFailed
+
+
+@app.command()
+def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whose pause steps say prepared: true")],
+            inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
+    """Sign and store (encrypted) the pauses marked `prepared: true`, for the signers' next nonces."""
+    from breakglass.flows import prepared
+    from breakglass.flows import signers as signers_mod
+    from breakglass.flows.validate import load_playbook
+
+    inventory = _require_inventory(inventory, "prepare")
+    results = []
+    for path in playbooks:
+        pb, inv = load_playbook(path, inventory)
+        assert inv is not None
+        steps = prepared.prepared_steps(pb)
+        if not steps:
+            results.append({"playbook": pb.name, "steps": [], "note": "no pause step says prepared: true"})
+            continue
+        names = {s.with_.signer for s in steps}
+        keys = signers_mod.unlock(inv, names, None, signers_mod.interactive_prompt())
+        results.append({"playbook": pb.name, "steps": prepared.build(pb, inv, keys, _home())})
+    if as_json:
+        _emit({"prepared": results}, True)
+    else:
+        for item in results:
+            for step in item["steps"]:
+                done = ", ".join(f"{c} at nonce {n}" for c, n in step["prepared"]) or "nothing"
+                out.print(f"{item['playbook']}/{step['step']}: prepared {done}", markup=False)
+                for reason in step["skipped"]:
+                    out.print(f"  skipped {reason}", markup=False)
+            if item.get("note"):
+                out.print(f"{item['playbook']}: {item['note']}", markup=False)
+    return 0
+
+
+@app.command()
+def sign(incident: str, safe_tx_hash: str,
+         signature: Annotated[str | None, typer.Option("--signature", help="an owner's 65-byte signature made on their own device")] = None,
+         with_signer: Annotated[str | None, typer.Option("--with", help="an owner signer from --inventory to sign with")] = None,
+         inventory: InventoryOpt = None) -> int:
+    """Add a Safe owner's signature to a proposed Safe transaction; it is checked before it counts."""
+    from breakglass.flows import safe
+    from breakglass.flows.runstore import Store
+    from breakglass.flows.signers import interactive_prompt, unlock_one
+    from breakglass.flows.validate import load_inventory
+    from breakglass.integrations.chain.signers import LocalSigner
+
+    if (signature is None) == (with_signer is None):
+        raise BreakglassError("give exactly one of --signature 0x... or --with SIGNER (with --inventory)")
+    if not (safe_tx_hash.startswith("0x") and len(safe_tx_hash) == 66):
+        raise BreakglassError(f"{safe_tx_hash!r} is not a safeTxHash (0x followed by 64 hex digits)")
+    incident_dir = Store(_home()).incident_dir(incident)
+    if not (incident_dir / "incident.json").exists():
+        raise BreakglassError(f"no incident {incident!r}; `breakglass status` lists incidents")
+    if with_signer is not None:
+        signer = unlock_one(load_inventory(_require_inventory(inventory, "sign --with")), with_signer, prompt=interactive_prompt())
+        if not isinstance(signer, LocalSigner):
+            raise BreakglassError(f"signer '{with_signer}' cannot sign a digest here; sign on its device and pass --signature")
+        raw = signer.sign_digest(bytes.fromhex(safe_tx_hash[2:]))
+    else:
+        assert signature is not None
+        try:
+            raw = bytes.fromhex(signature.removeprefix("0x"))
+        except ValueError:
+            raise BreakglassError("--signature is not hex") from None
+    owner = safe.submit_signature(incident_dir, safe_tx_hash.lower(), raw)
+    err.print(f"accepted: owner {owner} signed {safe_tx_hash}", markup=False)
+    return 0
+
+
+@app.command()
+def check(inventory: Annotated[Path, typer.Argument(help="a live inventory")],
+          pauses: Annotated[int, typer.Option(help="pauses each guardian must be able to pay for")] = 3,
+          as_json: JsonOpt = False) -> int:
+    """Readiness: RPCs, signers, and each guardian's pause path, checked against the live chain."""
+    from breakglass.flows import check as check_mod
+    from breakglass.flows.signers import interactive_prompt
+
+    if not inventory.is_file():
+        raise BreakglassError(f"{inventory}: no such inventory file")
+    findings = check_mod.run(check_mod.load(inventory), pauses=pauses, prompt=interactive_prompt())
+    if as_json:
+        _emit(check_mod.to_json(findings), True)
+    else:
+        table = Table(title=f"breakglass check {inventory}")
+        for column in ("subject", "check", "status", "detail"):
+            table.add_column(column)
+        for f in findings:
+            table.add_row(f.subject, f.check, {"ok": "ok", "fail": "FAIL", "warn": "warn"}[f.status], f.detail)
+        out.print(table)
+    failed = [f for f in findings if f.status == "fail"]
+    if failed:
+        raise RunFailed(f"{len(failed)} check(s) failed: " + "; ".join(f"{f.subject} {f.check}" for f in failed))
+    return 0

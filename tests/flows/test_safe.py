@@ -1,0 +1,168 @@
+"""Guardian actions through a 2-of-3 Safe (the contracts that ship with safe-eth-py) on anvil."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from eth_account import Account
+from eth_utils import keccak
+
+from breakglass.flows import fixture
+from breakglass.integrations.chain import abi
+from breakglass.integrations.chain import safe as safe_tx
+from tests.conftest import REPO, cli, dev_key, fresh_protocol, live_inventory
+
+PAUSED = abi.parse("paused()(bool)")
+
+
+@pytest.fixture
+def protocol(chain):
+    chain = fresh_protocol(chain)
+    a = chain.addresses
+    with chain.rpc() as rpc:
+        safe = fixture.deploy_safe(rpc, [a["fixture:alice"], a["fixture:bob"], a["fixture:carol"]], 2,
+                                   grant_on=[a["fixture:vault"]])
+    return chain, safe
+
+
+def _inventory(tmp: Path, chain, safe: str, owners: list[str]) -> Path:
+    a = chain.addresses
+    extra = "".join(f'  {o}: {{kind: env, env: BG_TEST_{o.upper()}_KEY, address: "{a[f"fixture:{o}"]}"}}\n'
+                    for o in ("alice", "bob"))
+    extra += f'  guardian-safe: {{kind: safe, address: "{safe}", chain: ethereum, owners: [{", ".join(owners)}], executor: alice}}\n'
+    path = live_inventory(tmp, chain, extra=extra)
+    path.write_text(path.read_text().replace(f'address: "{a["fixture:vault"]}", guardian: guardian', f'address: "{a["fixture:vault"]}", guardian: guardian-safe'))
+    return path
+
+
+def _env(chain) -> dict[str, str]:
+    return {"BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"),
+            "BG_TEST_ALICE_KEY": dev_key("alice"), "BG_TEST_BOB_KEY": dev_key("bob")}
+
+
+def _playbook(tmp: Path) -> Path:
+    path = tmp / "safe.yaml"
+    path.write_text("apiVersion: breakglass/v1\nkind: Playbook\nname: safe-pause\ndescription: t\nseverity: critical\n"
+                    "steps:\n  - {id: pause, kind: pause, timeout: 60s, with: {contracts: [vault], signer: guardian-safe}}\n")
+    return path
+
+
+def _paused(chain) -> bool:
+    with chain.rpc() as rpc:
+        raw = rpc.call("eth_call", [{"to": chain.addresses["fixture:vault"], "data": "0x5c975abb"}, "latest"])
+    return PAUSED.decode(bytes.fromhex(raw[2:]))[0]
+
+
+def test_two_held_owners_pause_the_vault_through_the_safe(prefect_api, protocol, home, tmp_path) -> None:
+    chain, safe = protocol
+    inventory = _inventory(tmp_path, chain, safe, ["alice", "bob"])
+    result = cli("run", str(_playbook(tmp_path)), "--inventory", str(inventory), "--yes", "--json", env=_env(chain))
+    assert result.returncode == 0, result.stderr
+    record = json.loads(result.stdout)
+    out = record["steps"][0]["outputs"]["results"][0]
+    a = chain.addresses
+    assert out["status"] == "paused" and _paused(chain)
+    assert out["safe_owners_signed"] == sorted([a["fixture:alice"], a["fixture:bob"]], key=lambda x: int(x, 16))
+    with chain.rpc() as rpc:
+        receipt = rpc.call("eth_getTransactionReceipt", [out["tx_hash"]])
+        assert receipt["to"].lower() == safe.lower() and receipt["from"].lower() == a["fixture:alice"].lower()
+        nonce = safe_tx.NONCE.decode(bytes.fromhex(rpc.call("eth_call", [{"to": safe, "data": "0x" + safe_tx.NONCE.encode().hex()}, "latest"])[2:]))[0]
+    assert nonce == 1  # exactly one Safe transaction executed
+    # the hash owners were shown is the one safe-eth-py computes for the same transaction
+    from safe_eth.eth import EthereumClient
+    from safe_eth.safe.safe_tx import SafeTx
+
+    expected = SafeTx(EthereumClient(chain.url), safe, a["fixture:vault"], 0, abi.parse("pause()").encode(), 0, 0, 0, 0,
+                      None, None, safe_nonce=0, safe_version="1.4.1", chain_id=31337).safe_tx_hash
+    assert out["safe_tx_hash"] == expected.to_0x_hex()
+    assert "Owners: verify this safeTxHash" in result.stderr and out["safe_tx_hash"][2:] in result.stderr
+
+
+def test_a_remote_owner_signs_with_breakglass_sign_and_forgeries_are_refused(prefect_api, protocol, home, tmp_path) -> None:
+    chain, safe = protocol
+    inventory = _inventory(tmp_path, chain, safe, ["alice"])
+    incident = f"INC-safe-{time.monotonic_ns()}"
+    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "run", str(_playbook(tmp_path)), "--inventory",
+                                str(inventory), "--yes", "--json", "--incident", incident],
+                               env={**os.environ, **_env(chain)}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proposal = None
+        deadline = time.monotonic() + 60
+        while proposal is None:
+            assert time.monotonic() < deadline, "no Safe proposal appeared"
+            for journal in (home / "incidents" / incident).glob("runs/*/journal.jsonl"):
+                proposal = next((json.loads(line) for line in journal.read_text().splitlines() if '"safe_proposed"' in line), None)
+            time.sleep(0.1)
+        digest = bytes.fromhex(proposal["safe_tx_hash"][2:])
+        forged = Account.from_key(dev_key("attacker")).unsafe_sign_hash(digest)
+        refused = cli("sign", incident, proposal["safe_tx_hash"], "--signature",
+                      forged.r.to_bytes(32, "big").hex() + forged.s.to_bytes(32, "big").hex() + bytes([forged.v]).hex())
+        assert refused.returncode == 1 and "is not an owner of Safe" in refused.stderr
+        other = Account.from_key(dev_key("bob")).unsafe_sign_hash(keccak(b"another transaction"))
+        wrong_hash = cli("sign", incident, proposal["safe_tx_hash"], "--signature",
+                         "0x" + other.r.to_bytes(32, "big").hex() + other.s.to_bytes(32, "big").hex() + bytes([other.v]).hex())
+        assert wrong_hash.returncode == 1 and "signature refused" in wrong_hash.stderr
+        assert process.poll() is None and not _paused(chain)  # still waiting for a second owner
+        bob = cli("sign", incident, proposal["safe_tx_hash"], "--with", "bob", "--inventory", str(inventory), env=_env(chain))
+        assert bob.returncode == 0, bob.stderr
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    out = json.loads(stdout)["steps"][0]["outputs"]["results"][0]
+    assert out["status"] == "paused" and len(out["safe_owners_signed"]) == 2 and _paused(chain)
+
+
+def test_check_fails_when_one_host_holds_a_threshold_of_owner_keys(protocol, tmp_path) -> None:
+    chain, safe = protocol
+    held_two = cli("check", str(_inventory(tmp_path, chain, safe, ["alice", "bob"])), "--json", env=_env(chain))
+    findings = json.loads(held_two.stdout)["findings"]
+    custody = next(f for f in findings if f["check"] == "custody")
+    assert held_two.returncode == 2 and custody["status"] == "fail" and "the multisig is one host" in custody["detail"]
+    vault = next(f for f in findings if f["subject"] == "contract vault" and f["check"] == "guardian can pause")
+    assert vault["status"] == "ok" and safe in vault["detail"]
+    held_one = cli("check", str(_inventory(tmp_path, chain, safe, ["alice"])), "--json", env=_env(chain))
+    assert held_one.returncode == 0, held_one.stdout
+
+
+def test_a_safe_whose_threshold_changed_since_the_proposal_is_refused(prefect_api, protocol, home, tmp_path) -> None:
+    chain, safe = protocol
+    a = chain.addresses
+    inventory = _inventory(tmp_path, chain, safe, ["alice"])
+    incident = f"INC-safe-changed-{time.monotonic_ns()}"
+    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "run", str(_playbook(tmp_path)), "--inventory",
+                                str(inventory), "--yes", "--json", "--incident", incident],
+                               env={**os.environ, **_env(chain)}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        proposal = None
+        deadline = time.monotonic() + 60
+        while proposal is None:
+            assert time.monotonic() < deadline
+            for journal in (home / "incidents" / incident).glob("runs/*/journal.jsonl"):
+                proposal = next((json.loads(line) for line in journal.read_text().splitlines() if '"safe_proposed"' in line), None)
+            time.sleep(0.1)
+        # Meanwhile the owners lower the threshold to 1 through the Safe itself.
+        change = safe_tx.SafeTx(safe, 31337, safe, 0, abi.parse("changeThreshold(uint256)").encode([1]), 0)
+        sigs = {}
+        for owner in ("alice", "bob"):
+            s = Account.from_key(dev_key(owner)).unsafe_sign_hash(change.hash())
+            sigs[a[f"fixture:{owner}"]] = s.r.to_bytes(32, "big") + s.s.to_bytes(32, "big") + bytes([s.v])
+        with chain.rpc() as rpc:
+            rpc.call("eth_sendTransaction", [{"from": a["fixture:carol"], "to": safe, "data": "0x" + change.exec_call(sigs).hex()}])
+        assert cli("sign", incident, proposal["safe_tx_hash"], "--with", "bob", "--inventory", str(inventory),
+                   env=_env(chain)).returncode == 0
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 2, stderr
+    out = json.loads(stdout)["steps"][0]["outputs"]["results"][0]
+    assert out["status"] == "failed" and "owners or threshold changed since the proposal" in out["note"]
+    assert not _paused(chain)
