@@ -59,6 +59,17 @@ def _paused(chain) -> bool:
     return PAUSED.decode(bytes.fromhex(raw[2:]))[0]
 
 
+def _wait_for_proposal(home: Path, incident: str) -> dict:
+    deadline = time.monotonic() + 60
+    while True:
+        assert time.monotonic() < deadline, "no Safe proposal appeared"
+        for journal in (home / "incidents" / incident).glob("runs/*/journal.jsonl"):
+            for line in journal.read_text().splitlines():
+                if '"safe_proposed"' in line:
+                    return json.loads(line)
+        time.sleep(0.1)
+
+
 def test_two_held_owners_pause_the_vault_through_the_safe(prefect_api, protocol, home, tmp_path) -> None:
     chain, safe = protocol
     inventory = _inventory(tmp_path, chain, safe, ["alice", "bob"])
@@ -92,13 +103,7 @@ def test_a_remote_owner_signs_with_breakglass_sign_and_forgeries_are_refused(pre
                                 str(inventory), "--yes", "--json", "--incident", incident],
                                env={**os.environ, **_env(chain)}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proposal = None
-        deadline = time.monotonic() + 60
-        while proposal is None:
-            assert time.monotonic() < deadline, "no Safe proposal appeared"
-            for journal in (home / "incidents" / incident).glob("runs/*/journal.jsonl"):
-                proposal = next((json.loads(line) for line in journal.read_text().splitlines() if '"safe_proposed"' in line), None)
-            time.sleep(0.1)
+        proposal = _wait_for_proposal(home, incident)
         digest = bytes.fromhex(proposal["safe_tx_hash"][2:])
         forged = Account.from_key(dev_key("attacker")).unsafe_sign_hash(digest)
         refused = cli("sign", incident, proposal["safe_tx_hash"], "--signature",
@@ -141,13 +146,7 @@ def test_a_safe_whose_threshold_changed_since_the_proposal_is_refused(prefect_ap
                                 str(inventory), "--yes", "--json", "--incident", incident],
                                env={**os.environ, **_env(chain)}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        proposal = None
-        deadline = time.monotonic() + 60
-        while proposal is None:
-            assert time.monotonic() < deadline
-            for journal in (home / "incidents" / incident).glob("runs/*/journal.jsonl"):
-                proposal = next((json.loads(line) for line in journal.read_text().splitlines() if '"safe_proposed"' in line), None)
-            time.sleep(0.1)
+        proposal = _wait_for_proposal(home, incident)
         # Meanwhile the owners lower the threshold to 1 through the Safe itself.
         change = safe_tx.SafeTx(safe, 31337, safe, 0, abi.parse("changeThreshold(uint256)").encode([1]), 0)
         sigs = {}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from eth_account import Account
+
+from tests.helpers.jsonhttp import JsonServer
 
 
 class SigningServer:
@@ -21,27 +20,11 @@ class SigningServer:
         self.tamper = tamper
         self.bare = bare
         self.requests: list[dict[str, Any]] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                outer.requests.append(body)
-                answer = outer.handle(body)
-                data = json.dumps(answer).encode()
-                self.send_response(200)
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        self._http = JsonServer(lambda body: (200, self.handle(body)))
+        self.url = self._http.url
 
     def handle(self, body: dict[str, Any]) -> dict[str, Any]:
+        self.requests.append(body)
         if body["method"] == "eth_accounts":
             return {"jsonrpc": "2.0", "id": body["id"], "result": [self.account.address]}
         if body["method"] == "eth_signTransaction":
@@ -56,4 +39,4 @@ class SigningServer:
         return {"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32601, "message": "method not found"}}
 
     def close(self) -> None:
-        self.server.shutdown()
+        self._http.close()

@@ -1,64 +1,51 @@
 from __future__ import annotations
 
-import json
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
 import pytest
 
 from breakglass.integrations.chain import abi, multicall
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc, RpcError, RpcUnavailable
+from tests.helpers.jsonhttp import JsonServer
 
 
-class _Flaky(BaseHTTPRequestHandler):
-    """Answers 503 to the first N posts, then proxies nothing: a JSON-RPC error per call."""
+class _Flaky:
+    """Answers 503 to the first N posts, then a result per batch item or an error for single calls."""
 
     failures = 0
 
-    def do_POST(self) -> None:  # noqa: N802
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        if type(self).failures > 0:
-            type(self).failures -= 1
-            self.send_response(503)
-            self.end_headers()
-            return
-        answer = [{"jsonrpc": "2.0", "id": c["id"], "result": "0x7a69"} for c in body] if isinstance(body, list) else \
-            {"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32601, "message": "no such method"}}
-        data = json.dumps(answer).encode()
-        self.send_response(200)
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args: object) -> None:
-        pass
+    @classmethod
+    def answer(cls, body):
+        if cls.failures > 0:
+            cls.failures -= 1
+            return 503, None
+        if isinstance(body, list):
+            return 200, [{"jsonrpc": "2.0", "id": c["id"], "result": "0x7a69"} for c in body]
+        return 200, {"jsonrpc": "2.0", "id": body["id"], "error": {"code": -32601, "message": "no such method"}}
 
 
 @pytest.fixture
 def flaky():
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Flaky)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    server = JsonServer(_Flaky.answer)
     yield server
-    server.shutdown()
+    server.close()
 
 
 def test_retries_5xx_then_answers(flaky) -> None:
     _Flaky.failures = 1
-    with JsonRpc([Endpoint("env:A#0", f"http://127.0.0.1:{flaky.server_port}/key-abc")], backoff=0.01) as rpc:
+    with JsonRpc([Endpoint("env:A#0", f"{flaky.url}/key-abc")], backoff=0.01) as rpc:
         assert rpc.batch([("eth_chainId", []), ("eth_chainId", [])]) == ["0x7a69", "0x7a69"]
         assert rpc.round_trips == 2
 
 
 def test_rpc_errors_are_typed_and_name_the_method(flaky) -> None:
     _Flaky.failures = 0
-    with JsonRpc([Endpoint("env:A#0", f"http://127.0.0.1:{flaky.server_port}/")]) as rpc, \
+    with JsonRpc([Endpoint("env:A#0", f"{flaky.url}/")]) as rpc, \
             pytest.raises(RpcError, match="eth_foo: RPC error -32601: no such method"):
         rpc.call("eth_foo")
 
 
 def test_unavailable_lists_endpoints_by_label_only(flaky) -> None:
     _Flaky.failures = 100
-    url = f"http://127.0.0.1:{flaky.server_port}/v3/secret-project-key"
+    url = f"{flaky.url}/v3/secret-project-key"
     with JsonRpc([Endpoint("env:A#0", url), Endpoint("env:B#1", url)], backoff=0.01) as rpc, pytest.raises(RpcUnavailable) as info:
         rpc.call("eth_chainId")
     assert str(info.value) == ("no RPC endpoint answered (env:A#0: HTTP 503; env:A#0: HTTP 503; "
