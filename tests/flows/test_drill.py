@@ -124,3 +124,40 @@ def test_live_run_of_a_drill_incident_is_refused(drill_result, prefect_api, tmp_
                  "--input", "attack_tx=0x" + "ab" * 32)
     assert result.returncode == 1
     assert f"incident {record['incident']} is a drill incident; a live run cannot join it" in result.stderr
+
+
+def test_a_drill_on_two_chains_pauses_both_in_one_step(prefect_api, tmp_path: Path) -> None:
+    inventory = tmp_path / "two-chains.yaml"
+    inventory.write_text("""apiVersion: breakglass/v1
+kind: Inventory
+name: two-chains
+mode: drill
+chains:
+  ethereum: {chain_id: 31337, block_time: 1s, rpc: [{fixture: anvil}], multicall3: "fixture:multicall"}
+  arbitrum: {chain_id: 42161, block_time: 1s, rpc: [{fixture: anvil}], multicall3: "fixture:multicall"}
+contracts:
+  vault-eth: {chain: ethereum, address: "fixture:vault"}
+  vault-arb: {chain: arbitrum, address: "fixture:vault"}
+signers:
+  guardian: {kind: fixture, account: guardian}
+""")
+    playbook = tmp_path / "both.yaml"
+    playbook.write_text("""apiVersion: breakglass/v1
+kind: Playbook
+name: pause-both-chains
+description: one step, two chains, in parallel
+severity: critical
+steps:
+  - {id: pause, kind: pause, timeout: 60s, with: {contracts: [vault-eth, vault-arb], signer: guardian}}
+  - {id: after-eth, kind: snapshot, needs: [pause], with: {chain: ethereum, paused: [vault-eth]}}
+  - {id: after-arb, kind: snapshot, needs: [pause], with: {chain: arbitrum, paused: [vault-arb]}}
+""")
+    result = cli("drill", str(playbook), "--inventory", str(inventory), "--json")
+    assert result.returncode == 0, result.stderr
+    steps = {s["id"]: s for s in json.loads(result.stdout)["steps"]}
+    results = steps["pause"]["outputs"]["results"]
+    assert [(r["contract"], r["chain"], r["status"]) for r in results] == [
+        ("vault-eth", "ethereum", "paused"), ("vault-arb", "arbitrum", "paused")]
+    assert steps["after-eth"]["outputs"]["chain_id"] == 31337 and steps["after-arb"]["outputs"]["chain_id"] == 42161
+    assert steps["after-eth"]["outputs"]["paused"] == {"vault-eth": True}
+    assert steps["after-arb"]["outputs"]["paused"] == {"vault-arb": True}
