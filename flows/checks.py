@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from breakglass.flows import templating
@@ -101,6 +102,12 @@ def check_playbook(loaded: Loaded, inventory: Inventory | None, inventory_path: 
             except ValueError as exc:
                 out.append(_diag(doc, ("inputs", name, "default"), f"default does not fit type {spec.type}: {exc}"))
     out += _check_templates(doc, playbook)
+    playbook_dir = Path(loaded.path).resolve().parent
+    for i, step in enumerate(playbook.steps):
+        hook = getattr(REGISTRY[step.kind], "check", None)
+        if hook is not None:
+            for loc, message, hint in hook(step, inventory, playbook_dir):
+                out.append(_diag(doc, ("steps", i, *loc), message, hint))
     if inventory is not None:
         out += _check_references(doc, playbook, inventory, inventory_path or "the inventory")
     return out
@@ -241,8 +248,17 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
         for j, chain in enumerate(contact.chains):
             need(("contacts", name, "chains", j), "chain", chain)
         for j, channel in enumerate(contact.channels):
-            if channel.webhook:
-                need(("contacts", name, "channels", j, "webhook"), "channel", channel.webhook)
+            need(("contacts", name, "channels", j, "via"), "channel", channel.via)
+            transport = inv.channels.get(channel.via)
+            if transport is not None and transport.kind == "email":
+                from breakglass.integrations.notify.email import valid_address
+
+                for k, address in enumerate(channel.to if isinstance(channel.to, list) else [channel.to or ""]):
+                    if not valid_address(address):
+                        out.append(_diag(doc, ("contacts", name, "channels", j, "to") + ((k,) if isinstance(channel.to, list) else ()),
+                                         f"'{address}' is not an email address"))
+            elif transport is not None and transport.kind in ("slack", "telegram") and not channel.to:
+                out.append(_diag(doc, ("contacts", name, "channels", j), f"a {transport.kind} channel needs 'to'"))
     for group, members in inv.groups.items():
         for j, member in enumerate(members):
             if member not in inv.contacts:

@@ -88,6 +88,8 @@ class StepContext:
     home: Path
     log: logging.Logger
     signers: dict[str, Any] = field(default_factory=dict)
+    playbook: str = ""
+    severity: str = ""
     journal: Any = None
     cancel: threading.Event = field(default_factory=threading.Event)
     _rpcs: dict[str, JsonRpc] = field(default_factory=dict)

@@ -5,10 +5,20 @@ from __future__ import annotations
 
 import os
 import signal
+import threading
 
-POINTS = ("tx.after_sign", "tx.after_broadcast", "tx.after_receipt", "fastpath.after_broadcast")
+POINTS = ("tx.after_sign", "tx.after_broadcast", "tx.after_receipt", "fastpath.after_broadcast", "notify.before_record")
+_COUNTS: dict[str, int] = {}
+_LOCK = threading.Lock()
 
 
 def hit(name: str) -> None:
-    if os.environ.get("BREAKGLASS_TEST_CRASH_AT") == name:
+    """``NAME`` crashes at the first hit, ``NAME@N`` at the N-th."""
+    wanted = os.environ.get("BREAKGLASS_TEST_CRASH_AT")
+    if not wanted or wanted.split("@")[0] != name:
+        return
+    with _LOCK:
+        _COUNTS[name] = _COUNTS.get(name, 0) + 1
+        count = _COUNTS[name]
+    if count >= int(wanted.split("@")[1]) if "@" in wanted else True:
         os.kill(os.getpid(), signal.SIGKILL)

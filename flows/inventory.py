@@ -121,27 +121,51 @@ Signer = Annotated[EnvSigner | KeystoreSigner | ExternalSigner | FixtureSigner |
 
 
 class ContactChannel(Model):
-    slack: str | None = None
-    email: list[str] | None = None
-    webhook: Name | None = None
+    """One way to reach a contact: a transport from ``channels:`` and the address on it."""
 
-    @model_validator(mode="after")
-    def _one(self) -> ContactChannel:
-        if sum(x is not None for x in (self.slack, self.email, self.webhook)) != 1:
-            raise ValueError("give exactly one of 'slack', 'email' or 'webhook'")
-        return self
+    via: Name = Field(description="a channel (transport) name from channels:")
+    to: str | list[str] | None = Field(None, description="Slack channel, email address(es), Telegram chat id; none for webhooks and the outbox")
+
+    @property
+    def address(self) -> str:
+        return ", ".join(self.to) if isinstance(self.to, list) else (self.to or "")
 
 
 class Contact(Model):
     kind: Literal["exchange", "bridge", "issuer", "partner", "internal"]
-    channels: list[ContactChannel] = Field(min_length=1, description="in priority order")
-    chains: list[Name] = Field(default_factory=list)
+    channels: list[ContactChannel] = Field(min_length=1, description="in priority order: the first that works is used")
+    chains: list[Name] = Field(default_factory=list, description="chains it covers (empty: all)")
     last_verified: date
 
 
 class Channel(Model):
+    """A transport. Secrets come from environment variables, by name."""
+
     kind: Literal["slack", "email", "webhook", "telegram", "outbox"]
-    target: str | None = None
+    token_env: EnvName | None = Field(None, description="slack, telegram: the bot token")
+    base_url: str | None = Field(None, description="slack, telegram: API base URL (default: the public one)")
+    host: str | None = Field(None, description="email: SMTP server")
+    port: int = Field(587, ge=1, le=65535, description="email: SMTP port")
+    sender: str | None = Field(None, description="email: From address")
+    username_env: EnvName | None = None
+    password_env: EnvName | None = None
+    starttls: Literal["auto", "always", "never"] = Field("auto", description="email: STARTTLS whenever offered by default")
+    url_env: EnvName | None = Field(None, description="webhook: the URL")
+    secret_env: EnvName | None = Field(None, description="webhook: the HMAC-SHA256 signing secret")
+    per_channel_interval: Duration = Field(1.0, description="slack: at most one message per this interval per channel")
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self) -> Channel:
+        need = {"slack": ["token_env"], "telegram": ["token_env"], "email": ["host", "sender"],
+                "webhook": ["url_env", "secret_env"], "outbox": []}[self.kind]
+        missing = [f for f in need if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} channel needs {', '.join(missing)}")
+        return self
+
+
+class TemplatePolicy(Model):
+    approved: bool = Field(False, description="pre-approved wording (SEAL): may go to external counterparties without a gate")
 
 
 class Person(Model):
@@ -166,6 +190,8 @@ class Inventory(Model):
     contacts: dict[Name, Contact] = Field(default_factory=dict)
     groups: dict[Name, list[Name]] = Field(default_factory=dict, description="counterparty groups")
     channels: dict[Name, Channel] = Field(default_factory=dict)
+    templates: dict[Name, TemplatePolicy] = Field(default_factory=dict, description="message templates and their approval")
+    reply_contact: str = Field("", description="24/7 contact counterparties reply to, quoted in messages")
     roster: Roster = Field(default_factory=Roster)
 
     @property

@@ -30,35 +30,51 @@ class SignedEntry:
 
 
 class Journal:
+    """One run's journal. The runner holds the run's lock, so this process is its only writer:
+    the file is read once and then kept in memory beside it."""
+
     def __init__(self, path: Path) -> None:
         self.path = path
+        self._cache: dict[str, list[dict[str, Any]]] | None = None
         with _GUARD:
             self._lock = _LOCKS.setdefault(str(path), threading.Lock())
 
     def append(self, intent: str, event: str, **fields: Any) -> None:
-        line = json.dumps({"at": now(), "intent": intent, "event": event, **fields}, sort_keys=True) + "\n"
+        entry = {"at": now(), "intent": intent, "event": event, **fields}
+        line = json.dumps(entry, sort_keys=True) + "\n"
         with self._lock:
+            self._load()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 os.write(fd, line.encode())
                 os.fsync(fd)
             finally:
                 os.close(fd)
+            assert self._cache is not None
+            self._cache.setdefault(intent, []).append(json.loads(line))
+
+    def _load(self) -> None:
+        if self._cache is not None:
+            return
+        cache: dict[str, list[dict[str, Any]]] = {}
+        if self.path.exists():
+            for line in self.path.read_text().splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    entry = json.loads(line)
+                except json.JSONDecodeError:
+                    continue  # a torn last line from a crash mid-write: that event never completed
+                cache.setdefault(entry.get("intent"), []).append(entry)
+        self._cache = cache
 
     def entries(self, intent: str | None = None) -> list[dict[str, Any]]:
-        if not self.path.exists():
-            return []
-        out = []
-        for line in self.path.read_text().splitlines():
-            if not line.strip():
-                continue
-            try:
-                entry = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a torn last line from a crash mid-write: that event never completed
-            if intent is None or entry.get("intent") == intent:
-                out.append(entry)
-        return out
+        with self._lock:
+            self._load()
+            assert self._cache is not None
+            if intent is not None:
+                return [dict(e) for e in self._cache.get(intent, [])]
+            return sorted((dict(e) for items in self._cache.values() for e in items), key=lambda e: e["at"])
 
     def signed(self, intent: str) -> list[SignedEntry]:
         return [SignedEntry(e["hash"], e["raw"], e["nonce"], e["max_fee"], e["tip"])

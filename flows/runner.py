@@ -110,7 +110,7 @@ class _Run:
             run_key=self.writer.record.run_key, mode=self.writer.record.mode, step_id=step.id,
             inventory=self.inventory, bindings=self.handle.bindings(), artifacts_dir=self.handle.artifacts,
             home=self.home, log=logging.getLogger(f"breakglass.step.{step.id}"), signers=self.signers,
-            journal=self.journal,
+            journal=self.journal, playbook=self.playbook.name, severity=self.playbook.severity,
         )
         box: dict[str, Any] = {}
 

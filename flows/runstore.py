@@ -13,6 +13,7 @@ import hashlib
 import json
 import os
 import secrets
+import shutil
 import socket
 import threading
 from collections.abc import Iterator
@@ -168,6 +169,9 @@ class Store:
             refs.append(FileRef(name=name, path=target, source=str(source), sha256=hashlib.sha256(data).hexdigest()))
         if bindings is not None:
             write_private(run_dir / "bindings.json", json.dumps(bindings.to_json(), indent=2).encode())
+        templates = playbook_file.resolve().parent / "templates"
+        if templates.is_dir():  # resumes send the same words, even if the files change meanwhile
+            shutil.copytree(templates, run_dir / "templates", dirs_exist_ok=True)
         stamp = now()
         record = RunRecord(
             run_id=run_id, run_key=f"{incident}/{playbook_name}/{inputs_hash}", incident=incident, mode=mode,  # type: ignore[arg-type]

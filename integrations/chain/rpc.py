@@ -14,6 +14,8 @@ from typing import Any
 import httpx
 import orjson
 
+from breakglass.integrations.http import client as shared_client
+
 
 class RpcError(Exception):
     """The node answered with a JSON-RPC error."""
@@ -37,17 +39,6 @@ class Endpoint:
 
 
 _RETRYABLE = (httpx.TimeoutException, httpx.TransportError)
-_SHARED: httpx.Client | None = None
-
-
-def _client() -> httpx.Client:
-    """One pooled client per process: creating one costs ~20 ms (TLS context), too much per step."""
-    global _SHARED
-    if _SHARED is None:
-        _SHARED = httpx.Client(headers={"content-type": "application/json"},
-                               limits=httpx.Limits(max_connections=64, max_keepalive_connections=32))
-    return _SHARED
-
 
 class JsonRpc:
     def __init__(self, endpoints: list[Endpoint], *, timeout: float = 10.0, attempts_per_endpoint: int = 2,
@@ -61,7 +52,7 @@ class JsonRpc:
         self.used: Endpoint = endpoints[0]
         self._ids = itertools.count(1)
         self._timeout = timeout
-        self._http = _client()
+        self._http = shared_client()
 
     def close(self) -> None:
         """Nothing to release: the connection pool is shared by the process."""
@@ -108,7 +99,8 @@ class JsonRpc:
                     time.sleep(self.backoff * attempt)
                 try:
                     self.round_trips += 1
-                    response = self._http.post(endpoint.url, content=payload, timeout=self._timeout)
+                    response = self._http.post(endpoint.url, content=payload, timeout=self._timeout,
+                                                headers={"content-type": "application/json"})
                 except _RETRYABLE as exc:
                     problems.append(f"{endpoint.label}: {type(exc).__name__}")
                     continue

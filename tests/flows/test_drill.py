@@ -36,7 +36,7 @@ def test_flagship_drill_completes_with_one_json_document(drill_result) -> None:
     assert record["status"] == "completed"
     assert record["mode"] == "drill"
     assert record["incident"].startswith("DRILL-")
-    assert [s["status"] for s in record["steps"]] == ["completed"] * 5
+    assert [s["status"] for s in record["steps"]] == ["completed"] * 9
     assert "Traceback" not in result.stderr
 
 
@@ -47,6 +47,7 @@ def test_flagship_drill_pauses_vault_and_bridge_with_one_transaction_each(drill_
     assert pause["all_paused"] is True and pause["paused"] == {"vault": True, "bridge": True}
     assert [r["status"] for r in pause["results"]] == ["paused", "paused"]
     assert all(r["fast_path"].startswith("sent from the prepared transaction") for r in pause["results"])
+
     addresses = json.loads((run_dir / "bindings.json").read_text())["addresses"]
     with JsonRpc([Endpoint("test", url)]) as rpc:
         for result in pause["results"]:
@@ -60,6 +61,25 @@ def test_flagship_drill_pauses_vault_and_bridge_with_one_transaction_each(drill_
     assert steps["bridge-rate-limit-zero"]["outputs"]["status"] == "mined"
     followup = steps["snapshot-followup"]["outputs"]
     assert followup["paused"] == {"vault": True, "bridge": True}
+
+
+def test_drill_messages_go_to_the_outbox_marked_drill_once_per_recipient(drill_result, home: Path) -> None:
+    _, record, run_dir, _ = drill_result
+    steps = {s["id"]: s for s in record["steps"]}
+    freeze = steps["freeze-request"]["outputs"]["deliveries"]
+    assert [(d["recipient"], d["channel"], d["status"]) for d in freeze] == [
+        ("exchange-a", "outbox", "delivered"), ("exchange-b", "outbox", "delivered")]
+    sent = [json.loads(p.read_text()) for p in (run_dir / "artifacts" / "outbox").glob("*.json")]
+    assert sent and all(m["subject"].startswith("[DRILL]") and m["text"].startswith("[DRILL]") for m in sent)
+    keys = [m["key"] for m in sent]
+    assert len(keys) == len(set(keys))  # one message per recipient and step
+    freeze_text = next(m["text"] for m in sent if m["key"].endswith("freeze-request/exchange-a"))
+    assert record["inputs"]["attacker"] in freeze_text and record["inputs"]["attack_tx"] in freeze_text
+    watch = steps["watchlist"]["outputs"]
+    assert watch["version"] == 1 and watch["active"] == 2
+    rows = (home / watch["csv_file"]).read_text().splitlines()
+    assert rows[0].startswith("incident_id,caip10,chain_id,address,role")
+    assert any(f"eip155:31337:{record['inputs']['attacker']}" in row for row in rows[1:])
 
 
 def test_snapshot_artifact_names_its_block_and_matches_the_chain(drill_result, home: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -58,7 +59,12 @@ def test_signs_a_transaction_that_lands_from_its_address(kind, chain) -> None:
         nonce = int(rpc.call("eth_getTransactionCount", [signer.address, "pending"]), 16)
         signed = signer.sign(_tx(chain, nonce))
         assert rpc.call("eth_sendRawTransaction", ["0x" + signed.raw.hex()]) == signed.hash
-        receipt = rpc.call("eth_getTransactionReceipt", [signed.hash])
+        receipt = None
+        for _ in range(200):  # anvil mines right away, but the receipt can trail the answer by a few ms
+            receipt = rpc.call("eth_getTransactionReceipt", [signed.hash])
+            if receipt is not None:
+                break
+            time.sleep(0.01)
     assert receipt["from"].lower() == signer.address.lower() and signed.nonce == nonce
 
 

@@ -1,0 +1,129 @@
+"""Step kind ``notify``: render a message template and tell each recipient once.
+
+Recipients are contacts or groups from the inventory, optionally narrowed to those covering
+given chains. Each gets the message over the first of its channels that works; Slack posts are
+paced per channel and 429s are honoured. In drills every message is marked ``[DRILL]``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+
+from pydantic import Field
+
+from breakglass.flows import delivery, messages
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.types import Model, Name, NameExpr, is_template
+from breakglass.integrations.notify.base import Message
+
+if TYPE_CHECKING:
+    from breakglass.flows.context import StepContext
+    from breakglass.flows.inventory import Inventory
+
+
+class NotifyParams(Model):
+    template: Name = Field(description="a file playbooks/templates/<template>.md.j2")
+    to: list[Name] = Field(min_length=1, description="contacts or groups from the inventory")
+    chains: list[NameExpr] = Field(default_factory=list, description="only contacts covering one of these chains")
+    data: dict[str, Any] = Field(default_factory=dict, description="values for the template (templates allowed)")
+
+
+class NotifyStep(StepBase):
+    kind: Literal["notify"]
+    with_: NotifyParams = Field(alias="with")
+
+
+class DeliveryRow(Model):
+    recipient: str
+    channel: str | None
+    status: str
+    attempts: int
+    provider_id: str | None
+    at: str
+    key: str
+    errors: list[str]
+
+
+class NotifyOutputs(Model):
+    template: str
+    deliveries: list[DeliveryRow]
+    delivered: int
+    failed_recipients: list[str]
+
+
+class Notify:
+    kind: ClassVar[str] = "notify"
+    spec: ClassVar[type[StepBase]] = NotifyStep
+    outputs: ClassVar[type[Model]] = NotifyOutputs
+
+    def references(self, step: NotifyStep) -> list[Ref]:
+        return [Ref("contact", n, ("with", "to", i)) for i, n in enumerate(step.with_.to)]
+
+    def check(self, step: NotifyStep, inventory: Inventory | None, playbook_dir: Path) -> list[tuple[tuple[Any, ...], str, str]]:
+        """Template problems and unapproved wording to external counterparties, for `validate`."""
+        problems = [(("with", "template"), p, "") for p in messages.check(playbook_dir / "templates", step.with_.template,
+                                                                          set(step.with_.data))]
+        if inventory is not None and all(n in inventory.contacts or n in inventory.groups for n in step.with_.to):
+            external = [r for r in delivery.recipients(inventory, step.with_.to, [])
+                        if inventory.contacts[r].kind != "internal"]
+            policy = inventory.templates.get(step.with_.template)
+            if external and not (policy and policy.approved):
+                problems.append((("with", "template"), f"template '{step.with_.template}' is not approved for external "
+                                 f"counterparties ({', '.join(external)})",
+                                 "Mark it 'approved: true' under templates: in the inventory after review, or address only internal contacts."))
+        return problems
+
+    def targets(self, step: NotifyStep, inventory: Inventory) -> list[str]:
+        p = step.with_
+        chains = [c for c in p.chains if not is_template(c)]
+        try:
+            names = delivery.recipients(inventory, p.to, chains)
+        except KeyError:
+            names = p.to
+        return [f"template {p.template} to {', '.join(names)}" + (f" (covering {', '.join(p.chains)})" if p.chains else "")]
+
+    def run(self, ctx: StepContext, step: Any) -> NotifyOutputs:
+        p: NotifyParams = step.with_
+        inventory = ctx.inventory
+        names = delivery.recipients(inventory, p.to, list(p.chains))
+        if not names:
+            raise BreakglassError(f"no contact in {p.to} covers {p.chains}")
+        folder = ctx.artifacts_dir.parent / "templates"
+        drill = ctx.mode == "drill"
+        keyed = []
+        for name in names:
+            contact = inventory.contacts[name]
+            context = {"incident": ctx.incident, "drill": drill, "playbook": ctx.playbook,
+                       "severity": ctx.severity, "recipient": {"name": name, "kind": contact.kind},
+                       "reply_contact": inventory.reply_contact, "now": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
+                       "data": p.data}
+            rendered = messages.render(folder, p.template, context)
+            keyed.append((name, Message(key=f"{ctx.run_key}/{ctx.step_id}/{name}", subject=_drill(rendered.subject, drill),
+                                        text=_drill(rendered.text, drill),
+                                        payload={"incident": ctx.incident, "template": p.template, "recipient": name,
+                                                 "drill": drill})))
+        sender = delivery.Sender(inventory, ctx.journal, ctx.artifacts_dir / "outbox", ctx.cancel)
+        rows = sender.deliver_all(keyed)
+        failed = [r.recipient for r in rows if r.status == "failed"]
+        outputs = NotifyOutputs(template=p.template, deliveries=[DeliveryRow(**r.to_json()) for r in rows],
+                                delivered=len(rows) - len(failed), failed_recipients=failed)
+        if failed:
+            detail = "; ".join(f"{r.recipient} ({' | '.join(r.errors) or 'no channel'})" for r in rows if r.status == "failed")
+            raise NotifyFailed(f"nothing reached {detail}", outputs)
+        return outputs
+
+
+class NotifyFailed(BreakglassError):
+    def __init__(self, message: str, outputs: NotifyOutputs) -> None:
+        super().__init__(message)
+        self.outputs = outputs
+
+
+def _drill(text: str, drill: bool) -> str:
+    return text if not drill or text.startswith("[DRILL]") else "[DRILL] " + text
+
+
+HANDLER = Notify()
