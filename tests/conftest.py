@@ -143,3 +143,16 @@ def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd
     """The real `breakglass` command in a subprocess."""
     return subprocess.run([sys.executable, "-m", "breakglass.flows.cli", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout, cwd=cwd)
+
+
+def mined(rpc, tx: dict) -> dict:
+    """Send from an unlocked dev account and wait for the receipt (it can trail anvil's answer by a few ms)."""
+    import time as _time
+
+    tx_hash = rpc.call("eth_sendTransaction", [tx])
+    for _ in range(1000):
+        receipt = rpc.call("eth_getTransactionReceipt", [tx_hash])
+        if receipt is not None:
+            return receipt
+        _time.sleep(0.01)
+    raise AssertionError(f"{tx_hash} was not mined")

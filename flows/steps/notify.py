@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows import delivery, messages
+from breakglass.flows import delivery, messages, watchlists
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.steps.base import Ref, StepBase
 from breakglass.flows.types import Model, Name, NameExpr, is_template
@@ -29,6 +29,7 @@ class NotifyParams(Model):
     to: list[Name] = Field(min_length=1, description="contacts or groups from the inventory")
     chains: list[NameExpr] = Field(default_factory=list, description="only contacts covering one of these chains")
     data: dict[str, Any] = Field(default_factory=dict, description="values for the template (templates allowed)")
+    attach_watchlist: bool = Field(False, description="attach the incident's latest watch list (CSV and JSON)")
 
 
 class NotifyStep(StepBase):
@@ -93,6 +94,18 @@ class Notify:
             raise BreakglassError(f"no contact in {p.to} covers {p.chains}")
         folder = ctx.artifacts_dir.parent / "templates"
         drill = ctx.mode == "drill"
+        attachments: dict[str, bytes] = {}
+        payload: dict[str, Any] = {"incident": ctx.incident, "template": p.template, "drill": drill}
+        if p.attach_watchlist:
+            lists = ctx.artifacts_dir.parent.parent.parent / "watchlist"
+            document = watchlists.latest(lists)
+            if document is None:
+                raise BreakglassError("attach_watchlist: this incident has no watch list yet; "
+                                      "put a watchlist step among this step's needs")
+            number = document["version"]
+            attachments = {f"{ctx.incident}-watchlist-v{number}.csv": (lists / f"v{number}.csv").read_bytes(),
+                           f"{ctx.incident}-watchlist-v{number}.json": (lists / f"v{number}.json").read_bytes()}
+            payload["watchlist"] = document
         keyed = []
         for name in names:
             contact = inventory.contacts[name]
@@ -102,9 +115,8 @@ class Notify:
                        "data": p.data}
             rendered = messages.render(folder, p.template, context)
             keyed.append((name, Message(key=f"{ctx.run_key}/{ctx.step_id}/{name}", subject=_drill(rendered.subject, drill),
-                                        text=_drill(rendered.text, drill),
-                                        payload={"incident": ctx.incident, "template": p.template, "recipient": name,
-                                                 "drill": drill})))
+                                        text=_drill(rendered.text, drill), attachments=attachments,
+                                        payload={**payload, "recipient": name})))
         sender = delivery.Sender(inventory, ctx.journal, ctx.artifacts_dir / "outbox", ctx.cancel)
         rows = sender.deliver_all(keyed)
         failed = [r.recipient for r in rows if r.status == "failed"]

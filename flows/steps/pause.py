@@ -88,6 +88,13 @@ class Pause:
         return [Ref("signer", p.signer, ("with", "signer"))] + [
             Ref("contract", c, ("with", "contracts", i)) for i, c in enumerate(p.contracts)]
 
+    def check(self, step: PauseStep, inventory: Inventory | None, playbook_dir: Any) -> list[tuple[tuple[Any, ...], str, str]]:
+        spec = inventory.signers.get(step.with_.signer) if inventory is not None else None
+        if step.with_.prepared and spec is not None and spec.kind == "safe":
+            return [(("with", "prepared"), f"signer '{step.with_.signer}' is a Safe: a Safe transaction needs its owners' "
+                     "signatures at the time, so it cannot be pre-signed", "Use a key signer for the prepared pause.")]
+        return []
+
     def targets(self, step: PauseStep, inventory: Inventory) -> list[str]:
         out = []
         for name in step.with_.contracts:

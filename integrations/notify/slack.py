@@ -51,7 +51,20 @@ class SlackTransport:
             raise _classify(exc) from None
         except Exception as exc:  # noqa: BLE001 - connection resets and timeouts: the post may have landed
             raise Transient(f"slack: {type(exc).__name__}") from None
-        return str(answer["ts"])
+        ts = str(answer["ts"])
+        if message.attachments:
+            self.upload(to, ts, message)
+        return ts
+
+    def upload(self, channel: str, thread_ts: str, message: Message) -> None:
+        """The message's files (a watch list's CSV and JSON), in the thread of the message itself."""
+        try:
+            self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, file_uploads=[
+                {"content": content, "filename": name, "title": name} for name, content in message.attachments.items()])
+        except SlackApiError as exc:
+            raise _classify(exc) from None
+        except Exception as exc:  # noqa: BLE001
+            raise Transient(f"slack upload: {type(exc).__name__}") from None
 
     def find(self, to: str, message: Message) -> str | None:
         try:

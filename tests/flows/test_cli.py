@@ -86,8 +86,8 @@ def test_plan_prints_the_graph_and_touches_no_chain(monkeypatch) -> None:
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["waves"] == [["snapshot-detection", "pause-all", "alert-war-room"],
-                             ["freeze-request", "seal-911", "watchlist", "bridge-rate-limit-zero", "confirmations"],
-                             ["snapshot-followup"]]
+                             ["seal-911", "watchlist", "bridge-rate-limit-zero", "confirmations"],
+                             ["freeze-request", "snapshot-followup"]]
     assert plan["mode"] == "live"
     assert any("0x1111111111111111111111111111111111111111" in t for t in plan["steps"][0]["targets"])
     assert _Counter.hits == 0

@@ -73,8 +73,9 @@ def test_drill_messages_go_to_the_outbox_marked_drill_once_per_recipient(drill_r
     assert sent and all(m["subject"].startswith("[DRILL]") and m["text"].startswith("[DRILL]") for m in sent)
     keys = [m["key"] for m in sent]
     assert len(keys) == len(set(keys))  # one message per recipient and step
-    freeze_text = next(m["text"] for m in sent if m["key"].endswith("freeze-request/exchange-a"))
-    assert record["inputs"]["attacker"] in freeze_text and record["inputs"]["attack_tx"] in freeze_text
+    freeze = next(m for m in sent if m["key"].endswith("freeze-request/exchange-a"))
+    assert record["inputs"]["attacker"] in freeze["text"] and record["inputs"]["attack_tx"] in freeze["text"]
+    assert freeze["attachments"] == [f"{record['incident']}-watchlist-v1.csv", f"{record['incident']}-watchlist-v1.json"]
     watch = steps["watchlist"]["outputs"]
     assert watch["version"] == 1 and watch["active"] == 2
     rows = (home / watch["csv_file"]).read_text().splitlines()

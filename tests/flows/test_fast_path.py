@@ -10,7 +10,7 @@ import pytest
 
 from breakglass.flows.errors import SpecError
 from breakglass.flows.validate import load_playbook
-from tests.conftest import cli, dev_key, fresh_protocol, live_inventory
+from tests.conftest import cli, dev_key, fresh_protocol, live_inventory, mined
 
 PREPARED = """apiVersion: breakglass/v1
 kind: Playbook
@@ -65,7 +65,7 @@ def test_a_used_nonce_makes_the_prepared_pause_stale_and_the_step_signs_afresh(p
     playbook, inventory, env = _setup(chain, tmp_path)
     _prepare(playbook, inventory, env)
     with chain.rpc() as rpc:  # the guardian sends something else: the prepared nonce is gone
-        rpc.call("eth_sendTransaction", [{"from": chain.addresses["fixture:guardian"], "to": chain.addresses["fixture:bob"], "value": "0x1"}])
+        mined(rpc, {"from": chain.addresses["fixture:guardian"], "to": chain.addresses["fixture:bob"], "value": "0x1"})
     start = _count(chain)
     result = cli("run", str(playbook), "--inventory", str(inventory), "--yes", "--json", env=env)
     assert result.returncode == 0, result.stderr

@@ -14,7 +14,7 @@ from eth_utils import keccak
 from breakglass.flows import fixture
 from breakglass.integrations.chain import abi, anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
-from tests.conftest import Chain, cli, dev_key, fresh_protocol, live_inventory
+from tests.conftest import Chain, cli, dev_key, fresh_protocol, live_inventory, mined
 
 PAUSED = abi.parse("paused()(bool)")
 
@@ -77,8 +77,8 @@ def test_already_paused_contract_gets_no_transaction(prefect_api, chain, tmp_pat
     chain = fresh_protocol(chain)
     inventory = live_inventory(tmp_path, chain)
     with chain.rpc() as rpc:
-        rpc.call("eth_sendTransaction", [{"from": chain.addresses["fixture:guardian"], "to": chain.addresses["fixture:vault"],
-                                          "data": "0x" + abi.parse("pause()").encode().hex()}])
+        mined(rpc, {"from": chain.addresses["fixture:guardian"], "to": chain.addresses["fixture:vault"],
+                    "data": "0x" + abi.parse("pause()").encode().hex()})
         before = _count(rpc, chain.addresses["fixture:guardian"])
         result = cli("run", str(_playbook(tmp_path, PAUSE_VAULT)), "--inventory", str(inventory), "--yes", "--json", env=_env(chain))
         assert _count(rpc, chain.addresses["fixture:guardian"]) == before
@@ -168,7 +168,7 @@ def test_two_guardians_racing_end_with_one_pause(prefect_api, own_chain, tmp_pat
     playbook = _playbook(tmp_path, "  - {id: a, kind: pause, timeout: 60s, with: {contracts: [vault], signer: guardian}}\n"
                                    "  - {id: b, kind: pause, timeout: 60s, with: {contracts: [vault], signer: backup}}\n")
     with chain.rpc() as rpc:
-        rpc.call("eth_sendTransaction", [{"from": a["fixture:admin"], "to": a["fixture:vault"], "data": "0x" + grant.hex()}])
+        mined(rpc, {"from": a["fixture:admin"], "to": a["fixture:vault"], "data": "0x" + grant.hex()})
         rpc.call("evm_setAutomine", [False])
         rpc.call("evm_setIntervalMining", [2])
         result = cli("run", str(playbook), "--inventory", str(inventory), "--yes", "--json",
@@ -195,7 +195,7 @@ def test_check_reports_a_ready_pause_path_then_a_broken_one(chain, tmp_path) -> 
         ("contract vault", "guardian balance"), ("contract bridge", "not paused")}
     revoke = abi.parse("revokeRole(bytes32,address)").encode([keccak(text="GUARDIAN_ROLE"), a["fixture:guardian"]])
     with chain.rpc() as rpc:
-        rpc.call("eth_sendTransaction", [{"from": a["fixture:admin"], "to": a["fixture:vault"], "data": "0x" + revoke.hex()}])
+        mined(rpc, {"from": a["fixture:admin"], "to": a["fixture:vault"], "data": "0x" + revoke.hex()})
     broken = cli("check", str(inventory), "--json", env=_env(chain))
     assert broken.returncode == 2
     failed = [f for f in json.loads(broken.stdout)["findings"] if f["status"] == "fail"]

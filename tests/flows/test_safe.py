@@ -16,7 +16,7 @@ from eth_utils import keccak
 from breakglass.flows import fixture
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain import safe as safe_tx
-from tests.conftest import REPO, cli, dev_key, fresh_protocol, live_inventory
+from tests.conftest import REPO, cli, dev_key, fresh_protocol, live_inventory, mined
 
 PAUSED = abi.parse("paused()(bool)")
 
@@ -154,7 +154,7 @@ def test_a_safe_whose_threshold_changed_since_the_proposal_is_refused(prefect_ap
             s = Account.from_key(dev_key(owner)).unsafe_sign_hash(change.hash())
             sigs[a[f"fixture:{owner}"]] = s.r.to_bytes(32, "big") + s.s.to_bytes(32, "big") + bytes([s.v])
         with chain.rpc() as rpc:
-            rpc.call("eth_sendTransaction", [{"from": a["fixture:carol"], "to": safe, "data": "0x" + change.exec_call(sigs).hex()}])
+            mined(rpc, {"from": a["fixture:carol"], "to": safe, "data": "0x" + change.exec_call(sigs).hex()})
         assert cli("sign", incident, proposal["safe_tx_hash"], "--with", "bob", "--inventory", str(inventory),
                    env=_env(chain)).returncode == 0
         stdout, stderr = process.communicate(timeout=60)
@@ -165,3 +165,15 @@ def test_a_safe_whose_threshold_changed_since_the_proposal_is_refused(prefect_ap
     out = json.loads(stdout)["steps"][0]["outputs"]["results"][0]
     assert out["status"] == "failed" and "owners or threshold changed since the proposal" in out["note"]
     assert not _paused(chain)
+
+
+def test_a_safe_guardian_cannot_be_prepared(protocol, tmp_path) -> None:
+    from breakglass.flows.errors import SpecError
+    from breakglass.flows.validate import load_playbook
+
+    chain, safe = protocol
+    inventory = _inventory(tmp_path, chain, safe, ["alice"])
+    playbook = _playbook(tmp_path)
+    playbook.write_text(playbook.read_text().replace("signer: guardian-safe}", "signer: guardian-safe, prepared: true}"))
+    with pytest.raises(SpecError, match="is a Safe: a Safe transaction needs its owners' signatures"):
+        load_playbook(playbook, inventory)

@@ -12,7 +12,7 @@ from eth_account import Account
 from eth_utils import keccak
 
 from breakglass.integrations.chain import abi
-from tests.conftest import cli, dev_key, fresh_protocol, live_inventory
+from tests.conftest import cli, dev_key, fresh_protocol, live_inventory, mined
 
 RPC_SECRET = "sk_live_4f9b2c7d1e8a6b3c"
 PASSWORD = "hunter2-but-longer-for-the-keystore"
@@ -48,7 +48,7 @@ def test_full_run_leaks_no_key_password_rpc_secret_or_auth_string(prefect_api, c
     keystore.write_text(json.dumps(Account.encrypt(backup_key, PASSWORD, kdf="pbkdf2", iterations=2048)))
     grant = abi.parse("grantRole(bytes32,address)").encode([keccak(text="GUARDIAN_ROLE"), a["fixture:backup-guardian"]])
     with chain.rpc() as rpc:
-        rpc.call("eth_sendTransaction", [{"from": a["fixture:admin"], "to": a["fixture:bridge"], "data": "0x" + grant.hex()}])
+        mined(rpc, {"from": a["fixture:admin"], "to": a["fixture:bridge"], "data": "0x" + grant.hex()})
     extra = (f'  backup: {{kind: keystore, path: "{keystore}", password_env: BG_TEST_BACKUP_PASSWORD, '
              f'address: "{a["fixture:backup-guardian"]}"}}\n')
     inventory = live_inventory(tmp_path, chain, extra=extra)

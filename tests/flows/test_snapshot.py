@@ -13,7 +13,7 @@ from breakglass.flows.context import Bindings, StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.loader import load, require
 from breakglass.flows.steps.snapshot import SnapshotParams, take
-from tests.conftest import live_inventory
+from tests.conftest import live_inventory, mined
 
 
 def _ctx(inventory_path: Path, tmp: Path) -> StepContext:
@@ -39,7 +39,7 @@ def test_reads_are_pinned_to_one_block_even_when_the_chain_moves(ctx: StepContex
     with chain.rpc() as rpc:
         pinned = int(rpc.call("eth_blockNumber"), 16)
         before = int(rpc.call("eth_getBalance", [a["fixture:user"], hex(pinned)]), 16)
-        rpc.call("eth_sendTransaction", [{"from": a["fixture:user"], "to": a["fixture:bob"], "value": hex(10**18)}])
+        mined(rpc, {"from": a["fixture:user"], "to": a["fixture:bob"], "value": hex(10**18)})
         rpc.call("evm_mine")
         out = take(ctx, SnapshotParams(chain="ethereum", block=pinned, balances={"accounts": [a["fixture:user"]]}))
         now = int(rpc.call("eth_getBalance", [a["fixture:user"], "latest"]), 16)

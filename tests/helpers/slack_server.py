@@ -20,6 +20,8 @@ class SlackServer:
         self.messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.script: dict[str, list[str]] = defaultdict(list)  # channel -> actions for the next posts
         self.calls: list[tuple[str, str | None, float]] = []
+        self.uploads: dict[str, bytes] = {}
+        self.files: dict[str, list[dict[str, Any]]] = defaultdict(list)  # channel -> shared files
         self._lock = threading.Lock()
         self._ts = 1767225590.0
         outer = self
@@ -50,6 +52,15 @@ class SlackServer:
                 self.do_POST()
 
             def do_POST(self) -> None:  # noqa: N802
+                if urlparse(self.path).path.startswith("/upload/"):  # step 2 of files.uploadV2: the raw bytes
+                    file_id = urlparse(self.path).path.rsplit("/", 1)[-1]
+                    outer.uploads[file_id] = self.rfile.read(int(self.headers.get("content-length") or 0))
+                    data = b"OK - uploaded"
+                    self.send_response(200)
+                    self.send_header("content-length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 method = urlparse(self.path).path.rsplit("/", 1)[-1]
                 params = self._params()
                 if outer.latency:
@@ -85,6 +96,18 @@ class SlackServer:
                     return 500, {"ok": False, "error": "internal_error"}, {}
                 message = self._store(channel, params)
                 return 200, {"ok": True, "channel": channel, "ts": message["ts"], "message": message}, {}
+            if method == "files.getUploadURLExternal":
+                file_id = f"F{len(self.uploads) + len(self.files) + 1:08d}{int(time.monotonic() * 1000) % 100000}"
+                return 200, {"ok": True, "upload_url": f"{self.base_url.removesuffix('/api/')}/upload/{file_id}",
+                             "file_id": file_id}, {}
+            if method == "files.completeUploadExternal":
+                files = params.get("files")
+                files = json.loads(files) if isinstance(files, str) else files
+                for item in files:
+                    self.files[params.get("channel_id")].append({"id": item["id"], "title": item.get("title"),
+                                                                 "content": self.uploads.get(item["id"]),
+                                                                 "thread_ts": params.get("thread_ts")})
+                return 200, {"ok": True, "files": [{"id": f["id"], "title": f.get("title")} for f in files]}, {}
             if method == "conversations.history":
                 messages = list(reversed(self.messages.get(channel, [])))
                 return 200, {"ok": True, "messages": messages, "has_more": False}, {}

@@ -147,3 +147,33 @@ def test_outbox_records_instead_of_sending(tmp_path: Path) -> None:
     outbox = OutboxTransport(tmp_path)
     name = outbox.send("exchange-a", MESSAGE)
     assert (tmp_path / name).exists() and outbox.find("exchange-a", MESSAGE) == name
+
+
+def test_slack_attachments_are_uploaded_into_the_message_thread(slack) -> None:
+    message = Message(key="k-files", subject="s", text="watch list v1", attachments={"wl.csv": b"a,b\n", "wl.json": b"{}"})
+    ts = SlackTransport(slack.token, slack.base_url).send("C0WATCH", message)
+    shared = slack.files["C0WATCH"]
+    assert sorted((f["title"], f["content"], f["thread_ts"]) for f in shared) == [("wl.csv", b"a,b\n", ts), ("wl.json", b"{}", ts)]
+
+
+def test_telegram_send_message_against_a_local_bot_api() -> None:
+    from breakglass.integrations.notify.telegram import TelegramTransport
+
+    seen = []
+
+    def answer(body):
+        seen.append(body)
+        if body["chat_id"] == "-100404":
+            return 400, {"ok": False, "description": "Bad Request: chat not found"}
+        return 200, {"ok": True, "result": {"message_id": 77}}
+
+    server = JsonServer(answer)
+    try:
+        transport = TelegramTransport("123:secret-bot-token", server.url)
+        assert transport.send("-1001", MESSAGE) == "77"
+        with pytest.raises(Permanent, match="chat not found") as info:
+            transport.send("-100404", MESSAGE)
+        assert "secret-bot-token" not in str(info.value) and "secret-bot-token" not in repr(transport)
+    finally:
+        server.close()
+    assert seen[0]["chat_id"] == "-1001" and seen[0]["text"] == MESSAGE.text
