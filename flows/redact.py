@@ -25,6 +25,10 @@ class Redactor:
             for attr in ("env", "password_env", "url_env"):
                 if getattr(signer, attr, None):
                     names.add(getattr(signer, attr))
+        for channel in inventory.channels.values():
+            for attr in ("token_env", "password_env", "url_env", "secret_env", "username_env"):
+                if getattr(channel, attr, None):
+                    names.add(getattr(channel, attr))
         names.add("PREFECT_API_AUTH_STRING")
         secrets = {name: os.environ[name] for name in names if os.environ.get(name)}
         for name, value in list(secrets.items()):

@@ -140,6 +140,9 @@ def test_kill_9_mid_fan_out_then_resume_reaches_everyone_with_one_key_each(prefe
     slack_dupes = [r for r in rows.values() if r["channel"] == "slack" and len(arrived[r["recipient"]]) > 1]
     assert not slack_dupes  # Slack is reconciled through message metadata, never re-posted
     assert {r["status"] for r in rows.values()} <= {"delivered", "delivered-earlier", "reconciled", "resent-unknown"}
+    run_files = [p.read_text(errors="replace") for p in (home / "incidents" / incident).rglob("*") if p.is_file()]
+    for text in [killed.stdout, killed.stderr, result.stdout, result.stderr, *run_files]:
+        assert servers.slack.token not in text and "whsec-x" not in text
 
 
 def test_slack_429s_delay_but_every_message_arrives_once_in_order(prefect_api, servers, tmp_path) -> None:
