@@ -85,7 +85,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False) ->
     playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
     assert inventory is not None
     keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
-    return runner.execute(handle, api, home, resume=resume, signers=keys)
+    return runner.execute(handle, api, home, resume=resume, signers=keys, models=(playbook, inventory))
 
 
 def resume(incident: str, api: Api, home: Path) -> list[RunRecord]:

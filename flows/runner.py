@@ -248,12 +248,15 @@ def _mark_crashed(record: RunRecord) -> RunRecord:
 
 
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
-            signers: dict[str, Any] | None = None) -> RunRecord:
+            signers: dict[str, Any] | None = None, models: tuple[Playbook, Inventory] | None = None) -> RunRecord:
     """Run (or resume) one breakglass run in this process, holding its runner lock throughout."""
     with ExitStack() as stack:
         stack.enter_context(handle.lock())
-        playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
-        assert inventory is not None
+        if models is None:
+            loaded = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
+            assert loaded[1] is not None
+            models = (loaded[0], loaded[1])
+        playbook, inventory = models
         writer = RecordWriter(handle)
         stack.enter_context(_settings(api))
         if resume:

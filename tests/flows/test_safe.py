@@ -59,6 +59,13 @@ def _paused(chain) -> bool:
     return PAUSED.decode(bytes.fromhex(raw[2:]))[0]
 
 
+def _start(tmp: Path, inventory: Path, chain, incident: str) -> subprocess.Popen[str]:
+    """A run in the background, which will wait for owner signatures."""
+    return subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "run", str(_playbook(tmp)), "--inventory",
+                             str(inventory), "--yes", "--json", "--incident", incident],
+                            env={**os.environ, **_env(chain)}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
 def _wait_for_proposal(home: Path, incident: str) -> dict:
     deadline = time.monotonic() + 60
     while True:
@@ -99,9 +106,7 @@ def test_a_remote_owner_signs_with_breakglass_sign_and_forgeries_are_refused(pre
     chain, safe = protocol
     inventory = _inventory(tmp_path, chain, safe, ["alice"])
     incident = f"INC-safe-{time.monotonic_ns()}"
-    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "run", str(_playbook(tmp_path)), "--inventory",
-                                str(inventory), "--yes", "--json", "--incident", incident],
-                               env={**os.environ, **_env(chain)}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = _start(tmp_path, inventory, chain, incident)
     try:
         proposal = _wait_for_proposal(home, incident)
         digest = bytes.fromhex(proposal["safe_tx_hash"][2:])
@@ -142,9 +147,7 @@ def test_a_safe_whose_threshold_changed_since_the_proposal_is_refused(prefect_ap
     a = chain.addresses
     inventory = _inventory(tmp_path, chain, safe, ["alice"])
     incident = f"INC-safe-changed-{time.monotonic_ns()}"
-    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "run", str(_playbook(tmp_path)), "--inventory",
-                                str(inventory), "--yes", "--json", "--incident", incident],
-                               env={**os.environ, **_env(chain)}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    process = _start(tmp_path, inventory, chain, incident)
     try:
         proposal = _wait_for_proposal(home, incident)
         # Meanwhile the owners lower the threshold to 1 through the Safe itself.
