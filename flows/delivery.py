@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Any
 
 from breakglass.flows import failpoints
-from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import Channel, Contact, Inventory
 from breakglass.flows.journal import Journal
 from breakglass.flows.records import now
@@ -186,8 +185,3 @@ class Sender:
             finally:
                 last[0] = time.monotonic()
 
-
-def require_known(inventory: Inventory, names: list[str]) -> None:
-    unknown = [n for n in names if n not in inventory.contacts and n not in inventory.groups]
-    if unknown:
-        raise BreakglassError(f"unknown contact(s) {', '.join(unknown)}")

@@ -52,11 +52,6 @@ def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
     return handle, report
 
 
-def prepare(**kwargs: Any) -> RunHandle:
-    """Create the run without starting it (no fast path)."""
-    return _create(**kwargs)[0]
-
-
 def _create(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
             bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
             expect_mode: str | None = None) -> tuple[RunHandle, Playbook, Inventory]:

@@ -1,5 +1,7 @@
 """Crash points for the kill tests: ``BREAKGLASS_TEST_CRASH_AT=<name>`` makes the process SIGKILL
-itself exactly there, the way a power cut or an OOM kill would. Unset, a failpoint is a no-op."""
+itself exactly there, the way a power cut or an OOM kill would. Unset, a failpoint is a no-op.
+
+Points: tx.after_sign, tx.after_broadcast, tx.after_receipt, fastpath.after_broadcast, notify.before_record."""
 
 from __future__ import annotations
 
@@ -7,7 +9,6 @@ import os
 import signal
 import threading
 
-POINTS = ("tx.after_sign", "tx.after_broadcast", "tx.after_receipt", "fastpath.after_broadcast", "notify.before_record")
 _COUNTS: dict[str, int] = {}
 _LOCK = threading.Lock()
 

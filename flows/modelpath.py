@@ -7,7 +7,6 @@ Used to say which keys are allowed where (did-you-mean hints) and which fields m
 from __future__ import annotations
 
 import types
-import typing
 from typing import Annotated, Any, Union, get_args, get_origin
 
 from pydantic import BaseModel
@@ -89,6 +88,3 @@ def allowed_keys(root: type[BaseModel], data: Any, loc: tuple[str | int, ...]) -
         return [info.alias or name for name, info in tp.model_fields.items()]
     return []
 
-
-def literal_values(tp: Any) -> list[Any]:
-    return list(get_args(tp)) if get_origin(tp) is typing.Literal else []

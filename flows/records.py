@@ -13,7 +13,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RunStatus = Literal["running", "completed", "failed", "paused", "crashed", "cancelled"]
 StepStatus = Literal["pending", "running", "waiting", "completed", "skipped", "failed"]
-TERMINAL_STEP = ("completed", "skipped", "failed")
 
 
 def now() -> str:
