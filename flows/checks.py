@@ -108,8 +108,48 @@ def check_playbook(loaded: Loaded, inventory: Inventory | None, inventory_path: 
         if hook is not None:
             for loc, message, hint in hook(step, inventory, playbook_dir):
                 out.append(_diag(doc, ("steps", i, *loc), message, hint))
+    for i, loc, message, hint in check_gates(playbook, inventory):
+        out.append(_diag(doc, ("steps", i, *loc), message, hint))
     if inventory is not None:
         out += _check_references(doc, playbook, inventory, inventory_path or "the inventory")
+    return out
+
+
+PROTECTIVE = {"pause", "snapshot", "wait", "approval"}
+
+
+def check_gates(playbook: Playbook, inventory: Inventory | None) -> list[tuple[int, tuple[Any, ...], str, str]]:
+    """Rules that span steps: ``proceed`` only in front of protective steps; prepared pauses wait only for gates."""
+    from breakglass.flows import delivery, intents  # intents imports the planner, which imports this module's users
+
+    out: list[tuple[int, tuple[Any, ...], str, str]] = []
+    index = {s.id: i for i, s in enumerate(playbook.steps)}
+    kinds = {s.id: s.kind for s in playbook.steps}
+    for i, step in enumerate(playbook.steps):
+        if step.kind == "pause" and step.with_.prepared and any(kinds.get(n) not in (None, "approval") for n in step.needs):
+            out.append((i, ("needs",), "a prepared pause may wait only for approval gates",
+                        "It is broadcast before the run starts, or the moment its gates pass."))
+        if step.kind != "approval" or step.with_.on_timeout != "proceed":
+            continue
+        for sid in intents.guarded(playbook, step.id):
+            guarded = playbook.steps[index[sid]]
+            why = None
+            if guarded.kind not in PROTECTIVE | {"notify", "watchlist"}:
+                why = f"'{sid}' is a {guarded.kind} step"
+            elif guarded.kind in ("notify", "watchlist") and inventory is not None:
+                names = guarded.with_.to if guarded.kind == "notify" else guarded.with_.publish
+                try:
+                    external = [r for r in delivery.recipients(inventory, names, []) if inventory.contacts[r].kind != "internal"]
+                except KeyError:
+                    external = []
+                if external:
+                    why = f"'{sid}' tells external contacts ({', '.join(external)})"
+            elif guarded.kind in ("notify", "watchlist"):
+                why = None
+            if why:
+                out.append((i, ("with", "on_timeout"), f"on_timeout: proceed, but {why}; only protective steps "
+                            "(pause, snapshot, wait, internal notices) may go ahead without approval",
+                            "Use abort or escalate, or move that step out from behind this gate."))
     return out
 
 
@@ -263,6 +303,10 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
         for j, member in enumerate(members):
             if member not in inv.contacts:
                 need(("groups", group, j), "contact", member)
+    for name, person in inv.roster.people.items():
+        if person.address and FIXTURE_RE.match(person.address) and not drill:
+            out.append(_diag(doc, ("roster", "people", name, "address"), "fixture placeholders are only allowed in a drill inventory",
+                             "Write the address this person signs votes with."))
     for group, people in inv.roster.groups.items():
         for j, person in enumerate(people):
             if person not in inv.roster.people:

@@ -21,6 +21,7 @@ from rich.table import Table
 
 from breakglass.flows import __version__
 from breakglass.flows.cli_base import (  # noqa: E402
+    AsOpt,
     IncidentOpt,
     InputOpt,
     InventoryOpt,
@@ -123,7 +124,7 @@ def _print_record(record: Any) -> None:
 @app.command()
 def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="skip the live confirmation")] = False,
-        as_json: JsonOpt = False) -> int:
+        as_: AsOpt = None, as_json: JsonOpt = False) -> int:
     """Run a playbook. Against a live inventory it shows the plan and asks you to type the playbook's name."""
     from breakglass.flows import entry, inputs, planner
     from breakglass.flows.validate import load_playbook
@@ -141,7 +142,7 @@ def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, 
             raise BreakglassError("not confirmed: nothing was run")
     home = _home()
     record = entry.start(playbook_path=playbook, inventory_path=inventory, given=given, incident=incident, home=home,
-                         api=_api, on_created=lambda h: err.print(f"incident {h.dir.parent.parent.name} · run {h.dir.name}",
+                         api=_api, initiator=as_, on_created=lambda h: err.print(f"incident {h.dir.parent.parent.name} · run {h.dir.name}",
                                                                    markup=False))
     return _finish([record], as_json)
 
@@ -150,13 +151,13 @@ def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, 
 def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
           auto_approve: Annotated[bool, typer.Option("--auto-approve", help="cast fixture votes at gates (drills only)")] = False,
           keep_chain: Annotated[bool, typer.Option("--keep-chain", help="leave the drill's anvil running to inspect it")] = False,
-          as_json: JsonOpt = False) -> int:
+          as_: AsOpt = None, as_json: JsonOpt = False) -> int:
     """Rehearse a playbook on a throwaway anvil with the fixture protocol deployed."""
     from breakglass.flows import drill as drill_mod
 
     home = _home()
     record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=_pairs(input), incident=incident,
-                           home=home, api=_api, auto_approve=auto_approve, keep_chain=keep_chain)
+                           home=home, api=_api, auto_approve=auto_approve, keep_chain=keep_chain, initiator=as_)
     if keep_chain:
         kept = home / "incidents" / record.incident / "runs" / record.run_id / "kept-chains.json"
         err.print(f"the drill's chain keeps running (see {kept}); stop it with kill <pid> when done", markup=False)
@@ -176,34 +177,6 @@ def resume(incident: str, as_json: JsonOpt = False) -> int:
 
     home = _home()
     return _finish(entry.resume(incident, _api(), home), as_json)
-
-
-@app.command()
-def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> int:
-    """Show incidents and their runs."""
-    from breakglass.flows.runstore import Store
-
-    store = Store(_home())
-    incidents = [incident] if incident else sorted(p.name for p in store.root.glob("*") if (p / "incident.json").exists())
-    docs = []
-    for name in incidents:
-        for handle in store.runs(name):
-            record = handle.load()
-            stale = record.status == "running" and not handle.is_locked()
-            docs.append({"incident": name, "run": record.run_id, "mode": record.mode, "status": record.status,
-                         "runner_stale": stale, "steps": {s.id: s.status for s in record.steps}})
-    if as_json:
-        _emit({"runs": docs}, True)
-    else:
-        table = Table(title="breakglass runs")
-        for column in ("incident", "run", "mode", "status", "steps"):
-            table.add_column(column)
-        for doc in docs:
-            status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "")
-            table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
-                          ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
-        out.print(table)
-    return 0
 
 
 @app.command()
@@ -299,7 +272,7 @@ def entrypoint() -> None:
     sys.exit(main())
 
 
-from breakglass.flows import cli_guardian  # noqa: E402,F401  (registers prepare, sign, check)
+from breakglass.flows import cli_gates, cli_guardian  # noqa: E402,F401  (register approve, ack, status; prepare, sign, check)
 
 if __name__ == "__main__":
     entrypoint()

@@ -24,6 +24,7 @@ err = Console(stderr=True, soft_wrap=True)
 InventoryOpt = Annotated[Path | None, typer.Option("--inventory", "-i", help="inventory file", dir_okay=False)]
 InputOpt = Annotated[list[str] | None, typer.Option("--input", help="NAME=VALUE, repeatable")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="print exactly one JSON document on stdout")]
+AsOpt = Annotated[str | None, typer.Option("--as", help="your roster name (who starts the run, or who votes)")]
 IncidentOpt = Annotated[str | None, typer.Option("--incident", help="incident id (generated when absent)")]
 
 

@@ -25,7 +25,7 @@ def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whos
     for path in playbooks:
         pb, inv = load_playbook(path, inventory)
         assert inv is not None
-        steps = prepared.prepared_steps(pb)
+        steps = prepared.prepared_steps(pb, gated=None)
         if not steps:
             results.append({"playbook": pb.name, "steps": [], "note": "no pause step says prepared: true"})
             continue

@@ -91,6 +91,7 @@ class StepContext:
     playbook: str = ""
     severity: str = ""
     journal: Any = None
+    gate: Any = None  # for approval steps: the runner's GateHost
     cancel: threading.Event = field(default_factory=threading.Event)
     _rpcs: dict[str, JsonRpc] = field(default_factory=dict)
 

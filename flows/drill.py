@@ -7,6 +7,8 @@ started: drill inventories may only say ``rpc: [{fixture: anvil}]``.
 from __future__ import annotations
 
 import json
+import logging
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -33,7 +35,8 @@ def _placeholders(inventory: Inventory) -> set[str]:
 
 
 def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, Any], incident: str | None,
-        home: Path, api: Callable[[], Api], auto_approve: bool = False, keep_chain: bool = False) -> RunRecord:
+        home: Path, api: Callable[[], Api], auto_approve: bool = False, keep_chain: bool = False,
+        initiator: str | None = None) -> RunRecord:
     inventory_path = inventory_path or default_inventory(playbook_path)
     playbook, inventory = load_playbook(playbook_path, inventory_path)
     assert inventory is not None
@@ -46,6 +49,8 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
     if unknown:
         raise BreakglassError(f"{inventory_path}: unknown fixture(s) {', '.join(unknown)}; "
                               f"known: {', '.join(fixture.FIXTURE_NAMES)}")
+    if auto_approve:
+        _check_auto_approve(playbook, inventory, initiator)
     chains = sorted(inventory.chains)
     if not chains:
         raise BreakglassError(f"{inventory_path}: a drill inventory needs at least one chain")
@@ -62,18 +67,27 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         bindings = Bindings(addresses=values, rpc={name: node.url for name, node in zip(chains, nodes, strict=True)})
         drill_values = {name: _drill_value(spec.drill, values) for name, spec in playbook.inputs.items()
                         if spec.drill is not None}
-        if prepared.prepared_steps(playbook):  # rehearse the fast path too: sign ahead, like `breakglass prepare`
-            keys = signers.unlock(inventory, {s.with_.signer for s in prepared.prepared_steps(playbook)}, bindings)
+        if prepared.prepared_steps(playbook, gated=None):  # rehearse the fast path too: sign ahead, like `breakglass prepare`
+            keys = signers.unlock(inventory, {s.with_.signer for s in prepared.prepared_steps(playbook, gated=None)}, bindings)
             prepared.build(playbook, inventory, keys, home, bindings)
 
+        api = _once(api)
+        approver = _AutoApprover(home, api, initiator) if auto_approve else None
+
         def keep(handle: Any) -> None:
+            if approver is not None:
+                approver.watch(handle)
             if keep_chain:
                 kept = {name: {"url": node.url, "pid": node.process.pid} for name, node in zip(chains, nodes, strict=True)}
                 (handle.dir / "kept-chains.json").write_text(json.dumps(kept, indent=2))
 
-        return entry.start(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
-                           home=home, api=api, bindings=bindings, drill_values=drill_values, expect_mode="drill",
-                           on_created=keep)
+        try:
+            return entry.start(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
+                               home=home, api=api, bindings=bindings, drill_values=drill_values, expect_mode="drill",
+                               on_created=keep, initiator=initiator, initiator_via="drill")
+        finally:
+            if approver is not None:
+                approver.stop()
     finally:
         for node in nodes:
             if not keep_chain:
@@ -89,3 +103,71 @@ def _drill_value(value: Any, placeholders: dict[str, str]) -> Any:
                                   + ", ".join(sorted(placeholders)))
         return placeholders[value]
     return value
+
+
+def _once(api: Callable[[], Api]) -> Callable[[], Api]:
+    box: list[Api] = []
+    lock = threading.Lock()
+
+    def get() -> Api:
+        with lock:
+            if not box:
+                box.append(api())
+            return box[0]
+
+    return get
+
+
+def _check_auto_approve(playbook: Any, inventory: Inventory, initiator: str | None) -> None:
+    for step in playbook.steps:
+        if step.kind != "approval":
+            continue
+        p = step.with_
+        people = [n for n in inventory.roster.groups.get(p.approvers, [])
+                  if (inventory.roster.people[n].address or "").startswith("fixture:")
+                  and not (p.exclude_initiator and n == initiator)]
+        if len(people) < p.quorum:
+            raise BreakglassError(f"--auto-approve: gate '{step.id}' needs {p.quorum} votes, but roster group "
+                                  f"'{p.approvers}' has only {len(people)} people with fixture addresses who may vote")
+
+
+class _AutoApprover:
+    """``drill --auto-approve``: when a gate opens, sign quorum-many votes with drill roster keys and send
+    them the way `approve` does (through Prefect), then wake the gate in this process."""
+
+    def __init__(self, home: Path, api: Callable[[], Api], initiator: str | None) -> None:
+        self.home, self.api, self.initiator = home, api, initiator
+        self._stop = threading.Event()
+        self._done: set[tuple[str, str]] = set()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, handle: Any) -> None:
+        self._thread = threading.Thread(target=self._loop, args=(handle,), name="breakglass-auto-approve", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _loop(self, handle: Any) -> None:
+        from breakglass.flows import runner, voting
+        from breakglass.flows.gatestate import load_state
+
+        incident = handle.dir.parent.parent.name
+        while not self._stop.wait(0.05):
+            for path in sorted((handle.dir / "gates").glob("*.json")):
+                state = load_state(handle.dir, path.stem)
+                if state is None or state.status != "waiting" or (state.step, state.digest) in self._done:
+                    continue
+                try:
+                    gate = voting.locate(self.home, incident, state.step)
+                    for vote in voting.auto_votes(gate, self.initiator):
+                        voting.submit(self.api(), gate, vote)
+                except BreakglassError as exc:
+                    logging.getLogger("breakglass.drill").warning("auto-approve at %s: %s", state.step, exc)
+                    continue
+                self._done.add((state.step, state.digest))
+                active = runner._ACTIVE.get(str(handle.dir))
+                if active is not None and active.gates is not None:
+                    active.gates.wake.set()

@@ -26,14 +26,16 @@ from breakglass.flows.validate import load_playbook
 
 def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
           api: Callable[[], Api], bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
-          expect_mode: str | None = None, on_created: Callable[[RunHandle], None] | None = None) -> RunRecord:
+          expect_mode: str | None = None, on_created: Callable[[RunHandle], None] | None = None,
+          initiator: str | None = None, initiator_via: str = "cli") -> RunRecord:
     """Create the run, broadcast its prepared pauses, then run it on Prefect.
 
     The fast path runs before the Prefect API is contacted (``api`` is called after it) and
     before Prefect is imported: neither stands between the alert and the broadcast.
     """
     handle, _ = begin(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
-                      home=home, bindings=bindings, drill_values=drill_values, expect_mode=expect_mode)
+                      home=home, bindings=bindings, drill_values=drill_values, expect_mode=expect_mode,
+                      initiator=initiator, initiator_via=initiator_via)
     if on_created is not None:
         on_created(handle)
     return execute(handle, api(), home)
@@ -41,11 +43,12 @@ def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
 
 def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
           bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
-          expect_mode: str | None = None) -> tuple[RunHandle, dict[str, Any] | None]:
+          expect_mode: str | None = None, initiator: str | None = None,
+          initiator_via: str = "cli") -> tuple[RunHandle, dict[str, Any] | None]:
     """Create the run and broadcast its prepared pauses: everything that happens before Prefect."""
     handle, playbook, inventory = _create(playbook_path=playbook_path, inventory_path=inventory_path, given=given,
                                           incident=incident, home=home, bindings=bindings, drill_values=drill_values,
-                                          expect_mode=expect_mode)
+                                          expect_mode=expect_mode, initiator=initiator, initiator_via=initiator_via)
     report = None
     if prepared.prepared_steps(playbook):
         report = prepared.broadcast(handle.dir, handle.load().run_key, playbook, inventory, home, bindings)
@@ -54,19 +57,33 @@ def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
 
 def _create(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
             bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
-            expect_mode: str | None = None) -> tuple[RunHandle, Playbook, Inventory]:
+            expect_mode: str | None = None, initiator: str | None = None,
+            initiator_via: str = "cli") -> tuple[RunHandle, Playbook, Inventory]:
     playbook, inventory = load_playbook(playbook_path, inventory_path)
     assert inventory is not None
     if expect_mode == "drill" and not inventory.is_drill:
         raise BreakglassError(f"{inventory_path} is a live inventory (it does not say 'mode: drill'); drills refuse it")
+    check_initiator(playbook, inventory, initiator, initiator_via)
     values = inputs_mod.resolve(playbook, given, inventory, drill_values)
     incident = check_id(incident) if incident else new_incident_id(inventory.mode)
     handle = Store(home).create_run(
         incident=incident, mode=inventory.mode, playbook_name=playbook.name,
         step_kinds=[(s.id, s.kind) for s in playbook.steps], playbook_file=playbook_path,
         inventory_name=inventory.name, inventory_file=inventory_path, inputs=values, bindings=bindings,
+        initiator=initiator, initiator_via=initiator_via,
     )
     return handle, playbook, inventory
+
+
+def check_initiator(playbook: Playbook, inventory: Inventory, initiator: str | None, via: str) -> None:
+    """``--as`` must name someone on the roster; gates that exclude the initiator need to know who that is."""
+    if initiator is not None and via in ("cli", "drill") and initiator not in inventory.roster.people:
+        known = ", ".join(sorted(inventory.roster.people)) or "nobody: the inventory has no roster"
+        raise BreakglassError(f"--as {initiator}: not on the roster of inventory '{inventory.name}' (roster: {known})")
+    excluding = [s.id for s in playbook.steps if s.kind == "approval" and s.with_.exclude_initiator]
+    if excluding and initiator is None and not inventory.is_drill:
+        raise BreakglassError(f"gate(s) {', '.join(excluding)} exclude the person who starts the run: "
+                              "say who you are with --as NAME (a roster name)")
 
 
 def needed_signers(playbook: Playbook) -> set[str]:

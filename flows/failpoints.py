@@ -1,7 +1,8 @@
 """Crash points for the kill tests: ``BREAKGLASS_TEST_CRASH_AT=<name>`` makes the process SIGKILL
 itself exactly there, the way a power cut or an OOM kill would. Unset, a failpoint is a no-op.
 
-Points: tx.after_sign, tx.after_broadcast, tx.after_receipt, fastpath.after_broadcast, notify.before_record."""
+Points: tx.after_sign, tx.after_broadcast, tx.after_receipt, fastpath.after_broadcast, notify.before_record,
+gate.after_pass."""
 
 from __future__ import annotations
 

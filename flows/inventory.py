@@ -169,8 +169,8 @@ class TemplatePolicy(Model):
 
 
 class Person(Model):
-    slack: str | None = None
-    address: Address | None = None
+    slack: str | None = Field(None, description="Slack user id (U...), for approvals in Slack")
+    address: AddressOrFixture | None = Field(None, description="the address whose EIP-712 signature is this person's vote")
 
 
 class Roster(Model):

@@ -54,8 +54,10 @@ class PreparedTx:
     prepared_at: str
 
 
-def prepared_steps(playbook: Playbook) -> list[Any]:
-    return [s for s in playbook.steps if s.kind == "pause" and s.with_.prepared]
+def prepared_steps(playbook: Playbook, *, gated: bool | None = False) -> list[Any]:
+    """Prepared pauses; by default those broadcast at start (no gate). ``gated=True``: those behind gates; None: all."""
+    return [s for s in playbook.steps if s.kind == "pause" and s.with_.prepared
+            and (gated is None or bool(s.needs) == gated)]
 
 
 def _key(home: Path) -> bytes:
@@ -94,7 +96,8 @@ def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], 
     """Sign and store fresh prepared pauses for every prepared step; returns a summary per step."""
     bindings = bindings or Bindings()
     summary = []
-    for step in prepared_steps(playbook):
+    next_nonce: dict[tuple[str, str], int] = {}  # several prepared steps of one signer get consecutive nonces
+    for step in prepared_steps(playbook, gated=None):
         signer = signers[step.with_.signer]
         txs: list[PreparedTx] = []
         skipped: list[str] = []
@@ -106,7 +109,8 @@ def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], 
             with JsonRpc(endpoints(inventory, chain, bindings)) as rpc:
                 if int(rpc.call("eth_chainId"), 16) != spec.chain_id:
                     raise BreakglassError(f"chain '{chain}': the RPC answers another chain id than {spec.chain_id}")
-                nonce = int(rpc.call("eth_getTransactionCount", [signer.address, "pending"]), 16)
+                nonce = next_nonce.get((signer.address, chain)) or int(
+                    rpc.call("eth_getTransactionCount", [signer.address, "pending"]), 16)
                 for name in names:
                     contract = inventory.contracts[name]
                     to = resolve_address(inventory, bindings, name)
@@ -124,19 +128,25 @@ def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], 
                     txs.append(PreparedTx(name, chain, spec.chain_id, signer.address, to, "0x" + data.hex(), nonce,
                                           tx["gas"], max_fee, tip, "0x" + signed.raw.hex(), signed.hash, now()))
                     nonce += 1
+                next_nonce[(signer.address, chain)] = nonce
         save(home, inventory, playbook.name, step.id, txs)
         summary.append({"step": step.id, "prepared": [(t.contract, t.nonce) for t in txs], "skipped": skipped})
     return summary
 
 
 def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Inventory, home: Path,
-              bindings: Bindings | None = None) -> dict[str, Any]:
-    """The fast path: journal and broadcast fresh prepared pauses. Never raises for a stale one."""
+              bindings: Bindings | None = None, *, only: list[str] | None = None,
+              journal: Journal | None = None) -> dict[str, Any]:
+    """The fast path: journal and broadcast fresh prepared pauses. Never raises for a stale one.
+
+    At start it sends the ungated prepared pauses; ``only`` names gated ones whose gates just passed.
+    """
     bindings = bindings or Bindings()
     report: dict[str, Any] = {"started_at": now(), "sent": [], "stale": []}
     started = time.perf_counter()
-    journal = Journal(run_dir / "journal.jsonl")
-    for step in prepared_steps(playbook):
+    journal = journal or Journal(run_dir / "journal.jsonl")
+    steps = prepared_steps(playbook) if only is None else [s for s in prepared_steps(playbook, gated=None) if s.id in only]
+    for step in steps:
         txs = load(home, inventory, playbook.name, step.id)
         if not txs:
             report["stale"].append({"step": step.id, "reason": "nothing prepared: run `breakglass prepare`"})
@@ -157,6 +167,8 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
             submit = JsonRpc(endpoints(_submit_view(inventory, chain), chain, bindings)) if inventory.chains[chain].submit else rpc
             for t in group:
                 key = f"{run_key}/{step.id}/{t.chain}/{t.contract}/pause"
+                if any(e.get("event") == "broadcast" for e in journal.entries(key)):
+                    continue  # sent before a crash; the step reconciles it
                 journal.append(key, "signed", hash=t.hash, raw=t.raw, nonce=t.nonce, max_fee=t.max_fee, tip=t.tip, gas=t.gas,
                                chain_id=t.chain_id, to=t.to, signer=t.signer, label=f"{t.contract}.pause", source="prepared")
                 try:
@@ -167,8 +179,13 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
                 journal.append(key, "broadcast", hash=t.hash, source="prepared")
                 failpoints.hit("fastpath.after_broadcast")
                 report["sent"].append({"step": step.id, "contract": t.contract, "hash": t.hash, "nonce": t.nonce,
-                                       "ms_from_start": round((time.perf_counter() - started) * 1000, 2)})
-    write_private(run_dir / "fastpath.json", json.dumps(report, indent=2).encode())
+                                       "ms_from_start": round((time.perf_counter() - started) * 1000, 2),
+                                       "when": "before Prefect started" if only is None else "the moment its gate passed"})
+    path = run_dir / "fastpath.json"
+    if path.exists():  # gates add to what the start wrote
+        earlier = json.loads(path.read_text())
+        report = {**earlier, "sent": earlier.get("sent", []) + report["sent"], "stale": earlier.get("stale", []) + report["stale"]}
+    write_private(path, json.dumps(report, indent=2).encode())
     return report
 
 
@@ -197,7 +214,8 @@ def fastpath_note(run_dir: Path, step: str, contract: str) -> str | None:
     report = json.loads(path.read_text())
     for item in report.get("sent", []):
         if item["step"] == step and item["contract"] == contract:
-            return f"sent from the prepared transaction, {item['ms_from_start']} ms into the fast path, before Prefect started"
+            return (f"sent from the prepared transaction, {item['ms_from_start']} ms into the fast path, "
+                    f"{item.get('when', 'before Prefect started')}")
     for item in report.get("stale", []):
         if item["step"] == step and item.get("contract") in (None, contract):
             return f"prepared transaction not used: {item['reason']}"

@@ -62,6 +62,8 @@ class RunRecord(_Record):
     inventory: FileRef
     inputs: dict[str, Any]
     inputs_sha256: str
+    initiator: str | None = Field(None, description="the roster name that started the run (--as), or the alert source")
+    initiator_via: str | None = Field(None, description="how the run was started: cli, drill, alert:<source>")
     breakglass_version: str
     created_at: str
     updated_at: str

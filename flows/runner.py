@@ -1,4 +1,4 @@
-"""The Prefect runner: the only module that knows Prefect.
+"""The Prefect runner: with its gate side (``gatehost``), the only code that drives Prefect.
 
 A playbook run is one Prefect flow run; each step is one Prefect task named by its step id.
 Steps whose needs are met run concurrently. A step's checkpoint is its entry in breakglass's
@@ -9,13 +9,15 @@ default cache key (a hash of code and inputs) could silently skip or repeat a st
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import queue
 import socket
 import threading
 import time
-from contextlib import ExitStack
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,10 @@ from prefect.logging import get_run_logger
 from prefect.settings import temporary_settings
 from prefect.states import Completed, Failed
 
-from breakglass.flows import planner, templating
+from breakglass.flows import intents, planner, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
 from breakglass.flows.inventory import Inventory
 from breakglass.flows.journal import Journal
 from breakglass.flows.playbook import Playbook
@@ -53,6 +56,29 @@ class _Run:
     redact: Redactor
     signers: dict[str, Any]
     journal: Journal
+    gates: Any = None  # the gatehost.Coordinator of the current flow run
+
+    def step_context(self, step_id: str) -> StepContext:
+        record = self.writer.record
+        gate = self.playbook.step(step_id).kind == "approval"
+        return StepContext(
+            incident=record.incident, run_id=record.run_id, run_key=record.run_key, mode=record.mode, step_id=step_id,
+            inventory=self.inventory, bindings=self.handle.bindings(), artifacts_dir=self.handle.artifacts,
+            home=self.home, log=_logger(step_id, gate), signers=self.signers,
+            journal=self.journal, playbook=self.playbook.name, severity=self.playbook.severity,
+            gate=GateView(self, step_id) if gate else None,
+        )
+
+    def intents(self, gate: str) -> list[dict[str, Any]]:
+        context = self.template_context()
+        found: list[dict[str, Any]] = []
+        for sid in intents.guarded(self.playbook, gate):
+            ctx = self.step_context(sid)
+            try:
+                found += intents.of_step(ctx, self.playbook.step(sid), context)
+            finally:
+                ctx.close()
+        return found
 
     def template_context(self) -> dict[str, Any]:
         record = self.writer.snapshot()
@@ -105,13 +131,7 @@ class _Run:
         raise AssertionError("unreachable")
 
     def _attempt(self, step: Any, context: dict[str, Any], timeout: float | None) -> Any:
-        ctx = StepContext(
-            incident=self.writer.record.incident, run_id=self.writer.record.run_id,
-            run_key=self.writer.record.run_key, mode=self.writer.record.mode, step_id=step.id,
-            inventory=self.inventory, bindings=self.handle.bindings(), artifacts_dir=self.handle.artifacts,
-            home=self.home, log=logging.getLogger(f"breakglass.step.{step.id}"), signers=self.signers,
-            journal=self.journal, playbook=self.playbook.name, severity=self.playbook.severity,
-        )
+        ctx = self.step_context(step.id)
         box: dict[str, Any] = {}
 
         def work() -> None:
@@ -135,6 +155,16 @@ class _Run:
         if "error" in box:
             raise box["error"]
         return box["value"]
+
+
+def _logger(step_id: str, gate: bool) -> Any:
+    """Gates speak to the responder through the run's log (what they authorise, how to vote)."""
+    if gate:
+        try:
+            return get_run_logger()
+        except Exception:  # noqa: BLE001 - outside a task run (e.g. computing intents)
+            pass
+    return logging.getLogger(f"breakglass.step.{step_id}")
 
 
 class StepFailed(Exception):
@@ -163,10 +193,21 @@ def breakglass_run(run_dir: str) -> Any:
     attempts = record.attempts + [Attempt(flow_run_id=flow_run_id, pid=os.getpid(), host=socket.gethostname(),
                                           started_at=now())]
     run.writer.update(status="running", attempts=attempts, ended_at=None, error=None)
+    recheck_gates(run, log)
+    record = run.writer.snapshot()
     completed = {s.id for s in record.steps if s.status == "completed"}
     skipped = {s.id for s in record.steps if s.status == "skipped"}
     for step_id in sorted(completed | skipped):
         log.info("step %s: %s in an earlier attempt; not run again", step_id, record.step(step_id).status)
+    run.gates = Coordinator(flow_run_id, len(attempts), [a.flow_run_id or "" for a in attempts[:-1]],
+                            {s.id for s in run.playbook.steps if s.kind == "approval"})
+    try:
+        return _schedule(run, run_dir, log, completed, skipped)
+    finally:
+        run.gates.close()
+
+
+def _schedule(run: _Run, run_dir: str, log: Any, completed: set[str], skipped: set[str]) -> Any:
     failed: set[str] = set()
     done: queue.Queue[str] = queue.Queue()
     futures: dict[str, Any] = {}
@@ -183,6 +224,7 @@ def breakglass_run(run_dir: str) -> Any:
                 skipped.add(sid)
                 continue
             if all(n in completed for n in step.needs):
+                run.gates.started(sid)
                 future = run_step.with_options(name=sid, task_run_name=sid).submit(run_dir, sid)
                 futures[sid] = future
                 future.add_done_callback(lambda _f, sid=sid: done.put(sid))
@@ -191,6 +233,7 @@ def breakglass_run(run_dir: str) -> Any:
         sid = done.get()
         future = futures.pop(sid)
         future.wait()
+        run.gates.finished(sid)
         status = run.writer.snapshot().step(sid).status
         if status == "completed":
             completed.add(sid)
@@ -210,7 +253,7 @@ def breakglass_run(run_dir: str) -> Any:
     return Completed(message=f"{len(completed)} step(s) completed, {len(skipped)} skipped")
 
 
-def _settings(api: Api) -> Any:
+def settings(api: Api) -> Any:
     from prefect.settings import (
         PREFECT_API_AUTH_STRING,
         PREFECT_API_URL,
@@ -247,6 +290,28 @@ def _mark_crashed(record: RunRecord) -> RunRecord:
     return record
 
 
+@contextmanager
+def _heartbeat(run_dir: Path, every: float = 2.0) -> Iterator[None]:
+    """``heartbeat.json`` every few seconds while this process runs the run: `status` tells a dead runner by it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            tmp = run_dir / ".heartbeat.tmp"
+            tmp.write_text(json.dumps({"at": time.time(), "pid": os.getpid(), "host": socket.gethostname()}))
+            os.replace(tmp, run_dir / "heartbeat.json")
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=beat, name="breakglass-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)
+
+
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             signers: dict[str, Any] | None = None, models: tuple[Playbook, Inventory] | None = None) -> RunRecord:
     """Run (or resume) one breakglass run in this process, holding its runner lock throughout."""
@@ -258,10 +323,11 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             models = (loaded[0], loaded[1])
         playbook, inventory = models
         writer = RecordWriter(handle)
-        stack.enter_context(_settings(api))
+        stack.enter_context(settings(api))
         if resume:
             writer.update(**_mark_crashed(writer.snapshot()).model_dump(include={"attempts", "status", "steps"}))
         key = str(handle.dir)
+        stack.enter_context(_heartbeat(handle.dir))
         _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
                             signers or {}, Journal(handle.dir / "journal.jsonl"))
         try:

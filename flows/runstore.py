@@ -149,7 +149,8 @@ class Store:
 
     def create_run(self, *, incident: str, mode: str, playbook_name: str, step_kinds: list[tuple[str, str]],
                    playbook_file: Path, inventory_name: str, inventory_file: Path, inputs: dict[str, Any],
-                   bindings: Bindings | None = None) -> RunHandle:
+                   bindings: Bindings | None = None, initiator: str | None = None,
+                   initiator_via: str | None = None) -> RunHandle:
         self.open_incident(incident, mode)
         inputs_hash = digest(inputs)
         run_id = f"{playbook_name}-{inputs_hash[:12]}"
@@ -176,6 +177,7 @@ class Store:
         record = RunRecord(
             run_id=run_id, run_key=f"{incident}/{playbook_name}/{inputs_hash}", incident=incident, mode=mode,  # type: ignore[arg-type]
             playbook=refs[0], inventory=refs[1], inputs=inputs, inputs_sha256=inputs_hash,
+            initiator=initiator, initiator_via=initiator_via,
             breakglass_version=__version__, created_at=stamp, updated_at=stamp,
             steps=[StepRecord(id=step_id, kind=kind) for step_id, kind in step_kinds],
         )

@@ -88,36 +88,8 @@ class Notify:
 
     def run(self, ctx: StepContext, step: Any) -> NotifyOutputs:
         p: NotifyParams = step.with_
-        inventory = ctx.inventory
-        names = delivery.recipients(inventory, p.to, list(p.chains))
-        if not names:
-            raise BreakglassError(f"no contact in {p.to} covers {p.chains}")
-        folder = ctx.artifacts_dir.parent / "templates"
-        drill = ctx.mode == "drill"
-        attachments: dict[str, bytes] = {}
-        payload: dict[str, Any] = {"incident": ctx.incident, "template": p.template, "drill": drill}
-        if p.attach_watchlist:
-            lists = ctx.artifacts_dir.parent.parent.parent / "watchlist"
-            document = watchlists.latest(lists)
-            if document is None:
-                raise BreakglassError("attach_watchlist: this incident has no watch list yet; "
-                                      "put a watchlist step among this step's needs")
-            number = document["version"]
-            attachments = {f"{ctx.incident}-watchlist-v{number}.csv": (lists / f"v{number}.csv").read_bytes(),
-                           f"{ctx.incident}-watchlist-v{number}.json": (lists / f"v{number}.json").read_bytes()}
-            payload["watchlist"] = document
-        keyed = []
-        for name in names:
-            contact = inventory.contacts[name]
-            context = {"incident": ctx.incident, "drill": drill, "playbook": ctx.playbook,
-                       "severity": ctx.severity, "recipient": {"name": name, "kind": contact.kind},
-                       "reply_contact": inventory.reply_contact, "now": datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"),
-                       "data": p.data}
-            rendered = messages.render(folder, p.template, context)
-            keyed.append((name, Message(key=f"{ctx.run_key}/{ctx.step_id}/{name}", subject=_drill(rendered.subject, drill),
-                                        text=_drill(rendered.text, drill), attachments=attachments,
-                                        payload={**payload, "recipient": name})))
-        sender = delivery.Sender(inventory, ctx.journal, ctx.artifacts_dir / "outbox", ctx.cancel)
+        keyed = compose(ctx, p, datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"))
+        sender = delivery.Sender(ctx.inventory, ctx.journal, ctx.artifacts_dir / "outbox", ctx.cancel)
         rows = sender.deliver_all(keyed)
         failed = [r.recipient for r in rows if r.status == "failed"]
         outputs = NotifyOutputs(template=p.template, deliveries=[DeliveryRow(**r.to_json()) for r in rows],
@@ -126,6 +98,39 @@ class Notify:
             detail = "; ".join(f"{r.recipient} ({' | '.join(r.errors) or 'no channel'})" for r in rows if r.status == "failed")
             raise NotifyFailed(f"nothing reached {detail}", outputs)
         return outputs
+
+
+def compose(ctx: StepContext, p: NotifyParams, now_text: str) -> list[tuple[str, Message]]:
+    """Each recipient's message, exactly as it will be sent (gates hash it with a fixed ``now``)."""
+    inventory = ctx.inventory
+    names = delivery.recipients(inventory, p.to, list(p.chains))
+    if not names:
+        raise BreakglassError(f"no contact in {p.to} covers {p.chains}")
+    folder = ctx.artifacts_dir.parent / "templates"
+    drill = ctx.mode == "drill"
+    attachments: dict[str, bytes] = {}
+    payload: dict[str, Any] = {"incident": ctx.incident, "template": p.template, "drill": drill}
+    if p.attach_watchlist:
+        lists = ctx.artifacts_dir.parent.parent.parent / "watchlist"
+        document = watchlists.latest(lists)
+        if document is None:
+            raise BreakglassError("attach_watchlist: this incident has no watch list yet; "
+                                  "put a watchlist step among this step's needs")
+        number = document["version"]
+        attachments = {f"{ctx.incident}-watchlist-v{number}.csv": (lists / f"v{number}.csv").read_bytes(),
+                       f"{ctx.incident}-watchlist-v{number}.json": (lists / f"v{number}.json").read_bytes()}
+        payload["watchlist"] = document
+    keyed = []
+    for name in names:
+        contact = inventory.contacts[name]
+        context = {"incident": ctx.incident, "drill": drill, "playbook": ctx.playbook,
+                   "severity": ctx.severity, "recipient": {"name": name, "kind": contact.kind},
+                   "reply_contact": inventory.reply_contact, "now": now_text, "data": p.data}
+        rendered = messages.render(folder, p.template, context)
+        keyed.append((name, Message(key=f"{ctx.run_key}/{ctx.step_id}/{name}", subject=_drill(rendered.subject, drill),
+                                    text=_drill(rendered.text, drill), attachments=attachments,
+                                    payload={**payload, "recipient": name})))
+    return keyed
 
 
 class NotifyFailed(BreakglassError):

@@ -39,8 +39,8 @@ class PauseStep(StepBase):
 
     @model_validator(mode="after")
     def _prepared_runs_first(self) -> PauseStep:
-        if self.with_.prepared and (self.needs or self.if_ is not None):
-            raise ValueError("a prepared pause is broadcast before the run starts, so it cannot have 'needs' or 'if'")
+        if self.with_.prepared and self.if_ is not None:
+            raise ValueError("a prepared pause is broadcast before the run starts (or when its gates pass), so it cannot have 'if'")
         return self
 
 

@@ -86,8 +86,10 @@ def test_plan_prints_the_graph_and_touches_no_chain(monkeypatch) -> None:
     assert result.returncode == 0, result.stderr
     plan = json.loads(result.stdout)
     assert plan["waves"] == [["snapshot-detection", "pause-all", "alert-war-room"],
-                             ["seal-911", "watchlist", "bridge-rate-limit-zero", "confirmations"],
-                             ["freeze-request", "snapshot-followup"]]
+                             ["watchlist", "confirmations"], ["approve-external"],
+                             ["freeze-request", "seal-911", "bridge-rate-limit-zero"], ["snapshot-followup"]]
+    gate = next(s for s in plan["steps"] if s["id"] == "approve-external")
+    assert gate["gate"] is True and "2 of roster group responders, not the initiator" in gate["targets"][0]
     assert plan["mode"] == "live"
     assert any("0x1111111111111111111111111111111111111111" in t for t in plan["steps"][0]["targets"])
     assert _Counter.hits == 0

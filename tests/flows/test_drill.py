@@ -36,7 +36,7 @@ def test_flagship_drill_completes_with_one_json_document(drill_result) -> None:
     assert record["status"] == "completed"
     assert record["mode"] == "drill"
     assert record["incident"].startswith("DRILL-")
-    assert [s["status"] for s in record["steps"]] == ["completed"] * 9
+    assert [s["status"] for s in record["steps"]] == ["completed"] * 10
     assert "Traceback" not in result.stderr
 
 
@@ -142,7 +142,7 @@ def test_live_run_of_a_drill_incident_is_refused(drill_result, prefect_api, tmp_
     result = cli("run", FLAGSHIP, "--inventory", str(inventory), "--incident", record["incident"], "--yes",
                  "--input", "compromised_signer=0x3333333333333333333333333333333333333333",
                  "--input", "attacker=0x3333333333333333333333333333333333333333",
-                 "--input", "attack_tx=0x" + "ab" * 32)
+                 "--input", "attack_tx=0x" + "ab" * 32, "--as", "alice")
     assert result.returncode == 1
     assert f"incident {record['incident']} is a drill incident; a live run cannot join it" in result.stderr
 
@@ -182,3 +182,20 @@ steps:
     assert steps["after-eth"]["outputs"]["chain_id"] == 31337 and steps["after-arb"]["outputs"]["chain_id"] == 42161
     assert steps["after-eth"]["outputs"]["paused"] == {"vault-eth": True}
     assert steps["after-arb"]["outputs"]["paused"] == {"vault-arb": True}
+
+
+def test_flagship_drill_gate_passes_on_two_signed_auto_approve_votes(drill_result, home: Path) -> None:
+    from breakglass.flows import audit
+
+    _, record, run_dir, _ = drill_result
+    steps = {s["id"]: s for s in record["steps"]}
+    gate = steps["approve-external"]["outputs"]
+    assert gate["decision"] == "approved" and len(set(gate["approvers"])) == 2
+    assert {v["channel"] for v in gate["votes"]} == {"auto-approve"} and all(v["address"] for v in gate["votes"])
+    for guarded in ("freeze-request", "seal-911", "bridge-rate-limit-zero"):
+        assert steps[guarded]["started_at"] >= steps["approve-external"]["ended_at"]
+    state = json.loads((run_dir / "gates" / "approve-external.json").read_text())
+    assert any(line.startswith("bridge-rate-limit-zero: setRateLimit(0) on bridge") for line in state["authorises"])
+    incident_dir = home / "incidents" / record["incident"]
+    assert audit.verify(incident_dir) == []
+    assert [e["event"] for e in audit.entries(incident_dir) if e["event"].startswith("gate.")] == ["gate.opened", "gate.passed"]

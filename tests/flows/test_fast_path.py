@@ -128,11 +128,11 @@ def test_tampered_prepared_file_is_never_used(prefect_api, chain, home, tmp_path
     assert all("nothing prepared" in r["fast_path"] for r in results)
 
 
-def test_a_prepared_pause_cannot_wait_for_other_steps(tmp_path: Path) -> None:
+def test_a_prepared_pause_can_wait_only_for_gates(tmp_path: Path) -> None:
     path = tmp_path / "p.yaml"
     path.write_text(PREPARED.replace("{id: pause, kind: pause,", "{id: pause, kind: pause, needs: [w],")
                     + "  - {id: w, kind: wait, with: {seconds: 1}}\n")
-    with pytest.raises(SpecError, match="a prepared pause is broadcast before the run starts"):
+    with pytest.raises(SpecError, match="a prepared pause may wait only for approval gates"):
         load_playbook(path)
 
 

@@ -1,0 +1,187 @@
+"""``approve``, ``ack`` and ``status``: the commands responders use while a run waits for them."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from breakglass.flows.cli_base import AsOpt, JsonOpt, _api, _emit, _home, app, err, out
+from breakglass.flows.errors import BreakglassError
+
+HEARTBEAT_STALE = 15.0  # seconds without a heartbeat before a runner counts as gone
+
+
+@app.command()
+def approve(incident: str, step: str, as_: AsOpt = None,
+            sign_with: Annotated[str | None, typer.Option("--sign-with", help="env:VAR, keystore:PATH or (drills) fixture:NAME")] = None,
+            reject: Annotated[bool, typer.Option("--reject", help="vote against")] = False,
+            reason: Annotated[str, typer.Option("--reason", help="why (required with --reject)")] = "",
+            as_json: JsonOpt = False) -> int:
+    """Vote at an approval gate. Signed votes (--sign-with) are EIP-712 signatures over the gate's digest."""
+    from breakglass.flows import voting
+
+    if not as_:
+        raise BreakglassError("say who you are: --as NAME (your roster name)")
+    if reject and not reason.strip():
+        raise BreakglassError("--reject needs --reason TEXT: the others need to know why")
+    home = _home()
+    gate = voting.locate(home, incident, step)
+    account = voting.key_for(sign_with, gate) if sign_with else None
+    vote = voting.make_vote(gate, step, as_, reject=reject, reason=reason, channel="signed" if account else "cli-unsigned",
+                            account=account)
+    refused = voting.precheck(gate, vote)
+    if refused is not None:
+        voting.refuse(gate, vote, refused, via="approve")
+        raise BreakglassError(f"vote refused: {refused}. Nothing was sent.")
+    for line in gate.state.authorises:
+        err.print(f"  authorises: {line}", markup=False)
+    err.print(f"  digest {gate.state.digest}", markup=False)
+    voting.submit(_api(), gate, vote)
+    alive = _runner_alive(gate.handle)
+    result = voting.verdict(gate, vote.id, 10.0 if alive else 1.0)
+    doc: dict[str, Any] = {"incident": incident, "step": step, "vote": vote.id, "name": as_, "decision": vote.decision,
+                           "channel": vote.channel, "digest": vote.digest}
+    if result is None:
+        doc["status"] = "submitted"
+        err.print("submitted; the runner has not judged it yet" + ("" if alive else
+                  " (its runner is not running: `breakglass resume` will count it)"), markup=False)
+        _emit(doc, as_json)
+        return 0
+    doc.update(status="counted" if result["counted"] else "refused", reason=result.get("reason"),
+               approvals=result["approvals"], quorum=result["quorum"], gate=result["gate_status"])
+    _emit(doc, as_json)
+    if not result["counted"]:
+        raise BreakglassError(f"vote refused by the runner: {result['reason']}")
+    err.print(f"counted: {vote.decision} by {as_} via {vote.channel}; {result['approvals']} of {result['quorum']} "
+              f"approvals; gate {result['gate_status']}", markup=False)
+    return 0
+
+
+@app.command()
+def ack(incident: str, as_: AsOpt = None, as_json: JsonOpt = False) -> int:
+    """Acknowledge the incident: the first human acknowledgement is recorded (drills score it)."""
+    from breakglass.flows import audit
+    from breakglass.flows.home import write_private
+    from breakglass.flows.runstore import Store
+    from breakglass.flows.validate import load_playbook
+
+    if not as_:
+        raise BreakglassError("say who you are: --as NAME (your roster name)")
+    store = Store(_home())
+    handles = store.runs(incident)
+    roster: set[str] = set()
+    for handle in handles:
+        _, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
+        roster |= set(inventory.roster.people) if inventory else set()
+    base = store.incident_dir(incident)
+    if as_ not in roster:
+        audit.append(base, "ack.refused", name=as_, reason="not on the roster")
+        raise BreakglassError(f"--as {as_}: not on the roster of incident {incident} ({', '.join(sorted(roster)) or 'empty'})")
+    path = base / "ack.json"
+    first = json.loads(path.read_text()) if path.exists() else None
+    entry = audit.append(base, "ack", name=as_, first=first is None)
+    if first is None:
+        first = {"name": as_, "at": entry["at"], "seconds_after_start": _since_start(handles, entry["at"])}
+        write_private(path, json.dumps(first, indent=2).encode() + b"\n")
+        err.print(f"acknowledged by {as_} at {first['at']}", markup=False)
+    else:
+        err.print(f"already acknowledged by {first['name']} at {first['at']}; yours is in the audit log too", markup=False)
+    _emit({"incident": incident, "first": first, "you": as_}, as_json)
+    return 0
+
+
+def _since_start(handles: list[Any], at: str) -> float | None:
+    from datetime import datetime
+
+    created = [h.load().created_at for h in handles]
+    if not created:
+        return None
+    start = min(datetime.fromisoformat(c.replace("Z", "+00:00")) for c in created)
+    return round((datetime.fromisoformat(at.replace("Z", "+00:00")) - start).total_seconds(), 3)
+
+
+def _runner_alive(handle: Any) -> bool:
+    """Alive if it holds the run's lock; on another machine, if its heartbeat is recent."""
+    import socket
+
+    if handle.is_locked():
+        return True
+    path = handle.dir / "heartbeat.json"
+    if not path.exists():
+        return False
+    beat = json.loads(path.read_text())
+    if beat.get("host") == socket.gethostname():
+        return False  # same machine: a free lock means the runner is gone
+    return time.time() - float(beat.get("at", 0)) < HEARTBEAT_STALE
+
+
+def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
+    from breakglass.flows.gatestate import load_state
+
+    found = []
+    for step in record.steps:
+        if step.kind != "approval":
+            continue
+        state = load_state(handle.dir, step.id)
+        if state is None:
+            found.append({"step": step.id, "status": step.status})
+            continue
+        counted = {v["name"] for v in state.votes if v.get("counted")}
+        approvals = sorted({v["name"] for v in state.votes if v.get("counted") and v["decision"] == "approve"})
+        waiting_for = sorted(n for n in state.eligible if n not in counted
+                             and not (state.exclude_initiator and n == state.initiator))
+        found.append({"step": step.id, "status": state.status, "quorum": state.quorum, "approvals": approvals,
+                      "waiting_for": waiting_for if state.status == "waiting" else [],
+                      "seconds_left": round(state.deadline - time.time(), 1) if state.status == "waiting" else None,
+                      "digest": state.digest, "authorises": state.authorises, "changes": state.changes,
+                      "refused": [{"name": v.get("name"), "reason": v.get("reason")} for v in state.votes if not v.get("counted")],
+                      "reason": state.reason})
+    return found
+
+
+@app.command()
+def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> int:
+    """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died."""
+    from breakglass.flows.runstore import Store
+
+    store = Store(_home())
+    incidents = [incident] if incident else sorted(p.name for p in store.root.glob("*") if (p / "incident.json").exists())
+    docs = []
+    for name in incidents:
+        ack_path = store.incident_dir(name) / "ack.json"
+        acked = json.loads(ack_path.read_text()) if ack_path.exists() else None
+        for handle in store.runs(name):
+            record = handle.load()
+            stale = record.status in ("running", "paused") and not _runner_alive(handle)
+            docs.append({"incident": name, "run": record.run_id, "mode": record.mode, "status": record.status,
+                         "initiator": record.initiator, "runner_stale": stale, "acknowledged": acked,
+                         "steps": {s.id: s.status for s in record.steps}, "gates": _gates(handle, record)})
+    if as_json:
+        _emit({"runs": docs}, True)
+        return 0
+    table = Table(title="breakglass runs")
+    for column in ("incident", "run", "mode", "status", "steps"):
+        table.add_column(column)
+    for doc in docs:
+        status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "")
+        table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
+                      ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
+    out.print(table)
+    for doc in docs:
+        for gate in doc["gates"]:
+            if gate.get("status") != "waiting":
+                continue
+            out.print(f"{doc['incident']} gate {gate['step']}: {len(gate['approvals'])} of {gate['quorum']} "
+                      f"({', '.join(gate['approvals']) or 'none yet'}); waiting for {', '.join(gate['waiting_for'])}; "
+                      f"{gate['seconds_left']:.0f}s left", markup=False)
+            for line in gate["authorises"]:
+                out.print(f"    authorises: {line}", markup=False)
+            for line in gate["changes"]:
+                out.print(f"    CHANGED: {line}", markup=False)
+            out.print(f"    vote: breakglass approve {doc['incident']} {gate['step']} --as NAME --sign-with env:YOUR_KEY_VAR",
+                      markup=False)
+    return 0
