@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from breakglass.flows.context import StepContext
     from breakglass.flows.inventory import Inventory
 
+POLL = 0.025  # seconds between reads of new votes from Prefect (a vote in this process wakes the gate at once)
 ESCALATION_DATA = ("gate", "waiting_for", "approvers", "authorises", "digest", "minutes")
 
 
@@ -235,7 +236,9 @@ class _Gate:
             roster=frozenset(inv.roster.people),
         )
 
-    def _take(self, state: GateState) -> None:
+    def _take(self, state: GateState) -> list[tuple[str, dict[str, Any]]]:
+        """Judge new votes; returns the audit entries to write (``_flush``), so a passing vote acts first."""
+        events: list[tuple[str, dict[str, Any]]] = []
         incoming = self.host.fetch_votes(self.step.id, set(state.seen))
         for key, raw in incoming:
             state.seen.append(key)
@@ -244,7 +247,7 @@ class _Gate:
             except (ValidationError, ValueError):
                 entry = {"key": key, "counted": False, "reason": "unreadable vote", "received_at": now()}
                 state.votes.append(entry)
-                self._audit("vote.refused", key=key, reason="unreadable vote")
+                events.append(("vote.refused", {"key": key, "reason": "unreadable vote"}))
                 continue
             decided = {v["name"] for v in state.votes if v.get("counted")}
             reason = approvals.judge(vote, self._rules(state), decided)
@@ -255,13 +258,18 @@ class _Gate:
             state.votes.append(entry)
             fields = {k: entry[k] for k in ("id", "name", "decision", "channel", "address", "digest", "cast_at")}
             if reason is None:
-                self._audit("vote.counted", **fields)
+                events.append(("vote.counted", fields))
                 self.ctx.log.info("gate %s: %s %s via %s", self.step.id, vote.name,
                                   "approved" if vote.decision == "approve" else "REJECTED", vote.channel)
             else:
-                self._audit("vote.refused", reason=reason, **fields)
+                events.append(("vote.refused", {"reason": reason, **fields}))
                 self.ctx.log.warning("gate %s: vote as %s refused: %s", self.step.id, vote.name, reason)
-        if incoming:
+        return events
+
+    def _flush(self, state: GateState, events: list[tuple[str, dict[str, Any]]]) -> None:
+        for event, fields in events:
+            self._audit(event, **fields)
+        if events:
             self._save(state)
 
     def _live(self, state: GateState) -> list[dict[str, Any]]:
@@ -292,7 +300,16 @@ class _Gate:
         try:
             self.host.waiting(self.step.id, state.deadline)
             while True:
-                self._take(state)
+                events = self._take(state)
+                if self._approved(state) and not any(v["decision"] == "reject" for v in self._live(state)):
+                    # the guarded prepared pause goes out first; the votes that passed the gate are still
+                    # Prefect inputs, so a crash before they are written re-counts them on resume
+                    self.host.passed(self.step.id)
+                    self._flush(state, events)
+                    self._end(state, "passed")
+                    failpoints.hit("gate.after_pass")
+                    return self._outputs(state, "approved")
+                self._flush(state, events)
                 live = self._live(state)
                 rejections = [v for v in live if v["decision"] == "reject"]
                 if rejections and self.p.on_reject == "abort":
@@ -300,16 +317,16 @@ class _Gate:
                     self._end(state, "rejected", f"rejected by {who['name']}: {who.get('reason_given') or 'no reason given'}")
                     raise GateFailed(f"gate {self.step.id} {state.reason}")
                 if self._approved(state):
+                    self.host.passed(self.step.id)
                     self._end(state, "passed")
                     failpoints.hit("gate.after_pass")
-                    self.host.passed(self.step.id)
                     return self._outputs(state, "approved")
                 if time.time() >= state.deadline:
                     outcome = self._timeout(state)
                     if outcome is not None:
                         return outcome
                 self.ctx.check_cancelled()
-                self.host.sleep(0.05)
+                self.host.sleep(POLL)
         except GateCancelled as exc:
             self._end(state, "cancelled", str(exc))
             raise GateFailed(f"gate {self.step.id}: {exc}") from None
