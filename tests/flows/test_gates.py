@@ -349,3 +349,66 @@ def test_kill_9_at_a_gate_then_resume_pauses_exactly_once(prefect_api, chain, en
     if when != "waiting":
         assert [a["status"] for a in record["attempts"]] == ["crashed", "completed"]
     assert [e["name"] for e in run.audit() if e["event"] == "vote.counted"] == ["bob", "carol"]  # nobody voted twice
+
+
+def test_a_drill_gate_can_be_approved_from_the_prefect_ui_form(prefect_api, home, tmp_path) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.flow_runs import resume_flow_run
+
+    gate = "{approvers: responders, quorum: 1, timeout: 2m, on_timeout: abort, channels: [prefect-ui, cli-unsigned]}"
+    book = playbook(tmp_path, gate, "{contracts: [vault], signer: guardian}")
+    run = Run(home, incident("ui"), {})
+    run.start("drill", str(book), "--inventory", str(REPO / "playbooks" / "inventories" / "drill.yaml"),
+              "--incident", run.incident, "--json")
+    run.waiting()
+    flow_run_id = run.record()["attempts"][-1]["flow_run_id"]
+    with get_client(sync_client=True) as client:
+        run.wait_for(lambda: client.read_flow_run(flow_run_id).state.type.value == "PAUSED", what="Paused in Prefect")
+        state = client.read_flow_run(flow_run_id).state
+        assert state.state_details.pause_key.startswith("gate-a1-")
+    unknown = run.approve("mallory")
+    assert unknown.returncode == 1 and "'mallory' is not on the roster" in unknown.stderr
+    resume_flow_run(flow_run_id, run_input={"name": "dave", "decision": "approve"})  # the UI form: not a roster name
+    run.wait_for(lambda: any(v.get("channel") == "prefect-ui" for v in run.gate().get("votes", [])), what="UI vote judged")
+    assert "not on the roster" in run.gate()["votes"][-1]["reason"] and run.gate()["status"] == "waiting"
+    with get_client(sync_client=True) as client:  # asked again with a fresh pause key
+        run.wait_for(lambda: client.read_flow_run(flow_run_id).state.type.value == "PAUSED", what="paused again")
+        assert client.read_flow_run(flow_run_id).state.state_details.pause_key.startswith("gate-a1-")
+    resume_flow_run(flow_run_id, run_input={"name": "bob", "decision": "approve"})
+    code, out, err = run.finish()
+    assert code == 0, err
+    gate_out = {s["id"]: s for s in json.loads(out)["steps"]}["gate"]["outputs"]
+    assert gate_out["votes"][0]["channel"] == "prefect-ui" and gate_out["approvers"] == ["bob"]
+
+
+def test_approve_and_ack_refuse_unknown_incidents_steps_and_people(prefect_api, chain, env, home, tmp_path) -> None:
+    chain = fresh_protocol(chain)
+    run = start_gated(home, chain, env, tmp_path, "errors")
+    run.waiting()
+    cases = {
+        ("approve", "INC-does-not-exist", "gate", "--as", "bob"): "no incident 'INC-does-not-exist'",
+        ("approve", run.incident, "nope", "--as", "bob"): "has no step 'nope'; its gates: gate",
+        ("approve", run.incident, "guarded", "--as", "bob"): "is a pause step, not an approval gate",
+        ("approve", run.incident, "gate"): "say who you are: --as NAME",
+        ("approve", run.incident, "gate", "--as", "bob", "--reject"): "--reject needs --reason",
+        ("approve", run.incident, "gate", "--as", "bob", "--sign-with", "BOB_KEY"): "use env:VARIABLE",
+        ("approve", run.incident, "gate", "--as", "bob", "--sign-with", "env:NOT_SET_ANYWHERE"): "is not set",
+        ("ack", run.incident, "--as", "mallory"): "--as mallory: not on the roster",
+    }
+    for args, expected in cases.items():
+        result = cli(*args, env=env)
+        assert result.returncode == 1 and expected in result.stderr and "Traceback" not in result.stderr, (args, result.stderr)
+    first = cli("ack", run.incident, "--as", "carol", "--json", env=env)
+    second = cli("ack", run.incident, "--as", "bob", "--json", env=env)
+    assert first.returncode == 0 and second.returncode == 0
+    assert json.loads(second.stdout)["first"]["name"] == "carol" and "already acknowledged by carol" in second.stderr
+    assert json.loads(cli("status", run.incident, "--json").stdout)["runs"][0]["acknowledged"]["name"] == "carol"
+    rejected = run.approve("bob", "BOB_KEY", "--reject", "--reason", "wrong vault")
+    assert rejected.returncode == 0, rejected.stderr
+    code, out, err = run.finish()
+    assert code == 2
+    steps = {s["id"]: s for s in json.loads(out)["steps"]}
+    assert "rejected by bob: wrong vault" in steps["gate"]["error"] and steps["guarded"]["status"] == "skipped"
+    assert pause_transactions(chain, chain.addresses["fixture:vault"]) == []
+    events = [e["event"] for e in run.audit()]
+    assert "ack.refused" in events and events.count("ack") == 2 and "gate.rejected" in events
