@@ -16,7 +16,7 @@ import hashlib
 import json
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from eth_account import Account
@@ -39,6 +39,7 @@ VOTE_TYPE = [
     {"name": "decision", "type": "string"},
     {"name": "reason", "type": "string"},
     {"name": "approver", "type": "string"},
+    {"name": "via", "type": "string"},
     {"name": "castAt", "type": "uint64"},
 ]
 
@@ -56,6 +57,7 @@ class Vote(Model):
     cast_at: int = Field(description="unix seconds, signed")
     signature: str | None = None
     os_user: str | None = None
+    via: str = Field("", description="for Slack votes: slack:<user id>, attested by `serve`")
 
     def typed_data(self) -> dict[str, Any]:
         return {
@@ -65,7 +67,7 @@ class Vote(Model):
             "domain": DOMAIN,
             "message": {"incident": self.incident, "runKey": self.run_key, "step": self.step,
                         "digest": bytes.fromhex(self.digest.removeprefix("0x")), "decision": self.decision,
-                        "reason": self.reason, "approver": self.name, "castAt": self.cast_at},
+                        "reason": self.reason, "approver": self.name, "via": self.via, "castAt": self.cast_at},
         }
 
     def signer_address(self) -> str | None:
@@ -109,6 +111,8 @@ class Rules:
     ttl: float
     drill: bool
     roster: frozenset[str]
+    slack_ids: dict[str, str] = field(default_factory=dict)  # roster name -> Slack user id
+    attestor: str | None = None  # the address `serve` signs verified Slack clicks with
 
 
 def judge(vote: Vote, rules: Rules, decided: set[str], now: float | None = None) -> str | None:
@@ -145,8 +149,17 @@ def judge(vote: Vote, rules: Rules, decided: set[str], now: float | None = None)
             return "the signature cannot be read"
         if signer.lower() != expected.lower():
             return f"signed by {signer}, which is not {vote.name}'s roster address {expected}"
+    elif vote.channel == "slack":
+        if rules.attestor is None:
+            return "no `breakglass serve` identity is known to this installation, so Slack votes cannot be checked"
+        signer = vote.signer_address()
+        if signer is None or signer.lower() != rules.attestor.lower():
+            return "the Slack vote is not attested by this installation's `breakglass serve`"
+        slack_id = rules.slack_ids.get(vote.name)
+        if not slack_id or vote.via != f"slack:{slack_id}":
+            return f"the Slack user {vote.via.removeprefix('slack:') or '?'} is not {vote.name}'s Slack id on the roster"
     else:
-        return f"votes via {vote.channel} need `breakglass serve` to verify them"
+        return f"unknown vote channel {vote.channel}"
     if vote.digest.lower() != rules.digest.lower():
         return "cast over another digest: the action has changed since (see `breakglass status`)"
     if vote.cast_at > now + FUTURE_SKEW:
@@ -177,7 +190,7 @@ def changes(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[str]:
         if a is None or b is None:
             out.append(f"{key}: {'added' if a is None else 'removed'}")
             continue
-        for field in sorted(a.keys() | b.keys()):
-            if a.get(field) != b.get(field):
-                out.append(f"{key}: {field} {json.dumps(a.get(field))} -> {json.dumps(b.get(field))}")
+        for name in sorted(a.keys() | b.keys()):
+            if a.get(name) != b.get(name):
+                out.append(f"{key}: {name} {json.dumps(a.get(name))} -> {json.dumps(b.get(name))}")
     return out

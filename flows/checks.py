@@ -307,6 +307,13 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
         if person.address and FIXTURE_RE.match(person.address) and not drill:
             out.append(_diag(doc, ("roster", "people", name, "address"), "fixture placeholders are only allowed in a drill inventory",
                              "Write the address this person signs votes with."))
+    if inv.slack_app is not None:
+        transport = inv.channels.get(inv.slack_app.channel)
+        if transport is None:
+            need(("slack_app", "channel"), "channel", inv.slack_app.channel)
+        elif transport.kind != "slack":
+            out.append(_diag(doc, ("slack_app", "channel"), f"channel '{inv.slack_app.channel}' is a {transport.kind} channel",
+                             "Name a channel of kind slack."))
     for group, people in inv.roster.groups.items():
         for j, person in enumerate(people):
             if person not in inv.roster.people:

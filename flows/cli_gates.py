@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -184,4 +185,20 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
                 out.print(f"    CHANGED: {line}", markup=False)
             out.print(f"    vote: breakglass approve {doc['incident']} {gate['step']} --as NAME --sign-with env:YOUR_KEY_VAR",
                       markup=False)
+    return 0
+
+
+@app.command()
+def serve(inventory: Annotated[Path, typer.Option("--inventory", "-i", help="the inventory serve works with", dir_okay=False)],
+          playbooks: Annotated[Path, typer.Option("--playbooks", help="folder of playbooks it may run")] = Path("playbooks"),
+          host: Annotated[str, typer.Option("--host", help="listen address (keep it private; TLS via a proxy)")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port", help="listen port")] = 8787,
+          refresh: Annotated[float, typer.Option("--refresh", help="seconds between prepared-pause refreshes")] = 60.0) -> int:
+    """The always-on service: Slack approvals, in-process runs, signers unlocked, prepared pauses kept fresh."""
+    from breakglass.flows import serve as serve_mod
+
+    service = serve_mod.Service(_home(), inventory, playbooks, _api(), refresh=refresh)
+    err.print(f"breakglass serve on http://{host}:{port} · {len(service.books)} playbook(s) · "
+              f"Slack approvals {'on' if service.clicks else 'off'}", markup=False)
+    serve_mod.run(service, host, port)
     return 0

@@ -27,7 +27,7 @@ from breakglass.flows.validate import load_playbook
 def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
           api: Callable[[], Api], bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
           expect_mode: str | None = None, on_created: Callable[[RunHandle], None] | None = None,
-          initiator: str | None = None, initiator_via: str = "cli") -> RunRecord:
+          initiator: str | None = None, initiator_via: str = "cli", keys: dict[str, Any] | None = None) -> RunRecord:
     """Create the run, broadcast its prepared pauses, then run it on Prefect.
 
     The fast path runs before the Prefect API is contacted (``api`` is called after it) and
@@ -38,7 +38,7 @@ def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
                       initiator=initiator, initiator_via=initiator_via)
     if on_created is not None:
         on_created(handle)
-    return execute(handle, api(), home)
+    return execute(handle, api(), home, keys=keys)
 
 
 def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
@@ -90,13 +90,15 @@ def needed_signers(playbook: Playbook) -> set[str]:
     return {ref.name for step in playbook.steps for ref in REGISTRY[step.kind].references(step) if ref.category == "signer"}
 
 
-def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False) -> RunRecord:
-    """Unlock the run's signers once, up front, then hand the run to the Prefect runner."""
+def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
+            keys: dict[str, Any] | None = None) -> RunRecord:
+    """Unlock the run's signers once, up front (unless `serve` holds them), then hand the run to the Prefect runner."""
     from breakglass.flows import runner  # imports Prefect: only when something runs
 
     playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
     assert inventory is not None
-    keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
+    if keys is None:
+        keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
     return runner.execute(handle, api, home, resume=resume, signers=keys, models=(playbook, inventory))
 
 

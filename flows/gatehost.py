@@ -173,6 +173,22 @@ class GateView:
     def intents(self, step: str) -> list[dict[str, Any]]:
         return self.run.intents(step)
 
+    def _notice(self) -> Any:
+        from breakglass.flows.gatenotice import Notice
+
+        if getattr(self, "_made", None) is None:
+            record = self.run.writer.record
+            self._made = Notice(self.run.inventory, self.run.journal, record.run_key, record.incident, self.run.playbook.name)
+        return self._made
+
+    def announce(self, state: Any) -> None:
+        self._notice().update(state)
+        if state.status != "waiting":
+            self._notice().tick(state)
+
+    def tick(self, state: Any) -> None:
+        self._notice().tick(state)
+
     def fetch_votes(self, step: str, seen: set[str]) -> list[tuple[str, str]]:
         from breakglass.flows.gatestate import load_state
 

@@ -178,6 +178,27 @@ class Roster(Model):
     groups: dict[Name, list[Name]] = Field(default_factory=dict)
 
 
+class SlackApp(Model):
+    """The Slack app that carries gate messages and Approve/Reject buttons (served by `breakglass serve`)."""
+
+    channel: Name = Field(description="a channels: entry of kind slack (bot token, base URL)")
+    post_to: str = Field(description="the war-room Slack channel id where gate messages go")
+    signing_secret_env: EnvName = Field(description="environment variable with the app's signing secret")
+    app_id: str = Field(description="the app id every click must carry (api_app_id)")
+    team_id: str = Field(description="the workspace id every click must come from")
+    app_token_env: EnvName | None = Field(None, description="Socket Mode: environment variable with the xapp- token")
+
+
+class Paging(Model):
+    """PagerDuty Events API v2: page the roster when nobody acts on a gate."""
+
+    url: str = Field("https://events.pagerduty.com/v2/enqueue", description="Events API v2 endpoint")
+    routing_key_env: EnvName = Field(description="environment variable with the integration's routing key")
+    backup_routing_key_env: EnvName | None = Field(None, description="the backup group's routing key, for continued silence")
+    after: Duration = Field(120, description="page when no approver has acted this long after a gate opens")
+    backup_after: Duration = Field(300, description="then page the backup after this much more silence")
+
+
 class Inventory(Model):
     apiVersion: Literal["breakglass/v1"]
     kind: Literal["Inventory"]
@@ -193,6 +214,8 @@ class Inventory(Model):
     templates: dict[Name, TemplatePolicy] = Field(default_factory=dict, description="message templates and their approval")
     reply_contact: str = Field("", description="24/7 contact counterparties reply to, quoted in messages")
     roster: Roster = Field(default_factory=Roster)
+    slack_app: SlackApp | None = None
+    paging: Paging | None = None
 
     @property
     def is_drill(self) -> bool:

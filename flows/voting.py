@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import approvals, audit
+from breakglass.flows import approvals, attestor, audit
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatestate import GateState, load_state
 from breakglass.flows.runstore import RunHandle, Store
@@ -23,6 +23,7 @@ from breakglass.flows.validate import load_playbook
 
 @dataclass
 class Gate:
+    home: Path
     handle: RunHandle
     record: Any
     inventory: Any
@@ -51,7 +52,7 @@ def locate(home: Path, incident: str, step: str) -> Gate:
             raise BreakglassError(f"gate '{step}' of incident {incident} is already decided ({state.status}"
                                   + (f": {state.reason}" if state.reason else "") + "); votes no longer change it")
         _, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
-        return Gate(handle, record, inventory, state)
+        return Gate(home, handle, record, inventory, state)
     gates = sorted({s.id for h in Store(home).runs(incident) for s in h.load().steps if s.kind == "approval"})
     raise BreakglassError(f"incident {incident} has no step '{step}'"
                           + (f"; its gates: {', '.join(gates)}" if gates else "; it has no approval gates"))
@@ -90,10 +91,10 @@ def key_for(spec: str, gate: Gate) -> Any:
 
 
 def make_vote(gate: Gate, step: str, name: str, *, reject: bool, reason: str, channel: str,
-              account: Any | None) -> approvals.Vote:
+              account: Any | None, via: str = "", digest: str | None = None) -> approvals.Vote:
     vote = approvals.Vote(incident=gate.record.incident, run_key=gate.record.run_key, step=step,
-                          digest=gate.state.digest, decision="reject" if reject else "approve", reason=reason,
-                          name=name, channel=channel, cast_at=int(time.time()), os_user=_os_user())  # type: ignore[arg-type]
+                          digest=digest or gate.state.digest, decision="reject" if reject else "approve", reason=reason,
+                          name=name, channel=channel, cast_at=int(time.time()), os_user=_os_user(), via=via)  # type: ignore[arg-type]
     return approvals.sign(vote, account) if account is not None else vote
 
 
@@ -104,7 +105,8 @@ def precheck(gate: Gate, vote: approvals.Vote) -> str | None:
         incident=gate.record.incident, run_key=gate.record.run_key, step=state.step, digest=state.digest,
         eligible=state.eligible, initiator=state.initiator, exclude_initiator=state.exclude_initiator,
         channels=tuple(state.channels), quorum=state.quorum, ttl=state.approval_ttl, drill=gate.inventory.is_drill,
-        roster=frozenset(gate.inventory.roster.people))
+        roster=frozenset(gate.inventory.roster.people), attestor=attestor.address(gate.home),
+        slack_ids={n: p.slack for n, p in gate.inventory.roster.people.items() if p.slack})
     return approvals.judge(vote, rules, {v["name"] for v in state.votes if v.get("counted")})
 
 

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import Field, ValidationError
 
-from breakglass.flows import approvals, audit, failpoints
+from breakglass.flows import approvals, attestor, audit, failpoints
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatestate import GateState, load_state, state_path
 from breakglass.flows.home import write_private
@@ -92,6 +92,10 @@ class GateHost(Protocol):
     def sleep(self, seconds: float) -> None: ...
 
     def escalate(self, step: str, params: EscalateParams, data: dict[str, Any]) -> None: ...
+
+    def announce(self, state: GateState) -> None: ...
+
+    def tick(self, state: GateState) -> None: ...
 
     def passed(self, step: str) -> None: ...
 
@@ -222,6 +226,7 @@ class _Gate:
         ctx.log.info("  digest %s", digest)
         ctx.log.info("  vote: breakglass approve %s %s --as NAME --sign-with env:YOUR_KEY_VAR  (status: breakglass status %s)",
                      ctx.incident, self.step.id, ctx.incident)
+        self.host.announce(state)
         return state
 
     def _save(self, state: GateState) -> None:
@@ -233,7 +238,8 @@ class _Gate:
             incident=self.ctx.incident, run_key=self.ctx.run_key, step=self.step.id, digest=state.digest,
             eligible=state.eligible, initiator=state.initiator, exclude_initiator=state.exclude_initiator,
             channels=tuple(state.channels), quorum=state.quorum, ttl=state.approval_ttl, drill=inv.is_drill,
-            roster=frozenset(inv.roster.people),
+            roster=frozenset(inv.roster.people), attestor=attestor.address(self.ctx.home),
+            slack_ids={n: p.slack for n, p in inv.roster.people.items() if p.slack},
         )
 
     def _take(self, state: GateState) -> list[tuple[str, dict[str, Any]]]:
@@ -271,6 +277,8 @@ class _Gate:
             self._audit(event, **fields)
         if events:
             self._save(state)
+            if state.status == "waiting":
+                self.host.announce(state)
 
     def _live(self, state: GateState) -> list[dict[str, Any]]:
         cutoff = time.time() - state.approval_ttl
@@ -288,6 +296,7 @@ class _Gate:
         self._save(state)
         self._audit(f"gate.{status}", digest=state.digest, reason=reason,
                     approvers=[v["name"] for v in self._live(state) if v["decision"] == "approve"])
+        self.host.announce(state)
 
     def _approved(self, state: GateState) -> bool:
         return len([v for v in self._live(state) if v["decision"] == "approve"]) >= state.quorum
@@ -325,6 +334,7 @@ class _Gate:
                     outcome = self._timeout(state)
                     if outcome is not None:
                         return outcome
+                self.host.tick(state)
                 self.ctx.check_cancelled()
                 self.host.sleep(POLL)
         except GateCancelled as exc:

@@ -114,7 +114,9 @@ class SlackServer:
             if method == "chat.update":
                 for message in self.messages.get(channel, []):
                     if message["ts"] == params.get("ts"):
-                        message["text"] = params.get("text")
+                        blocks = params.get("blocks")
+                        message.update(text=params.get("text"), blocks=json.loads(blocks) if isinstance(blocks, str) else blocks,
+                                       updates=message.get("updates", 0) + 1)
                         return 200, {"ok": True, "channel": channel, "ts": message["ts"]}, {}
                 return 200, {"ok": False, "error": "message_not_found"}, {}
         return 200, {"ok": False, "error": "unknown_method"}, {}
@@ -124,8 +126,9 @@ class SlackServer:
         metadata = params.get("metadata")
         if isinstance(metadata, str):
             metadata = json.loads(metadata)
-        message = {"type": "message", "ts": f"{self._ts:.6f}", "text": params.get("text"), "blocks": params.get("blocks"),
-                   "metadata": metadata}
+        blocks = params.get("blocks")
+        message = {"type": "message", "ts": f"{self._ts:.6f}", "text": params.get("text"),
+                   "blocks": json.loads(blocks) if isinstance(blocks, str) else blocks, "metadata": metadata}
         self.messages[channel].append(message)
         return message
 

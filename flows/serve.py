@@ -1,0 +1,207 @@
+"""``breakglass serve``: the always-on service. It holds the signers unlocked, keeps prepared pauses
+fresh, runs playbooks in-process (so a vote wakes its gate directly), and takes Slack clicks.
+
+Endpoints: ``GET /healthz`` (alive), ``GET /readyz`` (chain RPCs, the Prefect API and signers,
+with reasons), ``POST /slack/interactivity`` (Approve/Reject clicks), ``POST /runs`` (start a
+playbook from ``--playbooks``; bearer token from ``BREAKGLASS_SERVE_TOKEN``). On SIGTERM uvicorn
+stops taking requests and the process exits; a run it was executing keeps its record and is
+continued by ``breakglass resume``.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from breakglass.flows import entry, prepared, signers
+from breakglass.flows.context import Bindings, endpoints
+from breakglass.flows.errors import BreakglassError, SpecError
+from breakglass.flows.validate import load_inventory, load_playbook
+from breakglass.integrations.chain.rpc import JsonRpc
+
+log = logging.getLogger("breakglass.serve")
+
+
+class Service:
+    def __init__(self, home: Path, inventory_path: Path, playbooks: Path, api: Any, refresh: float = 60.0) -> None:
+        self.home, self.inventory_path, self.playbooks_dir, self.api = home, inventory_path, playbooks, api
+        self.books: dict[str, tuple[Path, Any]] = {}
+        self.inventory: Any = load_inventory(inventory_path)
+        for path in sorted(playbooks.glob("*.yaml")):
+            book, _ = load_playbook(path, inventory_path)
+            self.books[book.name] = (path, book)
+        needed = {n for _, book in self.books.values() for n in entry.needed_signers(book)}
+        self.keys = signers.unlock(self.inventory, needed, Bindings(), signers.interactive_prompt())
+        self.runs: dict[str, threading.Thread] = {}
+        self.refresh = refresh
+        self._stop = threading.Event()
+        self.clicks = None
+        if self.inventory.slack_app is not None:
+            from breakglass.flows.slackclick import ClickHandler
+
+            self.clicks = ClickHandler(home, self.inventory, lambda: self.api, _wake)
+
+    def ready(self) -> dict[str, Any]:
+        problems: list[str] = []
+        for name, chain in self.inventory.chains.items():
+            try:
+                with JsonRpc(endpoints(self.inventory, name, Bindings()), timeout=3) as rpc:
+                    if int(rpc.call("eth_chainId"), 16) != chain.chain_id:
+                        problems.append(f"chain {name}: the RPC answers another chain id than {chain.chain_id}")
+            except Exception as exc:  # noqa: BLE001 - reported, never raised
+                problems.append(f"chain {name}: {type(exc).__name__}: {str(exc)[:200]}")
+        try:
+            from breakglass.integrations.http import client
+
+            headers = {"Authorization": f"Basic {_basic(self.api.auth)}"} if self.api.auth else {}
+            if client().get(self.api.url.rstrip("/") + "/health", headers=headers, timeout=3).status_code != 200:
+                problems.append("the Prefect API does not answer /health")
+        except Exception as exc:  # noqa: BLE001
+            problems.append(f"Prefect API: {type(exc).__name__}")
+        missing = sorted({n for _, b in self.books.values() for n in entry.needed_signers(b)} - set(self.keys))
+        if missing:
+            problems.append(f"signers not unlocked: {', '.join(missing)}")
+        return {"ready": not problems, "problems": problems, "playbooks": sorted(self.books),
+                "running": sorted(k for k, t in self.runs.items() if t.is_alive())}
+
+    def start_run(self, name: str, inputs: dict[str, Any], incident: str | None, initiator: str | None) -> dict[str, str]:
+        if name not in self.books:
+            raise BreakglassError(f"no playbook '{name}' in {self.playbooks_dir}; known: {', '.join(sorted(self.books))}")
+        path, _ = self.books[name]
+        created: dict[str, str] = {}
+        ready = threading.Event()
+        failure: list[BaseException] = []
+
+        def work() -> None:
+            try:
+                entry.start(playbook_path=path, inventory_path=self.inventory_path, given=inputs, incident=incident,
+                            home=self.home, api=lambda: self.api, keys=self.keys, initiator=initiator,
+                            initiator_via="serve" if initiator is None else "cli",
+                            on_created=lambda h: (created.update(incident=h.dir.parent.parent.name, run=h.dir.name),
+                                                  ready.set()))
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller or logged
+                failure.append(exc)
+                ready.set()
+                log.error("run of %s failed: %s", name, exc)
+            finally:
+                self._prepare()
+
+        thread = threading.Thread(target=work, name=f"run-{name}", daemon=True)
+        thread.start()
+        ready.wait(60)
+        if failure and not created:
+            raise failure[0]
+        self.runs[f"{created.get('incident')}/{created.get('run')}"] = thread
+        return created
+
+    def _prepare(self) -> None:
+        """Re-sign prepared pauses that went stale (a nonce used, a fee cap under the base fee)."""
+        for _, book in self.books.values():
+            if not prepared.prepared_steps(book, gated=None):
+                continue
+            try:
+                prepared.build(book, self.inventory, self.keys, self.home)
+            except Exception as exc:  # noqa: BLE001 - readiness reports chain problems
+                log.warning("prepare %s: %s", book.name, exc)
+
+    def keep_fresh(self) -> None:
+        def loop() -> None:
+            while not self._stop.wait(self.refresh):
+                if not any(t.is_alive() for t in self.runs.values()):
+                    self._prepare()
+
+        self._prepare()
+        threading.Thread(target=loop, name="breakglass-prepare", daemon=True).start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _basic(auth: str) -> str:
+    import base64
+
+    return base64.b64encode(auth.encode()).decode()
+
+
+def _wake(run_dir: Path) -> None:
+    """A vote for a run executing in this process: wake its gate now instead of at the next poll."""
+    from breakglass.flows import runner
+
+    active = runner._ACTIVE.get(str(run_dir))
+    if active is not None and active.gates is not None:
+        active.gates.wake.set()
+
+
+def app(service: Service) -> FastAPI:
+    api = FastAPI(title="breakglass", docs_url=None, redoc_url=None, openapi_url=None)
+    token = os.environ.get("BREAKGLASS_SERVE_TOKEN", "")
+
+    @api.get("/healthz")
+    def healthz() -> dict[str, Any]:
+        return {"ok": True, "time": time.time()}
+
+    @api.get("/readyz")
+    def readyz() -> JSONResponse:
+        doc = service.ready()
+        return JSONResponse(doc, status_code=200 if doc["ready"] else 503)
+
+    @api.post("/slack/interactivity")
+    async def interactivity(request: Request) -> JSONResponse:
+        if service.clicks is None:
+            return JSONResponse({"error": "Slack approvals are not configured (no slack_app in the inventory)"}, 404)
+        body = await request.body()
+        answer = service.clicks.http(body, {k.lower(): v for k, v in request.headers.items()})
+        return JSONResponse(answer.body, status_code=answer.status)
+
+    @api.post("/runs")
+    async def runs(request: Request) -> JSONResponse:
+        given = request.headers.get("authorization", "")
+        if not token or not hmac.compare_digest(given, f"Bearer {token}"):
+            return JSONResponse({"error": "POST /runs needs Authorization: Bearer $BREAKGLASS_SERVE_TOKEN"}, 401)
+        try:
+            doc = await request.json()
+            if not isinstance(doc, dict) or not isinstance(doc.get("playbook"), str):
+                raise ValueError
+        except ValueError:
+            return JSONResponse({"error": "body must be JSON: {playbook, inputs?, incident?, as?}"}, 400)
+        try:
+            created = service.start_run(doc["playbook"], {str(k): str(v) for k, v in (doc.get("inputs") or {}).items()},
+                                        doc.get("incident"), doc.get("as"))
+        except SpecError as exc:
+            return JSONResponse({"error": "; ".join(str(d) for d in exc.diagnostics)}, 400)
+        except BreakglassError as exc:
+            return JSONResponse({"error": str(exc)}, 400)
+        return JSONResponse(created, 202)
+
+    return api
+
+
+def run(service: Service, host: str, port: int) -> None:
+    """Serve until SIGTERM or Ctrl-C: uvicorn drains requests, then this returns (exit code 0)."""
+    import signal
+    import sys
+
+    import uvicorn
+
+    def stopped(signum: int, frame: Any) -> None:  # uvicorn re-raises the signal after its graceful shutdown
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGTERM, stopped)
+    service.keep_fresh()
+    try:
+        uvicorn.run(app(service), host=host, port=port, log_level="warning", access_log=False)
+    except SystemExit:
+        pass
+    finally:
+        service.stop()
+        running = [k for k, t in service.runs.items() if t.is_alive()]
+        sys.stderr.write("breakglass serve stopped" + (f"; continue {', '.join(running)} with `breakglass resume`"
+                                                       if running else "") + "\n")
