@@ -48,6 +48,16 @@ class Service:
             from breakglass.flows.slackclick import ClickHandler
 
             self.clicks = ClickHandler(home, self.inventory, lambda: self.api, _wake)
+        self.socket: Any = None
+
+    def connect_socket_mode(self) -> None:
+        app = self.inventory.slack_app
+        token = os.environ.get(app.app_token_env or "", "") if app is not None else ""
+        if self.clicks is None or not token:
+            return
+        from breakglass.flows.slackclick import socket_mode
+
+        self.socket = socket_mode(self.clicks, token, self.inventory.channels[app.channel].base_url)
 
     def ready(self) -> dict[str, Any]:
         problems: list[str] = []
@@ -123,6 +133,8 @@ class Service:
 
     def stop(self) -> None:
         self._stop.set()
+        if self.socket is not None:
+            self.socket.close()
 
 
 def _basic(auth: str) -> str:
@@ -196,6 +208,7 @@ def run(service: Service, host: str, port: int) -> None:
 
     signal.signal(signal.SIGTERM, stopped)
     service.keep_fresh()
+    service.connect_socket_mode()
     try:
         uvicorn.run(app(service), host=host, port=port, log_level="warning", access_log=False)
     except SystemExit:

@@ -49,10 +49,11 @@ class ClickHandler:
         if app is None:
             raise BreakglassError(f"inventory '{inventory.name}' has no slack_app: Slack approvals are not configured")
         secret = os.environ.get(app.signing_secret_env, "")
-        if not secret:
+        if not secret and not (app.app_token_env and os.environ.get(app.app_token_env)):
             raise BreakglassError(f"slack_app: environment variable {app.signing_secret_env} (the signing secret) is not set")
         self.home, self.inventory, self.app, self.api, self.wake = home, inventory, app, api, wake
-        self.verifier = SignatureVerifier(secret, clock=_Clock(now))  # type: ignore[arg-type]
+        # without a signing secret (Socket Mode only) every HTTP click is refused
+        self.verifier = SignatureVerifier(secret, clock=_Clock(now)) if secret else None  # type: ignore[arg-type]
         self.account = attestor.key(home)
         self._replies: OrderedDict[str, Answer] = OrderedDict()
         self._sent: set[tuple[str, str, str, str]] = set()
@@ -84,7 +85,7 @@ class ClickHandler:
 
     def _valid(self, body: bytes, timestamp: str, signature: str) -> bool:
         """slack-sdk's check, made total: it raises on a non-numeric timestamp or a body that is not UTF-8."""
-        if not timestamp.isascii() or not timestamp.isdigit() or not signature.startswith("v0="):
+        if self.verifier is None or not timestamp.isascii() or not timestamp.isdigit() or not signature.startswith("v0="):
             return False
         try:
             return self.verifier.is_valid(body, timestamp, signature)
@@ -148,3 +149,32 @@ class ClickHandler:
             where = candidate if candidate is not None and (candidate / "incident.json").exists() else None
         audit.append(where or self.home / "serve", "slack.refused", status=status, reason=reason, **ids)
         return Answer(status, {"error": reason})
+
+
+def socket_mode(handler: ClickHandler, app_token: str, base_url: str | None) -> Any:
+    """Socket Mode: the same clicks over a WebSocket that `serve` opens to Slack (no inbound endpoint).
+
+    Each interactive envelope is acknowledged first (Slack wants it within 3 s), then handled like
+    an HTTP click. Slack's own connection is authenticated by the app-level token, so there is no
+    request signature to check; app, team, roster and digest are checked the same way.
+    """
+    from slack_sdk import WebClient
+    from slack_sdk.socket_mode import SocketModeClient
+    from slack_sdk.socket_mode.response import SocketModeResponse
+
+    options: dict[str, Any] = {"token": app_token}
+    if base_url:
+        options["base_url"] = base_url.rstrip("/") + "/"
+    client = SocketModeClient(app_token=app_token, web_client=WebClient(**options))
+
+    def listener(sock: Any, request: Any) -> None:
+        if request.type != "interactive":
+            sock.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+            return
+        sock.send_socket_mode_response(SocketModeResponse(envelope_id=request.envelope_id))
+        payload = request.payload if isinstance(request.payload, dict) else {}
+        handler.click(payload, via="socket")
+
+    client.socket_mode_request_listeners.append(listener)
+    client.connect()
+    return client

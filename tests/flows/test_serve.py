@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from urllib.parse import urlencode
@@ -32,7 +33,8 @@ APP, TEAM, WAR_ROOM = "A0BRKGLASS", "T0PROTOCOL", "C0WARROOM1"
 USERS = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL"}
 
 
-def slack_inventory(tmp: Path, chain, slack: SlackServer, pagerduty: str, paging_after: str = "2s") -> Path:
+def slack_inventory(tmp: Path, chain, slack: SlackServer, pagerduty: str, paging_after: str = "2s",
+                    socket_mode: bool = False) -> Path:
     a = chain.addresses
     people = "".join(f'    {n}: {{slack: {u}, address: "{a["fixture:" + n]}"}}\n' for n, u in USERS.items())
     return live_inventory(tmp, chain, extra=f"""roster:
@@ -47,7 +49,7 @@ slack_app:
   signing_secret_env: SLACK_SIGNING_SECRET
   app_id: {APP}
   team_id: {TEAM}
-paging:
+{"  app_token_env: SLACK_APP_TOKEN" + chr(10) if socket_mode else ""}paging:
   url: "{pagerduty}"
   routing_key_env: PD_ROUTING_KEY
   after: {paging_after}
@@ -95,21 +97,20 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture
-def served(prefect_api, chain, home, tmp_path):
-    chain = fresh_protocol(chain)
+def start_serve(chain, home: Path, tmp_path: Path, socket_url: str | None = None) -> dict:
     slack = SlackServer()
+    slack.socket_url = socket_url
     pages: list[dict] = []
     pagerduty = JsonServer(lambda body: (pages.append(body), (202, {"status": "success"}))[1])
     books = tmp_path / "books"
     books.mkdir()
     shutil.copytree(REPO / "playbooks" / "templates", books / "templates")
     (books / "gated.yaml").write_text(GATED)
-    inventory = slack_inventory(tmp_path, chain, slack, pagerduty.url)
+    inventory = slack_inventory(tmp_path, chain, slack, pagerduty.url, socket_mode=socket_url is not None)
     port = free_port()
     env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"),
            "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": SECRET, "PD_ROUTING_KEY": "pd-routing-key-secret",
-           "BREAKGLASS_SERVE_TOKEN": "serve-token-secret"}
+           "BREAKGLASS_SERVE_TOKEN": "serve-token-secret", "SLACK_APP_TOKEN": slack.app_token}
     process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
                                 "--playbooks", str(books), "--port", str(port)], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -124,12 +125,35 @@ def served(prefect_api, chain, home, tmp_path):
         if process.poll() is not None or time.monotonic() > deadline:
             raise AssertionError(f"serve did not start: {process.communicate()[1][-3000:]}")
         time.sleep(0.1)
-    yield {"base": base, "chain": chain, "slack": slack, "pages": pages, "env": env, "process": process, "home": home}
+    return {"base": base, "chain": chain, "slack": slack, "pages": pages, "env": env, "process": process, "home": home,
+            "closers": [slack.close, pagerduty.close]}
+
+
+def stop_serve(served: dict) -> None:
+    process = served["process"]
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
-    slack.close()
-    pagerduty.close()
+    for close in served["closers"]:
+        close()
+
+
+@pytest.fixture
+def served(prefect_api, chain, home, tmp_path):
+    served = start_serve(fresh_protocol(chain), home, tmp_path)
+    yield served
+    stop_serve(served)
+
+
+def start_gated_run(served: dict, tag: str) -> tuple[str, str]:
+    """POST /runs as alice; returns the incident and the Approve button's value from the gate message."""
+    incident = f"INC-{tag}-{os.getpid()}-{time.monotonic_ns()}"
+    started = httpx.post(served["base"] + "/runs", json={"playbook": "gated", "incident": incident, "as": "alice"},
+                         headers={"Authorization": "Bearer serve-token-secret"}, timeout=30)
+    assert started.status_code == 202, started.text
+    message = _wait(lambda: next(iter(served["slack"].messages.get(WAR_ROOM, [])), None), what="gate message")
+    actions = next(b for b in message["blocks"] if b["type"] == "actions")
+    return incident, actions["elements"][0]["value"]
 
 
 def _wait(predicate, timeout: float = 30.0, what: str = "condition"):
@@ -150,15 +174,9 @@ def _gate(home: Path, incident: str) -> dict:
 def test_a_two_of_three_gate_passes_on_two_slack_clicks_and_refuses_every_forgery(served) -> None:
     base, slack, home, chain = served["base"], served["slack"], served["home"], served["chain"]
     assert httpx.get(base + "/readyz", timeout=10).json()["ready"] is True
-    incident = f"INC-slack-{os.getpid()}-{time.monotonic_ns()}"
-    assert httpx.post(base + "/runs", json={"playbook": "gated", "incident": incident, "as": "alice"}).status_code == 401
-    started = httpx.post(base + "/runs", json={"playbook": "gated", "incident": incident, "as": "alice"},
-                         headers={"Authorization": "Bearer serve-token-secret"}, timeout=30)
-    assert started.status_code == 202, started.text
-
-    message = _wait(lambda: next(iter(slack.messages.get(WAR_ROOM, [])), None), what="gate message")
-    actions = next(b for b in message["blocks"] if b["type"] == "actions")
-    value = actions["elements"][0]["value"]
+    assert httpx.post(base + "/runs", json={"playbook": "gated"}).status_code == 401
+    incident, value = start_gated_run(served, "slack")
+    message = slack.messages[WAR_ROOM][0]
     assert json.loads(value) == {"incident": incident, "gate": "gate", "digest": _gate(home, incident)["digest"]}
     assert "pause on vault" in json.dumps(message["blocks"]) and "0 of 2 approvals" in message["text"]
 
@@ -274,3 +292,39 @@ def test_the_interactivity_endpoint_answers_garbage_with_a_clean_4xx(handler_app
         headers["X-Slack-Signature"] = "v0=" + "0" * 64
     response = handler_app.post("/slack/interactivity", content=body, headers=headers)
     assert 400 <= response.status_code < 500, (response.status_code, response.text)
+
+
+def test_the_same_clicks_over_socket_mode_pass_the_gate(prefect_api, chain, home, tmp_path) -> None:
+    from websockets.sync.server import serve as ws_serve
+
+    connections: list = []
+
+    def handler(connection) -> None:
+        connections.append(connection)
+        connection.send(json.dumps({"type": "hello", "num_connections": 1}))
+        while True:
+            try:
+                acks.append(json.loads(connection.recv()))
+            except Exception:  # noqa: BLE001 - closed
+                return
+
+    acks: list[dict] = []
+    server = ws_serve(handler, "127.0.0.1", 0)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    served = start_serve(fresh_protocol(chain), home, tmp_path, socket_url=f"ws://127.0.0.1:{server.socket.getsockname()[1]}/link")
+    try:
+        _wait(lambda: connections, what="serve connected over Socket Mode")
+        incident, value = start_gated_run(served, "socket")
+        for n, user in enumerate((USERS["bob"], USERS["carol"])):
+            envelope = {"envelope_id": f"env-{n}", "type": "interactive", "accepts_response_payload": False,
+                        "payload": click(user, value)}
+            connections[-1].send(json.dumps(envelope))
+            _wait(lambda n=n: any(a.get("envelope_id") == f"env-{n}" for a in acks), what=f"ack of envelope {n}")
+        _wait(lambda: _gate(home, incident).get("status") == "passed", what="gate passed over Socket Mode")
+        chain_ = served["chain"]
+        _wait(lambda: len(pause_transactions(chain_, chain_.addresses["fixture:vault"])) == 1, what="the pause")
+        counted = [e for e in audit.entries(home / "incidents" / incident) if e["event"] == "vote.counted"]
+        assert [e["name"] for e in counted] == ["bob", "carol"]
+    finally:
+        stop_serve(served)
+        server.shutdown()

@@ -14,8 +14,10 @@ from urllib.parse import parse_qs, urlparse
 
 
 class SlackServer:
-    def __init__(self, token: str = "xoxb-test-token", latency: float = 0.0) -> None:
+    def __init__(self, token: str = "xoxb-test-token", latency: float = 0.0, app_token: str = "xapp-test-token") -> None:
         self.token = token
+        self.app_token = app_token
+        self.socket_url: str | None = None  # what apps.connections.open answers (Socket Mode)
         self.latency = latency
         self.messages: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self.script: dict[str, list[str]] = defaultdict(list)  # channel -> actions for the next posts
@@ -65,6 +67,10 @@ class SlackServer:
                 params = self._params()
                 if outer.latency:
                     time.sleep(outer.latency)
+                if method == "apps.connections.open":
+                    if self.headers.get("authorization") != f"Bearer {outer.app_token}" or not outer.socket_url:
+                        return self._answer(200, {"ok": False, "error": "invalid_auth"})
+                    return self._answer(200, {"ok": True, "url": outer.socket_url})
                 if self.headers.get("authorization") != f"Bearer {outer.token}":
                     return self._answer(200, {"ok": False, "error": "invalid_auth"})
                 status, body, headers = outer.handle(method, params)
