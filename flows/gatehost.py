@@ -47,6 +47,7 @@ class Coordinator:
         self.earlier = [f for f in earlier_flow_runs if f and f != flow_run_id]
         self.gate_ids = gate_ids
         self.wake = threading.Event()
+        self._inbox: list[tuple[str, str]] = []  # votes handed over in this process (serve), judged before any poll
         self._lock = threading.Lock()
         self._active: set[str] = set()
         self._waiting: dict[str, float] = {}
@@ -89,9 +90,21 @@ class Coordinator:
         if self.wake.wait(seconds):
             self.wake.clear()
 
+    def deliver(self, key: str, raw: str) -> None:
+        """A vote that arrived in this process: the gate judges it now; the same input in Prefect is then skipped."""
+        with self._lock:
+            self._inbox.append((key, raw))
+        self.wake.set()
+
     def fetch(self, step: str, seen: set[str], digest: Callable[[], str], identity: tuple[str, str]) -> list[tuple[str, str]]:
         """New vote inputs for ``step`` (and a UI form answer, turned into a vote)."""
         prefix = approvals.input_prefix(step)
+        with self._lock:
+            mine = [item for item in self._inbox if item[0].startswith(prefix)]
+            self._inbox = [item for item in self._inbox if not item[0].startswith(prefix)]
+        fresh = [item for item in mine if item[0] not in seen]
+        if fresh:
+            return fresh
         runs = [self.flow_run_id]
         if self.earlier and time.monotonic() - self._checked_earlier > 1.0:  # votes sent to a run that died
             runs += self.earlier

@@ -79,7 +79,9 @@ class Notice:
             spec = self.inventory.channels[app.channel]
             token = os.environ.get(spec.token_env or "", "")
             if not token:
-                log.warning("slack_app: environment variable %s is not set; no gate message", spec.token_env)
+                if not getattr(self, "_warned", False):
+                    log.warning("slack_app: environment variable %s is not set; no gate message", spec.token_env)
+                    self._warned = True
                 return None
             self._slack = SlackTransport(token, spec.base_url)
         return self._slack

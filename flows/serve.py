@@ -143,13 +143,13 @@ def _basic(auth: str) -> str:
     return base64.b64encode(auth.encode()).decode()
 
 
-def _wake(run_dir: Path) -> None:
-    """A vote for a run executing in this process: wake its gate now instead of at the next poll."""
+def _wake(run_dir: Path, key: str, raw: str) -> None:
+    """A vote for a run executing in this process: hand it to its gate now instead of at the next poll."""
     from breakglass.flows import runner
 
     active = runner._ACTIVE.get(str(run_dir))
     if active is not None and active.gates is not None:
-        active.gates.wake.set()
+        active.gates.deliver(key, raw)
 
 
 def app(service: Service) -> FastAPI:

@@ -25,7 +25,7 @@ from urllib.parse import parse_qs
 
 from slack_sdk.signature import SignatureVerifier
 
-from breakglass.flows import attestor, audit, voting
+from breakglass.flows import approvals, attestor, audit, voting
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatenotice import APPROVE, REJECT
 from breakglass.flows.home import check_id
@@ -43,7 +43,7 @@ class _Clock:
 
 
 class ClickHandler:
-    def __init__(self, home: Path, inventory: Any, api: Callable[[], Any], wake: Callable[[Path], None],
+    def __init__(self, home: Path, inventory: Any, api: Callable[[], Any], wake: Callable[[Path, str, str], None],
                  now: Callable[[], float] = time.time) -> None:
         app = inventory.slack_app
         if app is None:
@@ -135,8 +135,8 @@ class ClickHandler:
             return self._refuse(403, refused, incident_dir=gate.incident_dir, **ids)
         with self._lock:
             self._sent.add((incident, step, digest, name))
-        voting.submit(self.api(), gate, vote)
-        self.wake(gate.handle.dir)
+        self.wake(gate.handle.dir, approvals.input_key(vote), vote.model_dump_json())  # a run in this process acts now
+        voting.submit(self.api(), gate, vote)  # and every runner, here or elsewhere, finds it in Prefect
         return Answer(200, {"text": f"{decision.capitalize()} recorded for {name}."})
 
     def _refuse(self, status: int, reason: str, incident_dir: Path | None = None, **ids: str) -> Answer:

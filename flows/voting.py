@@ -51,11 +51,22 @@ def locate(home: Path, incident: str, step: str) -> Gate:
         if state.status != "waiting" or status in ("completed", "failed", "skipped"):
             raise BreakglassError(f"gate '{step}' of incident {incident} is already decided ({state.status}"
                                   + (f": {state.reason}" if state.reason else "") + "); votes no longer change it")
-        _, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
-        return Gate(home, handle, record, inventory, state)
+        return Gate(home, handle, record, _inventory(handle.dir), state)
     gates = sorted({s.id for h in Store(home).runs(incident) for s in h.load().steps if s.kind == "approval"})
     raise BreakglassError(f"incident {incident} has no step '{step}'"
                           + (f"; its gates: {', '.join(gates)}" if gates else "; it has no approval gates"))
+
+
+_LOADED: dict[tuple[str, int, int], Any] = {}
+
+
+def _inventory(run_dir: Path) -> Any:
+    """The run's inventory, validated once per file version (a click must not re-parse a large inventory)."""
+    paths = (run_dir / "playbook.yaml", run_dir / "inventory.yaml")
+    stamp = (str(run_dir), paths[0].stat().st_mtime_ns, paths[1].stat().st_mtime_ns)
+    if stamp not in _LOADED:
+        _, _LOADED[stamp] = load_playbook(*paths)
+    return _LOADED[stamp]
 
 
 def key_for(spec: str, gate: Gate) -> Any:
