@@ -328,3 +328,53 @@ def test_the_same_clicks_over_socket_mode_pass_the_gate(prefect_api, chain, home
     finally:
         stop_serve(served)
         server.shutdown()
+
+
+PREPARED = """apiVersion: breakglass/v1
+kind: Playbook
+name: fast
+description: test
+severity: critical
+steps:
+  - {id: pause, kind: pause, with: {contracts: [vault], signer: guardian, prepared: true}}
+"""
+
+
+def test_serve_keeps_prepared_pauses_fresh_and_says_why_it_is_not_ready(prefect_api, chain, home, tmp_path, monkeypatch) -> None:
+    from breakglass.flows import prepared
+    from breakglass.flows import serve as serve_mod
+    from breakglass.flows.validate import load_inventory
+
+    chain = fresh_protocol(chain)
+    books = tmp_path / "books"
+    books.mkdir()
+    (books / "fast.yaml").write_text(PREPARED)
+    inventory = live_inventory(tmp_path, chain)
+    port = free_port()
+    env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian")}
+    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
+                                "--playbooks", str(books), "--port", str(port), "--refresh", "0.5"], env=env, cwd=REPO,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        inv = load_inventory(inventory)
+        guardian = chain.addresses["fixture:guardian"]
+
+        def nonce() -> int:
+            with chain.rpc() as rpc:
+                return int(rpc.call("eth_getTransactionCount", [guardian, "pending"]), 16)
+
+        _wait(lambda: [t.nonce for t in prepared.load(home, inv, "fast", "pause")] == [nonce()], what="prepared at start")
+        with chain.rpc() as rpc:  # the guardian key is used elsewhere: the prepared pause's nonce is gone
+            rpc.call("eth_sendTransaction", [{"from": guardian, "to": guardian, "value": "0x0"}])
+        _wait(lambda: [t.nonce for t in prepared.load(home, inv, "fast", "pause")] == [nonce()], what="re-signed")
+        assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json() == {
+            "ready": True, "problems": [], "playbooks": ["fast"], "running": []}
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=30)
+
+    monkeypatch.setenv("BG_TEST_RPC_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    monkeypatch.setenv("BG_TEST_GUARDIAN_KEY", dev_key("guardian"))
+    service = serve_mod.Service(home, inventory, books, prefect_api)
+    doc = service.ready()
+    assert doc["ready"] is False and any(p.startswith("chain ethereum:") for p in doc["problems"])
