@@ -58,3 +58,12 @@ def test_compiled_contract_artifacts_are_current() -> None:
     result = subprocess.run(["node", str(REPO / "contracts" / "build.mjs"), "--check"], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "artifacts are current" in result.stdout
+
+
+def test_every_package_is_listed_for_the_wheel() -> None:
+    import tomllib
+
+    listed = set(tomllib.loads((REPO / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"])
+    found = {"breakglass." + ".".join(p.parent.relative_to(REPO).parts) for root in ("flows", "integrations")
+             for p in (REPO / root).rglob("__init__.py")}
+    assert found == listed

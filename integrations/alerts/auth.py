@@ -1,0 +1,89 @@
+"""How each alert source proves a request is its own. Constant-time comparisons, freshness windows.
+
+Each function returns None when the request is authentic and fresh, or raises ``AuthError`` with a
+reason that never contains the secret or the body.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import time
+from datetime import datetime
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+WINDOW = 300.0  # seconds a signed request stays acceptable
+DEFENDER_WINDOW = 600.0  # Defender's own SDK accepts 10 minutes
+
+
+class AuthError(Exception):
+    pass
+
+
+def _mac(secret: str, data: bytes) -> str:
+    return hmac.new(secret.encode(), data, hashlib.sha256).hexdigest()
+
+
+def _same(given: str, expected: str) -> bool:
+    return hmac.compare_digest(given.strip().lower().encode(), expected.lower().encode())
+
+
+def _fresh(at: float, now: float, window: float, what: str) -> None:
+    if at > now + 60:
+        raise AuthError(f"{what} is in the future")
+    if now - at > window:
+        raise AuthError(f"{what} is older than {window:g}s")
+
+
+def oz_monitor(body: bytes, headers: dict[str, str], secret: str, now: float | None = None) -> None:
+    """``X-Signature`` = hex HMAC-SHA256(secret, raw body + ``X-Timestamp``), timestamp in milliseconds."""
+    stamp, signature = headers.get("x-timestamp", ""), headers.get("x-signature", "")
+    if not stamp.isdigit() or not signature:
+        raise AuthError("missing or malformed X-Timestamp / X-Signature")
+    _fresh(int(stamp) / 1000, time.time() if now is None else now, WINDOW, "X-Timestamp")
+    if not _same(signature, _mac(secret, body + stamp.encode())):
+        raise AuthError("X-Signature does not match")
+
+
+def defender(body: Any, headers: dict[str, str], secret: str, now: float | None = None) -> None:
+    """``Defender-Signature`` = hex HMAC-SHA256(secret, compact JSON of the body with ``timestamp`` added last)."""
+    stamp, signature = headers.get("defender-timestamp", ""), headers.get("defender-signature", "")
+    if not stamp or not signature or not isinstance(body, dict):
+        raise AuthError("missing Defender-Timestamp / Defender-Signature")
+    try:
+        at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        raise AuthError("Defender-Timestamp is not ISO-8601") from None
+    _fresh(at, time.time() if now is None else now, DEFENDER_WINDOW, "Defender-Timestamp")
+    signed = json.dumps({**body, "timestamp": stamp}, separators=(",", ":"), ensure_ascii=False).encode()
+    if not _same(signature, _mac(secret, signed)):
+        raise AuthError("Defender-Signature does not match")
+
+
+def tenderly(body: bytes, headers: dict[str, str], key: str, now: float | None = None) -> None:
+    """``x-tenderly-signature`` = hex HMAC-SHA256(key, raw body + the ``date`` header)."""
+    date, signature = headers.get("date", ""), headers.get("x-tenderly-signature", "")
+    if not date or not signature:
+        raise AuthError("missing date / x-tenderly-signature")
+    try:
+        at = parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError):
+        raise AuthError("the date header is not an HTTP date") from None
+    _fresh(at, time.time() if now is None else now, WINDOW, "date")
+    if not _same(signature, _mac(key, body + date.encode())):
+        raise AuthError("x-tenderly-signature does not match")
+
+
+def bearer(headers: dict[str, str], token: str) -> None:
+    given = headers.get("authorization", "")
+    if not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
+        raise AuthError("missing or wrong bearer token")
+
+
+def basic(headers: dict[str, str], user: str, password: str) -> None:
+    expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    if not hmac.compare_digest(headers.get("authorization", "").encode(), expected.encode()):
+        raise AuthError("missing or wrong basic credentials")

@@ -1,0 +1,107 @@
+"""What every alert adapter shares: the checks that turn untrusted JSON into typed values.
+
+An adapter's ``parse`` returns a list of ``Alert`` (batch formats carry several) or raises
+``AdapterError`` with the field and the reason. Nothing else may escape: the intake answers an
+``AdapterError`` with a 400 and the reason, and anything else would be a bug.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from breakglass.integrations.alert import Alert
+
+ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
+TX_HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
+SEVERITIES = ("critical", "high", "medium", "low", "info", "unknown")
+MAX_DEPTH = 32
+
+
+class AdapterError(ValueError):
+    """The body is not a valid alert of this source; the message says which field and why."""
+
+
+@runtime_checkable
+class Adapter(Protocol):
+    source: ClassVar[str]
+
+    def parse(self, body: Any) -> list[Alert]: ...
+
+
+def obj(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise AdapterError(f"{where}: expected an object, got {type(value).__name__}")
+    return value
+
+
+def items(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise AdapterError(f"{where}: expected a list, got {type(value).__name__}")
+    return value
+
+
+def text(value: Any, where: str, *, required: bool = True, limit: int = 2000) -> str:
+    if value is None and not required:
+        return ""
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise AdapterError(f"{where}: expected a string, got {type(value).__name__}")
+    return str(value)[:limit]
+
+
+def address(value: Any, where: str) -> str:
+    if not isinstance(value, str) or not ADDRESS.match(value):
+        raise AdapterError(f"{where}: {str(value)[:60]!r} is not an address (0x and 40 hex digits)")
+    return value.lower()
+
+
+def addresses(values: Any, where: str) -> list[str]:
+    if values is None:
+        return []
+    return sorted({address(v, f"{where}[{i}]") for i, v in enumerate(items(values, where))})
+
+
+def tx_hash(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not TX_HASH.match(value):
+        raise AdapterError(f"{where}: {str(value)[:80]!r} is not a transaction hash (0x and 64 hex digits)")
+    return value.lower()
+
+
+def number(value: Any, where: str) -> int | None:
+    """A block number or chain id: an int, a decimal string or a 0x hex string."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise AdapterError(f"{where}: expected a number, got a boolean")
+    if isinstance(value, int):
+        result = value
+    elif isinstance(value, str) and re.fullmatch(r"0x[0-9a-fA-F]{1,16}", value):
+        result = int(value, 16)
+    elif isinstance(value, str) and re.fullmatch(r"[0-9]{1,19}", value):
+        result = int(value)
+    else:
+        raise AdapterError(f"{where}: {str(value)[:40]!r} is not a number")
+    if not 0 <= result < 2**63:
+        raise AdapterError(f"{where}: {result} is out of range")
+    return result
+
+
+def severity(value: Any, where: str) -> str:
+    if value is None:
+        return "unknown"
+    word = text(value, where).strip().lower()
+    word = {"error": "high", "warning": "medium", "warn": "medium", "information": "info", "informational": "info",
+            "page": "critical", "p1": "critical", "p2": "high", "p3": "medium"}.get(word, word)
+    return word if word in SEVERITIES else "unknown"
+
+
+def depth(value: Any, level: int = 0) -> int:
+    if level > MAX_DEPTH:
+        raise AdapterError(f"the body is nested deeper than {MAX_DEPTH} levels")
+    if isinstance(value, dict):
+        return max([depth(v, level + 1) for v in value.values()], default=level)
+    if isinstance(value, list):
+        return max([depth(v, level + 1) for v in value], default=level)
+    return level
