@@ -108,6 +108,7 @@ def check_playbook(loaded: Loaded, inventory: Inventory | None, inventory_path: 
         if hook is not None:
             for loc, message, hint in hook(step, inventory, playbook_dir):
                 out.append(_diag(doc, ("steps", i, *loc), message, hint))
+    out += _check_triggers(doc, playbook, inventory)
     for i, loc, message, hint in check_gates(playbook, inventory):
         out.append(_diag(doc, ("steps", i, *loc), message, hint))
     if inventory is not None:
@@ -167,6 +168,39 @@ def _check_references(doc: Document, playbook: Playbook, inventory: Inventory, i
                 guess = closest(ref.name, known)
                 hint = f"Did you mean '{guess}'?" if guess else f"Add it to {inv_path}, or fix the name."
                 out.append(_diag(doc, ("steps", i, *ref.loc), f"unknown {what} '{ref.name}' (not in {inv_path})", hint))
+    return out
+
+
+def _check_triggers(doc: Document, playbook: Playbook, inventory: Inventory | None) -> list[Diagnostic]:
+    """Trigger sources, contracts and inputs exist; input templates use only alert fields."""
+    out: list[Diagnostic] = []
+    for i, trigger in enumerate(playbook.triggers):
+        base = ("triggers", i)
+        if inventory is not None and trigger.source not in inventory.alert_sources:
+            guess = closest(trigger.source, inventory.alert_sources)
+            out.append(_diag(doc, (*base, "source"), f"unknown alert source '{trigger.source}'",
+                             f"Did you mean '{guess}'?" if guess else "Declare it under alert_sources: in the inventory."))
+        for j, name in enumerate(trigger.match.address_in):
+            if inventory is not None and name not in inventory.contracts:
+                out.append(_diag(doc, (*base, "match", "address_in", j), f"unknown contract '{name}'"))
+        for name, value in trigger.inputs.items():
+            loc = (*base, "inputs", name)
+            if name not in playbook.inputs:
+                guess = closest(name, playbook.inputs)
+                out.append(_diag(doc, loc, f"undefined input '{name}'", f"Did you mean '{guess}'?" if guess else "", key=True))
+            for sub, text in _strings(value, loc):
+                try:
+                    refs = templating.references(templating.parse(text)) if is_template(text) else []
+                except templating.TemplateError as exc:
+                    out.append(_diag(doc, sub, str(exc)))
+                    continue
+                for ref in refs:
+                    if ref.root != "alert":
+                        out.append(_diag(doc, sub, f"a trigger's inputs may use only alert.* (not {ref.root})"))
+                    elif ref.path and ref.path[0] is not None and ref.path[0] not in ALERT_FIELDS:
+                        guess = closest(ref.path[0], ALERT_FIELDS)
+                        out.append(_diag(doc, sub, f"alerts have no field '{ref.path[0]}'",
+                                         f"Did you mean '{guess}'?" if guess else "Alert fields: " + ", ".join(ALERT_FIELDS) + "."))
     return out
 
 

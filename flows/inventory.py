@@ -199,6 +199,25 @@ class Paging(Model):
     backup_after: Duration = Field(300, description="then page the backup after this much more silence")
 
 
+class AlertSource(Model):
+    """One inbound alert URL of `serve` (``/alerts/<name>``): which adapter parses it and how it is authenticated."""
+
+    kind: Literal["oz-monitor", "defender", "forta", "tenderly", "alertmanager", "generic"]
+    secret_env: EnvName | None = Field(None, description="oz-monitor, defender, tenderly: the HMAC secret")
+    token_env: EnvName | None = Field(None, description="alertmanager, generic, forta: a bearer token")
+    username_env: EnvName | None = Field(None, description="alertmanager, generic: basic auth user")
+    password_env: EnvName | None = Field(None, description="alertmanager, generic: basic auth password")
+    dedupe_window: Duration = Field(600, description="alerts with the same dedupe key within this window join the first")
+
+    @model_validator(mode="after")
+    def _credentials(self) -> AlertSource:
+        if self.kind in ("oz-monitor", "defender", "tenderly") and not self.secret_env:
+            raise ValueError(f"a {self.kind} source needs secret_env (its HMAC secret)")
+        if self.kind in ("alertmanager", "generic", "forta") and not (self.token_env or (self.username_env and self.password_env)):
+            raise ValueError(f"a {self.kind} source needs token_env, or username_env and password_env")
+        return self
+
+
 class Inventory(Model):
     apiVersion: Literal["breakglass/v1"]
     kind: Literal["Inventory"]
@@ -216,6 +235,7 @@ class Inventory(Model):
     roster: Roster = Field(default_factory=Roster)
     slack_app: SlackApp | None = None
     paging: Paging | None = None
+    alert_sources: dict[Name, AlertSource] = Field(default_factory=dict, description="inbound alert URLs of `serve`")
 
     @property
     def is_drill(self) -> bool:

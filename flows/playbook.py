@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from breakglass.flows.steps import AnyStep
+from breakglass.flows.triggers import Trigger
 from breakglass.flows.types import Model, Name
 
 SCALAR_TYPES = ("address", "chain", "tx_hash", "string", "int", "bool")
@@ -40,6 +41,7 @@ class Playbook(Model):
     description: str = Field(min_length=1)
     severity: Literal["low", "medium", "high", "critical"]
     inputs: dict[Name, InputSpec] = Field(default_factory=dict)
+    triggers: list[Trigger] = Field(default_factory=list, description="alerts that start this playbook (see flows/triggers.py)")
     steps: list[AnyStep] = Field(min_length=1)
 
     def step(self, step_id: str) -> Any:

@@ -20,6 +20,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from starlette.concurrency import run_in_threadpool
 
 from breakglass.flows import entry, prepared, signers
 from breakglass.flows.context import Bindings, endpoints
@@ -49,6 +50,10 @@ class Service:
 
             self.clicks = ClickHandler(home, self.inventory, lambda: self.api, _wake)
         self.socket: Any = None
+        from breakglass.flows.intake import Intake
+
+        self.intake = Intake(home, self.inventory, self.books, env=lambda name: os.environ.get(name, ""),
+                             start=lambda book, inputs, incident, who: self.start_run(book, inputs, incident, who, via="alert"))
 
     def connect_socket_mode(self) -> None:
         app = self.inventory.slack_app
@@ -82,7 +87,8 @@ class Service:
         return {"ready": not problems, "problems": problems, "playbooks": sorted(self.books),
                 "running": sorted(k for k, t in self.runs.items() if t.is_alive())}
 
-    def start_run(self, name: str, inputs: dict[str, Any], incident: str | None, initiator: str | None) -> dict[str, str]:
+    def start_run(self, name: str, inputs: dict[str, Any], incident: str | None, initiator: str | None,
+                  via: str | None = None) -> dict[str, str]:
         if name not in self.books:
             raise BreakglassError(f"no playbook '{name}' in {self.playbooks_dir}; known: {', '.join(sorted(self.books))}")
         path, _ = self.books[name]
@@ -94,7 +100,7 @@ class Service:
             try:
                 entry.start(playbook_path=path, inventory_path=self.inventory_path, given=inputs, incident=incident,
                             home=self.home, api=lambda: self.api, keys=self.keys, initiator=initiator,
-                            initiator_via="serve" if initiator is None else "cli",
+                            initiator_via=via or ("serve" if initiator is None else "cli"),
                             on_created=lambda h: (created.update(incident=h.dir.parent.parent.name, run=h.dir.name),
                                                   ready.set()))
             except BaseException as exc:  # noqa: BLE001 - reported to the caller or logged
@@ -170,8 +176,26 @@ def app(service: Service) -> FastAPI:
         if service.clicks is None:
             return JSONResponse({"error": "Slack approvals are not configured (no slack_app in the inventory)"}, 404)
         body = await request.body()
-        answer = service.clicks.http(body, {k.lower(): v for k, v in request.headers.items()})
+        answer = await run_in_threadpool(service.clicks.http, body, {k.lower(): v for k, v in request.headers.items()})
         return JSONResponse(answer.body, status_code=answer.status)
+
+    @api.get("/alerts/{name}")
+    def alert_probe(name: str) -> JSONResponse:  # Tenderly checks that the URL answers GET
+        known = name in service.inventory.alert_sources
+        return JSONResponse({"ok": known} if known else {"error": f"no alert source '{name}'"}, 200 if known else 404)
+
+    @api.post("/alerts/{name}")
+    async def alert(name: str, request: Request) -> JSONResponse:
+        from breakglass.flows.intake import LIMIT
+
+        length = int(request.headers.get("content-length") or 0)
+        if length > LIMIT:
+            status, answer = service.intake.oversize(name, length)
+            return JSONResponse(answer, status_code=status)
+        body = await request.body()
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        status, answer = await run_in_threadpool(service.intake.accept, name, body, headers)  # fsyncs: off the event loop
+        return JSONResponse(answer, status_code=status)
 
     @api.post("/runs")
     async def runs(request: Request) -> JSONResponse:
@@ -209,6 +233,9 @@ def run(service: Service, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, stopped)
     service.keep_fresh()
     service.connect_socket_mode()
+    recovered = service.intake.recover()
+    if recovered:
+        sys.stderr.write(f"breakglass serve: started the runs of {recovered} alert(s) accepted before a restart\n")
     try:
         uvicorn.run(app(service), host=host, port=port, log_level="warning", access_log=False)
     except SystemExit:

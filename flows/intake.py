@@ -1,0 +1,194 @@
+"""Alert intake for `serve`: authenticate, parse, write durably, route, dedupe, correlate, start.
+
+Every accepted request is written (fsynced) to ``$BREAKGLASS_HOME/intake/accepted/`` before the
+2xx answer, with the runs it must start. Runs start after the answer, in this process; a run that
+was accepted but not started (the service died in between) is started when `serve` comes back.
+A replayed request (same source, credentials and body) gets its original answer from
+``intake/replay/`` and starts nothing, across restarts. Alerts with a dedupe key seen within the
+source's window join that alert's incident and start nothing new; alerts naming the same
+transaction or the same outside address as an open incident join it, and are still routed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from breakglass.flows import audit, failpoints, triggers
+from breakglass.flows.context import Bindings, resolve_address
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.home import write_private
+from breakglass.flows.records import now
+from breakglass.flows.runstore import new_incident_id
+from breakglass.integrations.alerts import ADAPTERS, AdapterError, auth
+from breakglass.integrations.alerts.base import depth
+
+log = logging.getLogger("breakglass.intake")
+LIMIT = 1024 * 1024  # bytes per request
+CORRELATE_WINDOW = 3600.0
+
+
+class Intake:
+    def __init__(self, home: Path, inventory: Any, books: dict[str, tuple[Path, Any]],
+                 start: Callable[[str, dict[str, Any], str, str], Any], env: Callable[[str], str]) -> None:
+        self.home, self.inventory, self.books, self.start, self.env = home, inventory, books, start, env
+        self.root = home / "intake"
+        self._lock = threading.Lock()
+        self._dedupe: dict[str, tuple[str, float]] = {}  # dedupe key -> (incident, expires)
+        self._correlate: dict[str, tuple[str, float]] = {}  # tx hash / outside address -> (incident, expires)
+        self._own = set()
+        for name in inventory.contracts:
+            try:
+                self._own.add(resolve_address(inventory, Bindings(), name).lower())
+            except BreakglassError:
+                pass
+        self._load()
+
+    # -- the endpoint ----------------------------------------------------------------------------
+    def accept(self, name: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        source = self.inventory.alert_sources.get(name)
+        if source is None:
+            return 404, {"error": f"no alert source '{name}'"}
+        digest = hashlib.sha256(body).hexdigest()
+        if len(body) > LIMIT:
+            return self._refuse(413, name, digest, f"body over {LIMIT} bytes")
+        try:
+            parsed_json = json.loads(body)
+        except (UnicodeDecodeError, ValueError) as exc:
+            parsed_json, bad_json = None, f"invalid JSON: {str(exc)[:120]}"
+        else:
+            bad_json = None
+        try:
+            self._authenticate(source, body, parsed_json, headers)
+        except auth.AuthError as exc:
+            return self._refuse(401, name, digest, str(exc))
+        replay = hashlib.sha256(json.dumps([name, headers.get("x-signature", ""), headers.get("defender-signature", ""),
+                                            headers.get("x-tenderly-signature", ""), headers.get("x-timestamp", ""),
+                                            headers.get("date", ""), digest]).encode()).hexdigest()
+        with self._lock:
+            stored = self.root / "replay" / f"{replay}.json"
+            if stored.exists():
+                answer = json.loads(stored.read_text())
+                return answer["status"], {**answer["body"], "replay": True}
+            if bad_json:
+                return self._refuse(400, name, digest, bad_json)
+            try:
+                depth(parsed_json)
+                alerts = ADAPTERS[source.kind].parse(parsed_json)
+            except AdapterError as exc:
+                return self._refuse(400, name, digest, str(exc))
+            record = self._route(name, source, alerts)
+            record.update(replay=replay, body_sha256=digest)
+            answer = {"accepted": len(alerts), "matched": sorted({r["playbook"] for r in record["routes"]}),
+                      "incidents": sorted({r["incident"] for r in record["routes"]} | set(record["joined"]))}
+            write_private(self.root / "accepted" / f"{record['id']}.json", json.dumps(record).encode())
+            write_private(stored, json.dumps({"status": 202, "body": answer}).encode())
+        threading.Thread(target=self._start_all, args=(record,), daemon=True).start()
+        return 202, answer
+
+    def _authenticate(self, source: Any, body: bytes, parsed: Any, headers: dict[str, str]) -> None:
+        for name in (source.secret_env, source.token_env, source.username_env, source.password_env):
+            if name and not self.env(name):  # an empty secret must never authenticate anything
+                raise auth.AuthError(f"this source's credential is not configured (environment variable {name} is empty)")
+        secret = self.env(source.secret_env) if source.secret_env else ""
+        if source.kind == "oz-monitor":
+            auth.oz_monitor(body, headers, secret)
+        elif source.kind == "defender":
+            auth.defender(parsed, headers, secret)
+        elif source.kind == "tenderly":
+            auth.tenderly(body, headers, secret)
+        elif source.token_env:
+            auth.bearer(headers, self.env(source.token_env))
+        else:
+            auth.basic(headers, self.env(source.username_env or ""), self.env(source.password_env or ""))
+
+    def oversize(self, name: str, length: int) -> tuple[int, dict[str, Any]]:
+        """Refused by its Content-Length before it is read; logged all the same."""
+        return self._refuse(413, name, f"unread ({length} bytes)", f"body over {LIMIT} bytes")
+
+    def _refuse(self, status: int, name: str, digest: str, reason: str) -> tuple[int, dict[str, Any]]:
+        audit.append(self.root, "alert.refused", source=name, status=status, reason=reason, body_sha256=digest)
+        return status, {"error": reason}
+
+    # -- routing -------------------------------------------------------------------------------
+    def _route(self, name: str, source: Any, alerts: list[Any]) -> dict[str, Any]:
+        clock = time.time()
+        record: dict[str, Any] = {"id": f"{time.time_ns()}-{uuid.uuid4().hex[:8]}", "source": name, "received_at": now(),
+                                  "alerts": [a.model_dump(mode="json") for a in alerts], "routes": [], "joined": []}
+        addresses_of = {}
+        for contract in self.inventory.contracts:
+            try:
+                addresses_of[contract] = resolve_address(self.inventory, Bindings(), contract)
+            except BreakglassError:
+                pass
+        for alert in alerts:
+            known = self._dedupe.get(alert.dedupe_key)
+            if known and known[1] > clock:
+                record["joined"].append(known[0])
+                self._note(known[0], name, alert, "duplicate")
+                continue
+            keys = [k for k in [alert.tx_hash, *[a for a in alert.addresses if a not in self._own]] if k]
+            incident = next((self._correlate[k][0] for k in keys if k in self._correlate and self._correlate[k][1] > clock), None)
+            correlated = incident is not None
+            incident = incident or new_incident_id(self.inventory.mode)
+            self._dedupe[alert.dedupe_key] = (incident, clock + source.dedupe_window)
+            for key in keys:
+                self._correlate[key] = (incident, clock + CORRELATE_WINDOW)
+            self._note(incident, name, alert, "correlated" if correlated else "new")
+            for book_name, (_, book) in sorted(self.books.items()):
+                for trigger in book.triggers:
+                    if triggers.matches(trigger, name, alert, addresses_of):
+                        record["routes"].append({"playbook": book_name, "incident": incident, "status": "to-start",
+                                                 "inputs": triggers.inputs_for(trigger, alert), "alert": alert.id})
+                        break
+        return record
+
+    def _note(self, incident: str, source: str, alert: Any, how: str) -> None:
+        """The incident lists every alert that joined it."""
+        path = self.home / "incidents" / incident / "alerts.jsonl"
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with open(path, "a") as fh:
+            fh.write(json.dumps({"at": now(), "source": source, "how": how, "id": alert.id, "dedupe_key": alert.dedupe_key,
+                                 "title": alert.title, "tx_hash": alert.tx_hash}) + "\n")
+
+    def _start_all(self, record: dict[str, Any]) -> None:
+        for route in record["routes"]:
+            if route["status"] != "to-start":
+                continue
+            failpoints.hit("intake.before_start")
+            try:
+                self.start(route["playbook"], route["inputs"], route["incident"], f"alert:{record['source']}")
+                route["status"] = "started"
+            except BreakglassError as exc:
+                route["status"] = "joined" if "already has run" in str(exc) else "failed"
+                route["error"] = str(exc)
+                log.warning("alert %s: %s: %s", record["id"], route["playbook"], exc)
+        with self._lock:
+            write_private(self.root / "accepted" / f"{record['id']}.json", json.dumps(record).encode())
+
+    # -- restart ---------------------------------------------------------------------------------
+    def _load(self) -> None:
+        self.pending: list[dict[str, Any]] = []
+        clock = time.time()
+        for path in sorted((self.root / "accepted").glob("*.json")):
+            record = json.loads(path.read_text())
+            age = clock - int(record["id"].split("-")[0]) / 1e9
+            for route in record["routes"]:
+                self._dedupe.setdefault(next((a["dedupe_key"] for a in record["alerts"] if a["id"] == route["alert"]), ""),
+                                        (route["incident"], clock + max(0.0, CORRELATE_WINDOW - age)))
+            if any(r["status"] == "to-start" for r in record["routes"]):
+                self.pending.append(record)
+
+    def recover(self) -> int:
+        """Start what was accepted but never started (the service died after answering)."""
+        for record in self.pending:
+            self._start_all(record)
+        count, self.pending = len(self.pending), []
+        return count

@@ -1,0 +1,203 @@
+"""Alert intake through a real `serve`: signed real-format alerts start their playbooks, replays and
+duplicates start nothing, correlated alerts join the incident, forgeries get 401, and an alert
+accepted just before a kill -9 is started after the restart."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from email.utils import formatdate
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory
+from tests.flows.test_serve import free_port
+
+DATA = REPO / "tests" / "data" / "alerts"
+OZ_SECRET, TENDERLY_KEY, TOKEN = "oz-test-secret", "tenderly-test-key", "generic-test-token"
+
+
+def sources() -> str:
+    return """alert_sources:
+  oz: {kind: oz-monitor, secret_env: OZ_SECRET, dedupe_window: 10m}
+  tenderly: {kind: tenderly, secret_env: TENDERLY_KEY}
+  generic: {kind: generic, token_env: GENERIC_TOKEN}
+"""
+
+
+def book(name: str, source: str, title: str) -> str:
+    return f"""apiVersion: breakglass/v1
+kind: Playbook
+name: {name}
+description: test
+severity: critical
+inputs:
+  tx: {{type: string}}
+triggers:
+  - source: {source}
+    match: {{title: "{title}"}}
+    inputs: {{tx: "{{{{ alert.tx_hash }}}}"}}
+steps:
+  - {{id: look, kind: snapshot, with: {{chain: ethereum, paused: [vault]}}}}
+"""
+
+
+def oz(body: bytes, at: float | None = None, secret: str = OZ_SECRET) -> dict[str, str]:
+    stamp = str(int((at if at is not None else time.time()) * 1000))
+    return {"X-Timestamp": stamp, "X-Signature": hmac.new(secret.encode(), body + stamp.encode(), hashlib.sha256).hexdigest(),
+            "Content-Type": "application/json"}
+
+
+def tenderly(body: bytes) -> dict[str, str]:
+    date = formatdate(usegmt=True)
+    return {"date": date, "x-tenderly-signature": hmac.new(TENDERLY_KEY.encode(), body + date.encode(), hashlib.sha256).hexdigest(),
+            "Content-Type": "application/json"}
+
+
+class Serve:
+    def __init__(self, tmp: Path, chain, env: dict[str, str]) -> None:
+        self.books = tmp / "books"
+        self.books.mkdir(exist_ok=True)
+        (self.books / "on-oz.yaml").write_text(book("on-oz", "oz", "Large Transfer*"))
+        (self.books / "on-tenderly.yaml").write_text(book("on-tenderly", "tenderly", "Tenderly alert"))
+        (self.books / "on-generic.yaml").write_text(book("on-generic", "generic", "*"))
+        self.inventory = live_inventory(tmp, chain, extra=sources())
+        self.env, self.process = env, None
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+
+    def start(self, failpoint: str | None = None) -> Serve:
+        extra = {"BREAKGLASS_TEST_CRASH_AT": failpoint, "BREAKGLASS_TEST_CRASH_DELAY": "1"} if failpoint else {}
+        self.process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(self.inventory),
+                                         "--playbooks", str(self.books), "--port", str(self.port)],
+                                        env={**self.env, **extra}, cwd=REPO, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        raise AssertionError(f"serve did not start: {self.process.communicate()[1][-2000:]}")
+
+    def post(self, source: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return httpx.post(f"{self.base}/alerts/{source}", content=body, headers=headers, timeout=10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def intake(prefect_api, chain, home, tmp_path):
+    chain = fresh_protocol(chain)
+    env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"), "OZ_SECRET": OZ_SECRET,
+           "TENDERLY_KEY": TENDERLY_KEY, "GENERIC_TOKEN": TOKEN}
+    served = Serve(tmp_path, chain, env).start()
+    yield served
+    served.stop()
+
+
+def runs(home: Path, incident: str) -> list[dict]:
+    return [json.loads(p.read_text()) for p in (home / "incidents" / incident).glob("runs/*/record.json")]
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError(f"{what} not reached in {timeout}s")
+
+
+def test_signed_alerts_start_playbooks_replays_and_duplicates_do_not(intake, home) -> None:
+    assert httpx.get(intake.base + "/alerts/tenderly").status_code == 200  # Tenderly probes the URL with GET
+    body = (DATA / "oz_monitor_raw_evm_match.json").read_bytes()
+    headers = oz(body)
+    first = intake.post("oz", body, headers)
+    assert first.status_code == 202, first.text
+    incident = first.json()["incidents"][0]
+    assert first.json()["matched"] == ["on-oz"]
+    record = wait_for(lambda: [r for r in runs(home, incident) if r["status"] == "completed"], what="the oz run")[0]
+    assert record["inputs"]["tx"].startswith("0x9a1b2c3d") and record["initiator"] == "alert:oz"
+
+    replay = intake.post("oz", body, headers)  # the same request again: its original answer, nothing new
+    assert replay.status_code == 202 and replay.json()["replay"] is True and replay.json()["incidents"] == [incident]
+    resent = intake.post("oz", body, oz(body))  # a retry with a fresh signature: the same alert, deduped
+    assert resent.status_code == 202 and resent.json()["matched"] == [] and resent.json()["incidents"] == [incident]
+
+    correlated = (DATA / "tenderly_alert_webhook.json").read_bytes()  # same transaction, another source
+    answer = intake.post("tenderly", correlated, tenderly(correlated))
+    assert answer.status_code == 202 and answer.json() == {"accepted": 1, "matched": ["on-tenderly"], "incidents": [incident]}
+    wait_for(lambda: len(runs(home, incident)) == 2, what="the correlated run under the same incident")
+    time.sleep(1)
+    assert sorted(r["playbook"]["name"] for r in runs(home, incident)) == ["on-oz", "on-tenderly"]
+    joined = [json.loads(line)["how"] for line in (home / "incidents" / incident / "alerts.jsonl").read_text().splitlines()]
+    assert joined == ["new", "duplicate", "correlated"]
+
+    unmatched = json.dumps({"id": "nothing-1", "title": "x"}).encode()
+    other = intake.post("generic", unmatched, {"Authorization": f"Bearer {TOKEN}"})
+    assert other.status_code == 202 and other.json()["matched"] == ["on-generic"]
+
+
+@pytest.mark.parametrize(("case", "status"), [
+    ("bad signature", 401), ("stale timestamp", 401), ("missing headers", 401), ("wrong token", 401),
+    ("invalid json", 400), ("wrong field type", 400), ("too large", 413), ("unknown source", 404)])
+def test_forged_or_broken_alerts_start_nothing(intake, home, case, status) -> None:
+    body = (DATA / "oz_monitor_raw_evm_match.json").read_bytes()
+    before = set(home.glob("incidents/*/runs/*/record.json"))
+    if case == "bad signature":
+        response = intake.post("oz", body, oz(body, secret="wrong"))
+    elif case == "stale timestamp":
+        response = intake.post("oz", body, oz(body, at=time.time() - 3600))
+    elif case == "missing headers":
+        response = intake.post("oz", body, {})
+    elif case == "wrong token":
+        response = intake.post("generic", b'{"id": "a", "title": "b"}', {"Authorization": "Bearer nope"})
+    elif case == "invalid json":
+        response = intake.post("generic", b"{not json", {"Authorization": f"Bearer {TOKEN}"})
+    elif case == "wrong field type":
+        response = intake.post("generic", b'{"id": "a", "title": "b", "chain_id": "one"}', {"Authorization": f"Bearer {TOKEN}"})
+    elif case == "too large":
+        response = intake.post("generic", b" " * (2 * 1024 * 1024), {"Authorization": f"Bearer {TOKEN}"})
+    else:
+        response = intake.post("nope", body, {})
+    assert response.status_code == status, response.text
+    assert "Traceback" not in response.text and OZ_SECRET not in response.text and TOKEN not in response.text
+    time.sleep(0.5)
+    assert set(home.glob("incidents/*/runs/*/record.json")) == before  # nothing started
+    refused = [json.loads(line) for line in (home / "intake" / "audit.jsonl").read_text().splitlines()] \
+        if case != "unknown source" else []
+    if refused:
+        assert refused[-1]["status"] == status and OZ_SECRET not in json.dumps(refused[-1])
+
+
+def test_an_alert_accepted_right_before_a_kill_9_starts_after_the_restart(prefect_api, chain, home, tmp_path) -> None:
+    chain = fresh_protocol(chain)
+    env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"), "OZ_SECRET": OZ_SECRET,
+           "TENDERLY_KEY": TENDERLY_KEY, "GENERIC_TOKEN": TOKEN}
+    served = Serve(tmp_path, chain, env).start(failpoint="intake.before_start")
+    body = json.dumps({"id": f"kill-{time.monotonic_ns()}", "title": "kill test"}).encode()
+    answer = served.post("generic", body, {"Authorization": f"Bearer {TOKEN}"})
+    assert answer.status_code == 202
+    incident = answer.json()["incidents"][0]
+    assert served.process.wait(timeout=30) == -signal.SIGKILL  # died after answering, before starting the run
+    assert runs(home, incident) == []
+    served.start()
+    try:
+        wait_for(lambda: [r for r in runs(home, incident) if r["status"] == "completed"], what="the run after restart")
+        assert len(runs(home, incident)) == 1
+    finally:
+        served.stop()
