@@ -1,10 +1,10 @@
 """Alert intake for `serve`: authenticate, parse, write durably, route, dedupe, correlate, start.
 
-Every accepted request is written (fsynced) to ``$BREAKGLASS_HOME/intake/accepted/`` before the
+Every accepted request is appended (fsynced) to ``$BREAKGLASS_HOME/intake/log.jsonl`` before the
 2xx answer, with the runs it must start. Runs start after the answer, in this process; a run that
 was accepted but not started (the service died in between) is started when `serve` comes back.
 A replayed request (same source, credentials and body) gets its original answer from
-``intake/replay/`` and starts nothing, across restarts. Alerts with a dedupe key seen within the
+the log and starts nothing, across restarts. Alerts with a dedupe key seen within the
 source's window join that alert's incident and start nothing new; alerts naming the same
 transaction or the same outside address as an open incident join it, and are still routed.
 """
@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 import uuid
@@ -24,7 +25,6 @@ from typing import Any
 from breakglass.flows import audit, failpoints, triggers
 from breakglass.flows.context import Bindings, resolve_address
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.home import write_private
 from breakglass.flows.records import now
 from breakglass.flows.runstore import new_incident_id
 from breakglass.integrations.alerts import ADAPTERS, AdapterError, auth
@@ -73,10 +73,8 @@ class Intake:
                                             headers.get("x-tenderly-signature", ""), headers.get("x-timestamp", ""),
                                             headers.get("date", ""), digest]).encode()).hexdigest()
         with self._lock:
-            stored = self.root / "replay" / f"{replay}.json"
-            if stored.exists():
-                answer = json.loads(stored.read_text())
-                return answer["status"], {**answer["body"], "replay": True}
+            if replay in self._replies:
+                return 202, {**self._replies[replay], "replay": True}
             if bad_json:
                 return self._refuse(400, name, digest, bad_json)
             try:
@@ -85,13 +83,24 @@ class Intake:
             except AdapterError as exc:
                 return self._refuse(400, name, digest, str(exc))
             record = self._route(name, source, alerts)
-            record.update(replay=replay, body_sha256=digest)
             answer = {"accepted": len(alerts), "matched": sorted({r["playbook"] for r in record["routes"]}),
                       "incidents": sorted({r["incident"] for r in record["routes"]} | set(record["joined"]))}
-            write_private(self.root / "accepted" / f"{record['id']}.json", json.dumps(record).encode())
-            write_private(stored, json.dumps({"status": 202, "body": answer}).encode())
-        threading.Thread(target=self._start_all, args=(record,), daemon=True).start()
+            record.update(replay=replay, body_sha256=digest, answer=answer)
+            self._log({"type": "accepted", **record})  # fsynced before the answer
+            self._replies[replay] = answer
+        if record["routes"]:
+            threading.Thread(target=self._start_all, args=(record,), daemon=True).start()
         return 202, answer
+
+    def _log(self, entry: dict[str, Any]) -> None:
+        """One line per accepted request (and per started run) in ``intake/log.jsonl``, fsynced."""
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(self.root / "log.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        try:
+            os.write(fd, json.dumps(entry, separators=(",", ":")).encode() + b"\n")
+            os.fsync(fd)
+        finally:
+            os.close(fd)
 
     def _authenticate(self, source: Any, body: bytes, parsed: Any, headers: dict[str, str]) -> None:
         for name in (source.secret_env, source.token_env, source.username_env, source.password_env):
@@ -121,7 +130,8 @@ class Intake:
     def _route(self, name: str, source: Any, alerts: list[Any]) -> dict[str, Any]:
         clock = time.time()
         record: dict[str, Any] = {"id": f"{time.time_ns()}-{uuid.uuid4().hex[:8]}", "source": name, "received_at": now(),
-                                  "alerts": [a.model_dump(mode="json") for a in alerts], "routes": [], "joined": []}
+                                  "alerts": [a.model_dump(mode="json") for a in alerts], "routes": [], "joined": [],
+                                  "incident_of": []}
         addresses_of = {}
         for contract in self.inventory.contracts:
             try:
@@ -132,6 +142,7 @@ class Intake:
             known = self._dedupe.get(alert.dedupe_key)
             if known and known[1] > clock:
                 record["joined"].append(known[0])
+                record["incident_of"].append(known[0])
                 self._note(known[0], name, alert, "duplicate")
                 continue
             keys = [k for k in [alert.tx_hash, *[a for a in alert.addresses if a not in self._own]] if k]
@@ -139,6 +150,7 @@ class Intake:
             correlated = incident is not None
             incident = incident or new_incident_id(self.inventory.mode)
             self._dedupe[alert.dedupe_key] = (incident, clock + source.dedupe_window)
+            record["incident_of"].append(incident)
             for key in keys:
                 self._correlate[key] = (incident, clock + CORRELATE_WINDOW)
             self._note(incident, name, alert, "correlated" if correlated else "new")
@@ -159,7 +171,7 @@ class Intake:
                                  "title": alert.title, "tx_hash": alert.tx_hash}) + "\n")
 
     def _start_all(self, record: dict[str, Any]) -> None:
-        for route in record["routes"]:
+        for n, route in enumerate(record["routes"]):
             if route["status"] != "to-start":
                 continue
             failpoints.hit("intake.before_start")
@@ -170,21 +182,33 @@ class Intake:
                 route["status"] = "joined" if "already has run" in str(exc) else "failed"
                 route["error"] = str(exc)
                 log.warning("alert %s: %s: %s", record["id"], route["playbook"], exc)
-        with self._lock:
-            write_private(self.root / "accepted" / f"{record['id']}.json", json.dumps(record).encode())
+            with self._lock:
+                self._log({"type": "route", "id": record["id"], "n": n, "status": route["status"], "error": route.get("error")})
 
     # -- restart ---------------------------------------------------------------------------------
     def _load(self) -> None:
+        """Rebuild replay answers, dedupe keys and unstarted runs from the log after a restart."""
+        self._replies: dict[str, dict[str, Any]] = {}
         self.pending: list[dict[str, Any]] = []
+        path = self.root / "log.jsonl"
+        if not path.exists():
+            return
+        records: dict[str, dict[str, Any]] = {}
         clock = time.time()
-        for path in sorted((self.root / "accepted").glob("*.json")):
-            record = json.loads(path.read_text())
-            age = clock - int(record["id"].split("-")[0]) / 1e9
-            for route in record["routes"]:
-                self._dedupe.setdefault(next((a["dedupe_key"] for a in record["alerts"] if a["id"] == route["alert"]), ""),
-                                        (route["incident"], clock + max(0.0, CORRELATE_WINDOW - age)))
-            if any(r["status"] == "to-start" for r in record["routes"]):
-                self.pending.append(record)
+        for line in path.read_bytes().splitlines():
+            try:
+                entry = json.loads(line)
+            except ValueError:  # a torn last line from a crash mid-write: that request was never answered
+                continue
+            if entry["type"] == "accepted":
+                records[entry["id"]] = entry
+                self._replies[entry["replay"]] = entry["answer"]
+                age = clock - int(entry["id"].split("-")[0]) / 1e9
+                for alert, incident in zip(entry["alerts"], entry.get("incident_of", []), strict=False):
+                    self._dedupe.setdefault(alert["dedupe_key"], (incident, clock + max(0.0, CORRELATE_WINDOW - age)))
+            elif entry["type"] == "route" and entry["id"] in records:
+                records[entry["id"]]["routes"][entry["n"]]["status"] = entry["status"]
+        self.pending = [r for r in records.values() if any(x["status"] == "to-start" for x in r["routes"])]
 
     def recover(self) -> int:
         """Start what was accepted but never started (the service died after answering)."""
