@@ -201,3 +201,32 @@ def test_an_alert_accepted_right_before_a_kill_9_starts_after_the_restart(prefec
         assert len(runs(home, incident)) == 1
     finally:
         served.stop()
+
+
+def test_an_alert_storm_ends_in_exactly_five_incidents_and_loses_nothing(intake, home, tmp_path) -> None:
+    out = tmp_path / "storm.json"
+    started = time.monotonic()
+    subprocess.run([sys.executable, "-m", "tests.helpers.alert_storm", f"{intake.base}/alerts/generic", TOKEN, "10000", "60",
+                    str(out)], cwd=REPO, check=True, timeout=240)
+    wall = time.monotonic() - started
+    storm = json.loads(out.read_text())
+    results = storm["results"]
+    by_kind: dict[str, list[dict]] = {}
+    for r in results:
+        by_kind.setdefault(r["kind"], []).append(r)
+    assert len(results) == 10_000 and not [r for r in results if r["status"] == 0]
+    assert all(r["status"] == 400 for r in by_kind["malformed"]) and all(r["status"] == 401 for r in by_kind["forged"])
+    good = [r for r in results if r["kind"] in ("valid", "retry", "duplicate")]
+    assert all(r["status"] == 202 for r in good)
+    incidents = {i for r in good for i in r["answer"]["incidents"]}
+    assert len(incidents) == 5
+    wait_for(lambda: all(len(runs(home, i)) == 1 and runs(home, i)[0]["status"] == "completed" for i in incidents),
+             timeout=120, what="five runs")
+    fresh = [r for r in good if not r["answer"].get("replay")]
+    logged = [json.loads(line) for line in (home / "intake" / "log.jsonl").read_text().splitlines()]
+    mine = [e for e in logged if e["type"] == "accepted" and set(e["answer"]["incidents"]) <= incidents]
+    assert len(mine) == len(fresh)  # every accepted answer is on disk: none accepted and lost
+    latencies = sorted(r["ms"] for r in good)
+    p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
+    print(f"storm: 10000 requests in {storm['seconds']:.1f}s (wall {wall:.1f}s); intake p50 {p50:.1f} ms, p99 {p99:.1f} ms")
+    assert storm["seconds"] < 90
