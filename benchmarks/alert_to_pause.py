@@ -1,0 +1,269 @@
+"""From a signed alert POSTed to `serve` to a prepared pause on chain, against a bare script: a minimal
+HTTP server that receives the same request and broadcasts a pre-signed pause. Anvil with 250 ms blocks.
+
+100 interleaved trials: in each, the same alert goes to `serve` (which routes it to a playbook whose
+first step is a prepared pause of one vault) and to the bare server (which pauses another vault from
+another key) at the same moment; we count the trials where both land in the same block. Then intake
+throughput: accepted signed alerts per second against the same server's `/healthz`, both driven by a
+load generator in a separate process with 64 concurrent connections.
+
+Run: .venv/bin/python benchmarks/alert_to_pause.py    (last stdout line is the JSON result)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+os.environ["BREAKGLASS_HOME"] = tempfile.mkdtemp(prefix="bench-alert-")
+os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+for _name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):
+    os.environ.pop(_name, None)
+
+import httpx  # noqa: E402
+from _gated import PAUSE, key, receipt  # noqa: E402
+
+from breakglass.flows import fixture, prepared, server  # noqa: E402
+from breakglass.flows.validate import load_inventory  # noqa: E402
+from breakglass.integrations.chain import abi, anvil  # noqa: E402
+from breakglass.integrations.chain.rpc import Endpoint, JsonRpc  # noqa: E402
+
+TRIALS = 100
+BLOCK_TIME = 0.25
+TOKEN = "bench-alert-token"
+TARGET = {"same_block_fraction_min": 0.9, "intake_vs_healthz_min": 0.5}
+UNPAUSE = abi.parse("unpause()").encode()
+
+LOADGEN = r'''
+import asyncio, json, sys, time, httpx
+async def main(url, seconds, body_kind, token):
+    done = 0
+    stop = time.perf_counter() + seconds
+    async with httpx.AsyncClient(limits=httpx.Limits(max_connections=64), timeout=30) as client:
+        async def worker(w):
+            nonlocal done
+            n = 0
+            while time.perf_counter() < stop:
+                if body_kind == "alert":
+                    n += 1
+                    body = json.dumps({"id": f"load-{w}-{n}-{time.time_ns()}", "title": "load"}).encode()
+                    r = await client.post(url, content=body, headers={"Authorization": "Bearer " + token})
+                    ok = r.status_code == 202
+                else:
+                    ok = (await client.get(url)).status_code == 200
+                done += ok
+        await asyncio.gather(*(worker(w) for w in range(64)))
+    print(json.dumps({"per_second": done / seconds}))
+asyncio.run(main(sys.argv[1], float(sys.argv[2]), sys.argv[3], sys.argv[4]))
+'''
+
+
+def main() -> None:
+    home = Path(os.environ["BREAKGLASS_HOME"])
+    node = anvil.start(block_time=BLOCK_TIME, log_dir=home / "anvil")
+    serve = None
+    try:
+        rpc = JsonRpc([Endpoint("bench", node.url)])
+        ours = fixture.deploy(rpc, attack=False).addresses
+        theirs = fixture.deploy(rpc, attack=False).addresses
+        bare = key("backup-guardian")
+        from eth_utils import keccak
+
+        grant = abi.parse("grantRole(bytes32,address)").encode([keccak(text="GUARDIAN_ROLE"), bare.address])
+        receipt(rpc, rpc.call("eth_sendTransaction", [{"from": ours["fixture:admin"], "to": theirs["fixture:vault"],
+                                                       "data": "0x" + grant.hex()}]))
+        inventory, books = _files(home, ours)
+        api = server.start(home)
+        port = _free_port()
+        env = {**os.environ, **api.settings(), "BENCH_RPC_URL": node.url, "BENCH_GUARDIAN_KEY": key("guardian").key.to_0x_hex(),
+               "BENCH_ALERT_TOKEN": TOKEN}
+        log = open(home / "serve.log", "w")  # noqa: SIM115 - a pipe nobody reads would block the service
+        serve = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
+                                  "--playbooks", str(books), "--port", str(port), "--refresh", "0.2"],
+                                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
+        base = f"http://127.0.0.1:{port}"
+        _until(lambda: _get(base + "/healthz"), serve, home, 120, "serve to start")
+
+        inv = load_inventory(inventory)
+        sent: dict[int, tuple[str, float]] = {}
+        trial_box = {"i": -1, "raw": b""}
+        bare_rpc = JsonRpc([Endpoint("bare", node.url)])
+
+        class Bare(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                self.rfile.read(int(self.headers.get("content-length") or 0))
+                sent[trial_box["i"]] = (bare_rpc.call("eth_sendRawTransaction", ["0x" + trial_box["raw"].hex()]), time.time())
+                self.send_response(202)
+                self.send_header("content-length", "0")
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        bare_server = ThreadingHTTPServer(("127.0.0.1", 0), Bare)
+        threading.Thread(target=bare_server.serve_forever, daemon=True).start()
+        bare_url = f"http://127.0.0.1:{bare_server.server_port}/alerts/generic"
+        ours_client, bare_client = httpx.Client(), httpx.Client()
+        rng = random.Random(5)
+        guardian = ours["fixture:guardian"]
+        same, gaps, ours_ms, bare_ms = 0, [], [], []
+        for i in range(TRIALS):
+            for vault, sender in ((ours["fixture:vault"], ours["fixture:admin"]), (theirs["fixture:vault"], ours["fixture:admin"])):
+                if rpc.call("eth_call", [{"to": vault, "data": "0x5c975abb"}, "latest"])[-1] == "1":
+                    receipt(rpc, rpc.call("eth_sendTransaction", [{"from": sender, "to": vault, "data": "0x" + UNPAUSE.hex()}]))
+            pending = int(rpc.call("eth_getTransactionCount", [guardian, "pending"]), 16)
+            _until(lambda pending=pending: [t.nonce for t in prepared.load(home, inv, "alert-pause", "pause")] == [pending],
+                   serve, home, 30, "the prepared pause to be re-signed")
+            nonce = int(rpc.call("eth_getTransactionCount", [bare.address, "pending"]), 16)
+            trial_box["raw"] = bare.sign_transaction({"type": 2, "chainId": 31337, "nonce": nonce, "to": theirs["fixture:vault"],
+                                                      "value": 0, "data": "0x" + PAUSE.hex(), "gas": 100_000,
+                                                      "maxFeePerGas": 500 * 10**9, "maxPriorityFeePerGas": 2 * 10**9}).raw_transaction
+            body = json.dumps({"id": f"trial-{i}-{time.time_ns()}", "title": "vault drained", "severity": "critical",
+                               "tx_hash": "0x" + f"{i:064x}"}).encode()
+            headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
+            time.sleep(rng.uniform(0, BLOCK_TIME))
+            trial_box["i"] = i
+            barrier = threading.Barrier(2)
+            stamps: dict[str, float] = {}
+
+            def post(name: str, client: httpx.Client, url: str, body: bytes = body, headers: dict = headers,
+                     barrier: threading.Barrier = barrier, stamps: dict = stamps) -> None:
+                barrier.wait()
+                stamps[name] = time.time()
+                client.post(url, content=body, headers=headers)
+
+            threads = [threading.Thread(target=post, args=("ours", ours_client, base + "/alerts/generic")),
+                       threading.Thread(target=post, args=("bare", bare_client, bare_url))]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            ours_hash, ours_at = _fastpath(home, i)
+            bare_hash, bare_at = sent[i]
+            a, b = receipt(rpc, ours_hash), receipt(rpc, bare_hash)
+            same += a == b
+            gaps.append(a - b)
+            ours_ms.append((ours_at - stamps["ours"]) * 1000)
+            bare_ms.append((bare_at - stamps["bare"]) * 1000)
+            print(f"trial {i}: breakglass +{ours_ms[-1]:.1f} ms, bare +{bare_ms[-1]:.1f} ms, blocks {a - b:+d}", file=sys.stderr)
+        bare_server.shutdown()
+        healthz = _load(base + "/healthz", "healthz")
+        intake = _load(base + "/alerts/load", "alert")
+        metrics = {
+            "trials": TRIALS, "block_time_ms": BLOCK_TIME * 1000, "same_block_fraction": round(same / TRIALS, 3),
+            "later_block_trials": sum(1 for g in gaps if g > 0),
+            "alert_to_broadcast_median_ms": round(statistics.median(ours_ms), 1),
+            "alert_to_broadcast_p90_ms": round(sorted(ours_ms)[int(TRIALS * 0.9) - 1], 1),
+            "bare_to_broadcast_median_ms": round(statistics.median(bare_ms), 2),
+            "intake_accepted_per_second": round(intake, 1), "healthz_per_second": round(healthz, 1),
+            "intake_vs_healthz": round(intake / healthz, 3),
+        }
+        met = (metrics["same_block_fraction"] >= TARGET["same_block_fraction_min"]
+               and metrics["intake_vs_healthz"] >= TARGET["intake_vs_healthz_min"])
+        print(f"same block in {same}/{TRIALS}; intake {intake:.0f}/s vs healthz {healthz:.0f}/s", file=sys.stderr)
+        print(json.dumps({"benchmark": "alert_to_pause", "metrics": metrics, "targets": TARGET, "met": met}))
+    finally:
+        if serve is not None and serve.poll() is None:
+            serve.terminate()
+            serve.wait(30)
+        server.stop(home)
+        node.stop()
+
+
+def _fastpath(home: Path, trial: int) -> tuple[str, float]:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        for path in home.glob("incidents/*/runs/*/fastpath.json"):
+            report = json.loads(path.read_text())
+            record = json.loads((path.parent / "record.json").read_text())
+            if record["inputs"].get("trial", "").startswith(f"trial-{trial}-") and report["sent"]:
+                from datetime import datetime
+
+                started = datetime.fromisoformat(report["started_at"].replace("Z", "+00:00")).timestamp()
+                return report["sent"][0]["hash"], started + report["sent"][0]["ms_from_start"] / 1000
+        time.sleep(0.005)
+    raise SystemExit(f"trial {trial}: the prepared pause was not sent")
+
+
+def _load(url: str, kind: str) -> float:
+    out = subprocess.run([sys.executable, "-c", LOADGEN, url, "5", kind, TOKEN], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])["per_second"]
+
+
+def _files(home: Path, ours: dict[str, str]) -> tuple[Path, Path]:
+    inventory = home / "inventory.yaml"
+    inventory.write_text(f"""apiVersion: breakglass/v1
+kind: Inventory
+name: bench-alert
+chains:
+  ethereum:
+    chain_id: 31337
+    block_time: {BLOCK_TIME}s
+    rpc: [{{env: BENCH_RPC_URL}}]
+    multicall3: "{ours['fixture:multicall']}"
+contracts:
+  vault: {{chain: ethereum, address: "{ours['fixture:vault']}", guardian: guardian}}
+signers:
+  guardian: {{kind: env, env: BENCH_GUARDIAN_KEY, address: "{ours['fixture:guardian']}"}}
+alert_sources:
+  generic: {{kind: generic, token_env: BENCH_ALERT_TOKEN, dedupe_window: 1s}}
+  load: {{kind: generic, token_env: BENCH_ALERT_TOKEN}}
+""")
+    books = home / "books"
+    books.mkdir()
+    (books / "alert-pause.yaml").write_text("""apiVersion: breakglass/v1
+kind: Playbook
+name: alert-pause
+description: benchmark
+severity: critical
+inputs:
+  trial: {type: string}
+triggers:
+  - source: generic
+    inputs: {trial: "{{ alert.id }}"}
+steps:
+  - {id: pause, kind: pause, timeout: 60s, with: {contracts: [vault], signer: guardian, prepared: true}}
+""")
+    return inventory, books
+
+
+def _get(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def _until(predicate, process: subprocess.Popen, home: Path, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        if process.poll() is not None:
+            raise SystemExit(f"serve stopped while waiting for {what}:\n{(home / 'serve.log').read_text()[-2000:]}")
+        time.sleep(0.005)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+if __name__ == "__main__":
+    main()
