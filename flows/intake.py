@@ -63,7 +63,7 @@ class Intake:
             return 404, {"error": f"no alert source '{name}'"}
         digest = hashlib.sha256(body).hexdigest()
         if len(body) > LIMIT:
-            return self._refuse(413, name, digest, f"body over {LIMIT} bytes")
+            return self.refuse(413, name, digest, f"body over {LIMIT} bytes")
         try:
             parsed_json = json.loads(body)
         except (UnicodeDecodeError, ValueError) as exc:
@@ -73,7 +73,7 @@ class Intake:
         try:
             self._authenticate(source, body, parsed_json, headers)
         except auth.AuthError as exc:
-            return self._refuse(401, name, digest, str(exc))
+            return self.refuse(401, name, digest, str(exc))
         replay = hashlib.sha256(json.dumps([name, headers.get("x-signature", ""), headers.get("defender-signature", ""),
                                             headers.get("x-tenderly-signature", ""), headers.get("x-timestamp", ""),
                                             headers.get("date", ""), digest]).encode()).hexdigest()
@@ -81,12 +81,12 @@ class Intake:
             if replay in self._replies:
                 return 202, {**self._replies[replay], "replay": True}
             if bad_json:
-                return self._refuse(400, name, digest, bad_json)
+                return self.refuse(400, name, digest, bad_json)
             try:
                 depth(parsed_json)
                 alerts = ADAPTERS[source.kind].parse(parsed_json)
             except AdapterError as exc:
-                return self._refuse(400, name, digest, str(exc))
+                return self.refuse(400, name, digest, str(exc))
             record = self._route(name, source, alerts)
             answer = {"accepted": len(alerts), "matched": sorted({r["playbook"] for r in record["routes"]}),
                       "incidents": sorted({r["incident"] for r in record["routes"]} | set(record["joined"]))}
@@ -143,9 +143,9 @@ class Intake:
 
     def oversize(self, name: str, length: int) -> tuple[int, dict[str, Any]]:
         """Refused by its Content-Length before it is read; logged all the same."""
-        return self._refuse(413, name, f"unread ({length} bytes)", f"body over {LIMIT} bytes")
+        return self.refuse(413, name, f"unread ({length} bytes)", f"body over {LIMIT} bytes")
 
-    def _refuse(self, status: int, name: str, digest: str, reason: str) -> tuple[int, dict[str, Any]]:
+    def refuse(self, status: int, name: str, digest: str, reason: str) -> tuple[int, dict[str, Any]]:
         audit.append(self.root, "alert.refused", source=name, status=status, reason=reason, body_sha256=digest)
         return status, {"error": reason}
 

@@ -192,8 +192,11 @@ def app(service: Service) -> FastAPI:
         if length > LIMIT:
             status, answer = service.intake.oversize(name, length)
             return JSONResponse(answer, status_code=status)
-        body = await request.body()
         headers = {k.lower(): v for k, v in request.headers.items()}
+        if "json" not in headers.get("content-type", "application/json"):
+            status, answer = service.intake.refuse(415, name, "content-type", "Content-Type must be application/json")
+            return JSONResponse(answer, status_code=status)
+        body = await request.body()
         status, answer = await run_in_threadpool(service.intake.accept, name, body, headers)  # fsyncs: off the event loop
         return JSONResponse(answer, status_code=status)
 

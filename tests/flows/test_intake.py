@@ -154,7 +154,8 @@ def test_signed_alerts_start_playbooks_replays_and_duplicates_do_not(intake, hom
 
 @pytest.mark.parametrize(("case", "status"), [
     ("bad signature", 401), ("stale timestamp", 401), ("missing headers", 401), ("wrong token", 401),
-    ("invalid json", 400), ("wrong field type", 400), ("too large", 413), ("unknown source", 404)])
+    ("invalid json", 400), ("wrong field type", 400), ("too large", 413), ("unknown source", 404),
+    ("wrong content type", 415)])
 def test_forged_or_broken_alerts_start_nothing(intake, home, case, status) -> None:
     body = (DATA / "oz_monitor_raw_evm_match.json").read_bytes()
     before = set(home.glob("incidents/*/runs/*/record.json"))
@@ -170,6 +171,9 @@ def test_forged_or_broken_alerts_start_nothing(intake, home, case, status) -> No
         response = intake.post("generic", b"{not json", {"Authorization": f"Bearer {TOKEN}"})
     elif case == "wrong field type":
         response = intake.post("generic", b'{"id": "a", "title": "b", "chain_id": "one"}', {"Authorization": f"Bearer {TOKEN}"})
+    elif case == "wrong content type":
+        response = intake.post("generic", b'{"id": "a", "title": "b"}', {"Authorization": f"Bearer {TOKEN}",
+                                                                       "Content-Type": "text/plain"})
     elif case == "too large":
         response = intake.post("generic", b" " * (2 * 1024 * 1024), {"Authorization": f"Bearer {TOKEN}"})
     else:
@@ -230,3 +234,35 @@ def test_an_alert_storm_ends_in_exactly_five_incidents_and_loses_nothing(intake,
     p50, p99 = latencies[len(latencies) // 2], latencies[int(len(latencies) * 0.99)]
     print(f"storm: 10000 requests in {storm['seconds']:.1f}s (wall {wall:.1f}s); intake p50 {p50:.1f} ms, p99 {p99:.1f} ms")
     assert storm["seconds"] < 90
+
+
+def test_validate_checks_triggers_against_the_inventory_and_alert_fields(tmp_path) -> None:
+    from tests.conftest import cli
+
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("""apiVersion: breakglass/v1
+kind: Inventory
+name: t
+chains: {ethereum: {chain_id: 1, block_time: 12s, rpc: [{env: X_RPC}]}}
+contracts: {vault: {chain: ethereum, address: "0x1111111111111111111111111111111111111111"}}
+alert_sources: {oz: {kind: oz-monitor, secret_env: OZ_SECRET}}
+""")
+    (tmp_path / "p.yaml").write_text("""apiVersion: breakglass/v1
+kind: Playbook
+name: p
+description: t
+severity: high
+inputs: {tx: {type: string}}
+triggers:
+  - source: ozz
+    match: {address_in: [vaultt]}
+    inputs: {tx: "{{ alert.tx }}", nope: "{{ inputs.tx }}"}
+steps:
+  - {id: look, kind: snapshot, with: {chain: ethereum, paused: [vault]}}
+""")
+    result = cli("validate", str(tmp_path / "p.yaml"), "--inventory", str(inventory))
+    assert result.returncode == 1
+    for expected in ("p.yaml:8:", "unknown alert source 'ozz'", "Did you mean 'oz'?", "unknown contract 'vaultt'",
+                     "alerts have no field 'tx'. Alert fields: source, id", "undefined input 'nope'",
+                     "a trigger's inputs may use only alert.* (not inputs)"):
+        assert expected in result.stderr, (expected, result.stderr)
