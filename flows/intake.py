@@ -43,12 +43,13 @@ class Intake:
         self._lock = threading.Lock()
         self._dedupe: dict[str, tuple[str, float]] = {}  # dedupe key -> (incident, expires)
         self._correlate: dict[str, tuple[str, float]] = {}  # tx hash / outside address -> (incident, expires)
-        self._own = set()
+        self._addresses_of: dict[str, str] = {}
         for name in inventory.contracts:
             try:
-                self._own.add(resolve_address(inventory, Bindings(), name).lower())
-            except BreakglassError:
+                self._addresses_of[name] = resolve_address(inventory, Bindings(), name)
+            except BreakglassError:  # drill placeholders: no address outside a drill
                 pass
+        self._own = {a.lower() for a in self._addresses_of.values()}
         self._load()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fd = os.open(self.root / "log.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -89,7 +90,7 @@ class Intake:
                 return self.refuse(400, name, digest, str(exc))
             record = self._route(name, source, alerts)
             answer = {"accepted": len(alerts), "matched": sorted({r["playbook"] for r in record["routes"]}),
-                      "incidents": sorted({r["incident"] for r in record["routes"]} | set(record["joined"]))}
+                      "incidents": sorted({i for i in record["incident_of"] if i})}
             record.update(replay=replay, body_sha256=digest, answer=answer)
             mine = self._write({"type": "accepted", **record})
             self._replies[replay] = answer
@@ -155,12 +156,6 @@ class Intake:
         record: dict[str, Any] = {"id": f"{time.time_ns()}-{uuid.uuid4().hex[:8]}", "source": name, "received_at": now(),
                                   "alerts": [a.model_dump(mode="json") for a in alerts], "routes": [], "joined": [],
                                   "incident_of": []}
-        addresses_of = {}
-        for contract in self.inventory.contracts:
-            try:
-                addresses_of[contract] = resolve_address(self.inventory, Bindings(), contract)
-            except BreakglassError:
-                pass
         for alert in alerts:
             known = self._dedupe.get(alert.dedupe_key)
             if known and known[1] > clock:
@@ -168,8 +163,16 @@ class Intake:
                 record["incident_of"].append(known[0])
                 self._note(known[0], name, alert, "duplicate")
                 continue
+            matched = []  # the first matching trigger of each playbook: one run per playbook
+            for book_name, (_, book) in sorted(self.books.items()):
+                trigger = next((t for t in book.triggers if triggers.matches(t, name, alert, self._addresses_of)), None)
+                if trigger is not None:
+                    matched.append((book_name, trigger))
             keys = [k for k in [alert.tx_hash, *[a for a in alert.addresses if a not in self._own]] if k]
             incident = next((self._correlate[k][0] for k in keys if k in self._correlate and self._correlate[k][1] > clock), None)
+            if incident is None and not matched:  # recorded in the log, answered matched: [], no incident
+                record["incident_of"].append(None)
+                continue
             correlated = incident is not None
             incident = incident or new_incident_id(self.inventory.mode)
             self._dedupe[alert.dedupe_key] = (incident, clock + source.dedupe_window)
@@ -177,12 +180,9 @@ class Intake:
             for key in keys:
                 self._correlate[key] = (incident, clock + CORRELATE_WINDOW)
             self._note(incident, name, alert, "correlated" if correlated else "new")
-            for book_name, (_, book) in sorted(self.books.items()):
-                for trigger in book.triggers:
-                    if triggers.matches(trigger, name, alert, addresses_of):
-                        record["routes"].append({"playbook": book_name, "incident": incident, "status": "to-start",
-                                                 "inputs": triggers.inputs_for(trigger, alert), "alert": alert.id})
-                        break
+            for book_name, trigger in matched:
+                record["routes"].append({"playbook": book_name, "incident": incident, "status": "to-start",
+                                         "inputs": triggers.inputs_for(trigger, alert), "alert": alert.id})
         return record
 
     def _note(self, incident: str, source: str, alert: Any, how: str) -> None:
@@ -227,6 +227,8 @@ class Intake:
                 self._replies[entry["replay"]] = entry["answer"]
                 age = clock - int(entry["id"].split("-")[0]) / 1e9
                 for alert, incident in zip(entry["alerts"], entry.get("incident_of", []), strict=False):
+                    if incident is None:
+                        continue
                     self._dedupe.setdefault(alert["dedupe_key"], (incident, clock + max(0.0, CORRELATE_WINDOW - age)))
             elif entry["type"] == "route" and entry["id"] in records:
                 records[entry["id"]]["routes"][entry["n"]]["status"] = entry["status"]
