@@ -75,7 +75,8 @@ class Intake:
             self._authenticate(source, body, parsed_json, headers)
         except auth.AuthError as exc:
             return self.refuse(401, name, digest, str(exc))
-        replay = hashlib.sha256(json.dumps([name, headers.get("x-signature", ""), headers.get("defender-signature", ""),
+        replay = hashlib.sha256(json.dumps([name, headers.get("authorization", "") if source.kind == "forta" else "",
+                                            headers.get("x-signature", ""), headers.get("defender-signature", ""),
                                             headers.get("x-tenderly-signature", ""), headers.get("x-timestamp", ""),
                                             headers.get("date", ""), digest]).encode()).hexdigest()
         with self._lock:
@@ -137,6 +138,8 @@ class Intake:
             auth.defender(parsed, headers, secret)
         elif source.kind == "tenderly":
             auth.tenderly(body, headers, secret)
+        elif source.kind == "forta":
+            auth.forta_jwt(headers, source.scanners)
         elif source.token_env:
             auth.bearer(headers, self.env(source.token_env))
         else:

@@ -204,16 +204,19 @@ class AlertSource(Model):
 
     kind: Literal["oz-monitor", "defender", "forta", "tenderly", "alertmanager", "generic"]
     secret_env: EnvName | None = Field(None, description="oz-monitor, defender, tenderly: the HMAC secret")
-    token_env: EnvName | None = Field(None, description="alertmanager, generic, forta: a bearer token")
+    token_env: EnvName | None = Field(None, description="alertmanager, generic: a bearer token")
     username_env: EnvName | None = Field(None, description="alertmanager, generic: basic auth user")
     password_env: EnvName | None = Field(None, description="alertmanager, generic: basic auth password")
+    scanners: list[Address] = Field(default_factory=list, description="forta: scan node addresses whose JWTs are accepted")
     dedupe_window: Duration = Field(600, description="alerts with the same dedupe key within this window join the first")
 
     @model_validator(mode="after")
     def _credentials(self) -> AlertSource:
         if self.kind in ("oz-monitor", "defender", "tenderly") and not self.secret_env:
             raise ValueError(f"a {self.kind} source needs secret_env (its HMAC secret)")
-        if self.kind in ("alertmanager", "generic", "forta") and not (self.token_env or (self.username_env and self.password_env)):
+        if self.kind == "forta" and not self.scanners:
+            raise ValueError("a forta source needs scanners: the scan node addresses whose JWTs it accepts")
+        if self.kind in ("alertmanager", "generic") and not (self.token_env or (self.username_env and self.password_env)):
             raise ValueError(f"a {self.kind} source needs token_env, or username_env and password_env")
         return self
 

@@ -87,3 +87,43 @@ def basic(headers: dict[str, str], user: str, password: str) -> None:
     expected = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
     if not hmac.compare_digest(headers.get("authorization", "").encode(), expected.encode()):
         raise AuthError("missing or wrong basic credentials")
+
+
+def forta_jwt(headers: dict[str, str], scanners: list[str], now: float | None = None) -> str:
+    """A Forta scan node's ``Authorization: Bearer <JWT>``: header ``alg: ETH``, signature over
+    keccak256 of ``<header>.<payload>`` by the scanner key named in ``sub``, not expired. Counts only
+    when that scanner is on the allowlist. Returns the scanner address."""
+    from eth_account import Account
+    from eth_utils import keccak
+
+    given = headers.get("authorization", "")
+    if not given.startswith("Bearer ") or given.count(".") != 2:
+        raise AuthError("missing Forta bearer JWT")
+    raw_header, raw_payload, raw_signature = given.removeprefix("Bearer ").split(".")
+    try:
+        header = json.loads(_b64(raw_header))
+        payload = json.loads(_b64(raw_payload))
+        signature = _b64(raw_signature)
+    except (ValueError, UnicodeDecodeError):
+        raise AuthError("the Forta JWT is not well formed") from None
+    if not isinstance(header, dict) or header.get("alg") != "ETH" or not isinstance(payload, dict):
+        raise AuthError("the Forta JWT is not signed with alg ETH")
+    now = time.time() if now is None else now
+    expires = payload.get("exp")
+    if not isinstance(expires, int | float) or expires < now:
+        raise AuthError("the Forta JWT has expired (or has no exp)")
+    if isinstance(payload.get("iat"), int | float) and payload["iat"] > now + 60:
+        raise AuthError("the Forta JWT is issued in the future")
+    try:
+        signer = Account._recover_hash(keccak(f"{raw_header}.{raw_payload}".encode()), signature=signature)
+    except Exception:  # noqa: BLE001 - garbage signatures are refusals
+        raise AuthError("the Forta JWT signature cannot be read") from None
+    if str(payload.get("sub", "")).lower() != signer.lower():
+        raise AuthError("the Forta JWT is not signed by its subject")
+    if signer.lower() not in {s.lower() for s in scanners}:
+        raise AuthError(f"scanner {signer} is not on this source's allowlist")
+    return signer
+
+
+def _b64(part: str) -> bytes:
+    return base64.urlsafe_b64decode(part + "=" * (-len(part) % 4))

@@ -30,6 +30,8 @@ def sources() -> str:
   oz: {kind: oz-monitor, secret_env: OZ_SECRET, dedupe_window: 10m}
   tenderly: {kind: tenderly, secret_env: TENDERLY_KEY}
   generic: {kind: generic, token_env: GENERIC_TOKEN}
+  forta: {kind: forta, scanners: ["0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc"]}
+  am: {kind: alertmanager, username_env: AM_USER, password_env: AM_PASSWORD}
 """
 
 
@@ -102,7 +104,7 @@ class Serve:
 def intake(prefect_api, chain, home, tmp_path):
     chain = fresh_protocol(chain)
     env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"), "OZ_SECRET": OZ_SECRET,
-           "TENDERLY_KEY": TENDERLY_KEY, "GENERIC_TOKEN": TOKEN}
+           "TENDERLY_KEY": TENDERLY_KEY, "GENERIC_TOKEN": TOKEN, "AM_USER": "alertmanager", "AM_PASSWORD": "am-test-password"}
     served = Serve(tmp_path, chain, env).start()
     yield served
     served.stop()
@@ -266,3 +268,27 @@ steps:
                      "alerts have no field 'tx'. Alert fields: source, id", "undefined input 'nope'",
                      "a trigger's inputs may use only alert.* (not inputs)"):
         assert expected in result.stderr, (expected, result.stderr)
+
+
+def test_forta_scanner_jwts_and_alertmanager_basic_auth(intake, home) -> None:
+    import base64
+
+    from eth_account import Account
+
+    from tests.integrations.test_alert_adapters import _forta_jwt
+
+    scanner, stranger = Account.from_key(dev_key("relayer")), Account.from_key(dev_key("attacker"))
+    assert scanner.address == "0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc"
+    body = (DATA / "forta_local_mode_webhook_batch.json").read_bytes()
+    claims = {"sub": scanner.address, "iat": int(time.time()), "exp": int(time.time()) + 30, "bot-id": "0x1738"}
+    good = intake.post("forta", body, {"Authorization": "Bearer " + _forta_jwt(scanner, claims), "Content-Type": "application/json"})
+    assert good.status_code == 202 and good.json()["accepted"] == 1, good.text
+    forged = intake.post("forta", body, {"Authorization": "Bearer " + _forta_jwt(stranger, {**claims, "sub": stranger.address}),
+                                         "Content-Type": "application/json"})
+    assert forged.status_code == 401 and "allowlist" in forged.json()["error"]
+
+    am = (DATA / "alertmanager_webhook_v4.json").read_bytes()
+    basic = "Basic " + base64.b64encode(b"alertmanager:am-test-password").decode()
+    assert intake.post("am", am, {"Authorization": basic, "Content-Type": "application/json"}).status_code == 202
+    wrong = "Basic " + base64.b64encode(b"alertmanager:nope").decode()
+    assert intake.post("am", am, {"Authorization": wrong, "Content-Type": "application/json"}).status_code == 401

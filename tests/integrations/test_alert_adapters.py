@@ -181,3 +181,45 @@ def _check(source: str, body) -> None:
         assert str(exc) and "Traceback" not in str(exc)
         return
     assert alerts and all(isinstance(a, Alert) and a.source == source for a in alerts)
+
+
+def _forta_jwt(account, claims: dict, alg: str = "ETH") -> str:
+    import base64
+
+    from eth_utils import keccak
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    head = b64(json.dumps({"alg": alg, "typ": "JWT"}).encode())
+    body = b64(json.dumps(claims).encode())
+    signed = account.unsafe_sign_hash(keccak(f"{head}.{body}".encode()))
+    return f"{head}.{body}.{b64(signed.signature)}"
+
+
+def test_forta_jwts_count_only_from_allowlisted_scanners() -> None:
+    import time as _time
+
+    from eth_account import Account
+
+    from tests.conftest import dev_key
+
+    scanner, stranger = Account.from_key(dev_key("relayer")), Account.from_key(dev_key("attacker"))
+    now = _time.time()
+    good = {"sub": scanner.address, "iat": int(now), "exp": int(now) + 30, "bot-id": "0x17381ae9"}
+    assert auth.forta_jwt({"authorization": "Bearer " + _forta_jwt(scanner, good)}, [scanner.address], now=now) == scanner.address
+    refusals = {
+        "is not on this source.s allowlist": _forta_jwt(stranger, {**good, "sub": stranger.address}),
+        "not signed by its subject": _forta_jwt(stranger, good),
+        "has expired": _forta_jwt(scanner, {**good, "exp": int(now) - 1}),
+        "alg ETH": _forta_jwt(scanner, good, alg="HS256"),
+    }
+    for reason, token in refusals.items():
+        with pytest.raises(auth.AuthError, match=reason):
+            auth.forta_jwt({"authorization": "Bearer " + token}, [scanner.address], now=now)
+    head, body, sig = _forta_jwt(scanner, good).split(".")
+    tampered = f"{head}.{_forta_jwt(scanner, {**good, 'bot-id': 'other'}).split('.')[1]}.{sig}"
+    with pytest.raises(auth.AuthError, match="not signed by its subject"):
+        auth.forta_jwt({"authorization": "Bearer " + tampered}, [scanner.address], now=now)
+    with pytest.raises(auth.AuthError, match="not well formed"):
+        auth.forta_jwt({"authorization": "Bearer a.b.c"}, [scanner.address], now=now)
