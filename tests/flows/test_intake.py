@@ -32,6 +32,7 @@ def sources() -> str:
   generic: {kind: generic, token_env: GENERIC_TOKEN}
   forta: {kind: forta, scanners: ["0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc"]}
   am: {kind: alertmanager, username_env: AM_USER, password_env: AM_PASSWORD}
+  defender: {kind: defender, secret_env: DEFENDER_SECRET}
 """
 
 
@@ -71,8 +72,11 @@ class Serve:
         (self.books / "on-oz.yaml").write_text(book("on-oz", "oz", "Large Transfer*"))
         (self.books / "on-tenderly.yaml").write_text(book("on-tenderly", "tenderly", "Tenderly alert"))
         (self.books / "on-generic.yaml").write_text(book("on-generic", "generic", "*"))
+        for kind, source in (("forta", "forta"), ("am", "am"), ("defender", "defender")):
+            (self.books / f"on-{kind}.yaml").write_text(book(f"on-{kind}", source, "*"))
         self.inventory = live_inventory(tmp, chain, extra=sources())
-        self.env, self.process = env, None
+        self.home = tmp / "home"  # its own intake log: alerts of other tests must not dedupe into these
+        self.env, self.process = {**env, "BREAKGLASS_HOME": str(tmp / "home")}, None
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
 
@@ -104,7 +108,8 @@ class Serve:
 def intake(prefect_api, chain, home, tmp_path):
     chain = fresh_protocol(chain)
     env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"), "OZ_SECRET": OZ_SECRET,
-           "TENDERLY_KEY": TENDERLY_KEY, "GENERIC_TOKEN": TOKEN, "AM_USER": "alertmanager", "AM_PASSWORD": "am-test-password"}
+           "TENDERLY_KEY": TENDERLY_KEY, "GENERIC_TOKEN": TOKEN, "AM_USER": "alertmanager", "AM_PASSWORD": "am-test-password",
+           "DEFENDER_SECRET": "defender-test-secret"}
     served = Serve(tmp_path, chain, env).start()
     yield served
     served.stop()
@@ -124,7 +129,8 @@ def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
     raise AssertionError(f"{what} not reached in {timeout}s")
 
 
-def test_signed_alerts_start_playbooks_replays_and_duplicates_do_not(intake, home) -> None:
+def test_signed_alerts_start_playbooks_replays_and_duplicates_do_not(intake) -> None:
+    home = intake.home
     assert httpx.get(intake.base + "/alerts/tenderly").status_code == 200  # Tenderly probes the URL with GET
     body = (DATA / "oz_monitor_raw_evm_match.json").read_bytes()
     headers = oz(body)
@@ -158,7 +164,8 @@ def test_signed_alerts_start_playbooks_replays_and_duplicates_do_not(intake, hom
     ("bad signature", 401), ("stale timestamp", 401), ("missing headers", 401), ("wrong token", 401),
     ("invalid json", 400), ("wrong field type", 400), ("too large", 413), ("unknown source", 404),
     ("wrong content type", 415)])
-def test_forged_or_broken_alerts_start_nothing(intake, home, case, status) -> None:
+def test_forged_or_broken_alerts_start_nothing(intake, case, status) -> None:
+    home = intake.home
     body = (DATA / "oz_monitor_raw_evm_match.json").read_bytes()
     before = set(home.glob("incidents/*/runs/*/record.json"))
     if case == "bad signature":
@@ -190,11 +197,12 @@ def test_forged_or_broken_alerts_start_nothing(intake, home, case, status) -> No
         assert refused[-1]["status"] == status and OZ_SECRET not in json.dumps(refused[-1])
 
 
-def test_an_alert_accepted_right_before_a_kill_9_starts_after_the_restart(prefect_api, chain, home, tmp_path) -> None:
+def test_an_alert_accepted_right_before_a_kill_9_starts_after_the_restart(prefect_api, chain, tmp_path) -> None:
     chain = fresh_protocol(chain)
     env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"), "OZ_SECRET": OZ_SECRET,
            "TENDERLY_KEY": TENDERLY_KEY, "GENERIC_TOKEN": TOKEN}
     served = Serve(tmp_path, chain, env).start(failpoint="intake.before_start")
+    home = served.home
     body = json.dumps({"id": f"kill-{time.monotonic_ns()}", "title": "kill test"}).encode()
     answer = served.post("generic", body, {"Authorization": f"Bearer {TOKEN}"})
     assert answer.status_code == 202
@@ -209,7 +217,8 @@ def test_an_alert_accepted_right_before_a_kill_9_starts_after_the_restart(prefec
         served.stop()
 
 
-def test_an_alert_storm_ends_in_exactly_five_incidents_and_loses_nothing(intake, home, tmp_path) -> None:
+def test_an_alert_storm_ends_in_exactly_five_incidents_and_loses_nothing(intake, tmp_path) -> None:
+    home = intake.home
     out = tmp_path / "storm.json"
     started = time.monotonic()
     subprocess.run([sys.executable, "-m", "tests.helpers.alert_storm", f"{intake.base}/alerts/generic", TOKEN, "10000", "60",
@@ -270,7 +279,7 @@ steps:
         assert expected in result.stderr, (expected, result.stderr)
 
 
-def test_forta_scanner_jwts_and_alertmanager_basic_auth(intake, home) -> None:
+def test_forta_scanner_jwts_and_alertmanager_basic_auth(intake) -> None:
     import base64
 
     from eth_account import Account
@@ -292,3 +301,60 @@ def test_forta_scanner_jwts_and_alertmanager_basic_auth(intake, home) -> None:
     assert intake.post("am", am, {"Authorization": basic, "Content-Type": "application/json"}).status_code == 202
     wrong = "Basic " + base64.b64encode(b"alertmanager:nope").decode()
     assert intake.post("am", am, {"Authorization": wrong, "Content-Type": "application/json"}).status_code == 401
+
+
+def signed_request(source: str, variant: int = 0) -> tuple[bytes, dict[str, str]]:
+    """A real-format fixture, authenticated as that source sends it; ``variant`` re-sends it the way a retry would."""
+    import base64
+    import uuid
+    from datetime import UTC, datetime
+
+    from eth_account import Account
+
+    from tests.integrations.test_alert_adapters import _forta_jwt
+
+    json_type = {"Content-Type": "application/json"}
+    if source == "oz":
+        body = (DATA / "oz_monitor_raw_evm_match.json").read_bytes()
+        return body, oz(body)
+    if source == "tenderly":
+        body = (DATA / "tenderly_alert_webhook.json").read_bytes()
+        return body, tenderly(body)
+    if source == "defender":
+        parsed = json.loads((DATA / "defender_monitor_webhook_body.json").read_text())
+        stamp = datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+        signed = json.dumps({**parsed, "timestamp": stamp}, separators=(",", ":"), ensure_ascii=False).encode()
+        mac = hmac.new(b"defender-test-secret", signed, hashlib.sha256).hexdigest()
+        return json.dumps(parsed).encode(), {**json_type, "Defender-Timestamp": stamp, "Defender-Signature": mac}
+    if source == "forta":
+        scanner = Account.from_key(dev_key("relayer"))
+        claims = {"sub": scanner.address, "iat": int(time.time()), "exp": int(time.time()) + 30, "jti": uuid.uuid4().hex}
+        body = (DATA / "forta_local_mode_webhook_batch.json").read_bytes()
+        return body, {**json_type, "Authorization": "Bearer " + _forta_jwt(scanner, claims)}
+    if source == "am":
+        parsed = json.loads((DATA / "alertmanager_webhook_v4.json").read_text())
+        body = json.dumps(parsed, indent=variant or None).encode()  # Alertmanager re-sends the same alerts
+        return body, {**json_type, "Authorization": "Basic " + base64.b64encode(b"alertmanager:am-test-password").decode()}
+    body = json.dumps({"id": "generic-1", "title": "generic alert", "tx_hash": "0x" + "42" * 32}, indent=variant or None).encode()
+    return body, {**json_type, "Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.mark.parametrize("source", ["oz", "defender", "forta", "tenderly", "am", "generic"])
+def test_each_source_starts_its_playbook_once(intake, source) -> None:
+    home = intake.home
+    body, headers = signed_request(source)
+    first = intake.post(source, body, headers)
+    assert first.status_code == 202, first.text
+    assert first.json()["matched"] == [f"on-{'oz' if source == 'oz' else source}"]
+    incident = first.json()["incidents"][0]
+    wait_for(lambda: [r for r in runs(home, incident) if r["status"] == "completed"], what=f"the {source} run")
+
+    replay = intake.post(source, body, headers)
+    assert replay.status_code == 202 and replay.json()["replay"] is True and replay.json()["incidents"] == [incident]
+    time.sleep(1.1)  # a retry comes later, with a fresh signature (or, for static credentials, re-encoded)
+    again_body, again_headers = signed_request(source, variant=2)
+    again = intake.post(source, again_body, again_headers)
+    assert again.status_code == 202, again.text
+    assert "replay" not in again.json() and again.json()["matched"] == [] and again.json()["incidents"] == [incident]
+    time.sleep(0.5)
+    assert len(runs(home, incident)) == 1
