@@ -115,6 +115,10 @@ def _print_record(record: Any) -> None:
         elif outputs.get("results"):
             detail = ", ".join(f"{r['contract']} {r['status']}" + (f" ({r['tx_hash'][:12]}…)" if r.get("tx_hash") else "")
                                for r in outputs["results"]) + (f"; {step.error}" if step.error else "")
+        elif outputs.get("decision"):
+            channels = sorted({v["channel"] for v in outputs.get("votes", [])})
+            detail = f"{outputs['decision']} by {', '.join(outputs.get('approvers', [])) or 'nobody'}" + (
+                f" ({', '.join(channels)})" if channels else "") + f", digest {outputs['digest'][:12]}…"
         elif outputs.get("tx_hash"):
             detail = f"{outputs.get('function', '')} tx {outputs['tx_hash']} in block {outputs.get('block_number')}"
         table.add_row(step.id, step.kind, step.status, str(step.attempts), detail)
