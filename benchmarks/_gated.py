@@ -9,6 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from _common import receipt
 from eth_account import Account
 from eth_utils import keccak
 
@@ -99,16 +100,6 @@ def broadcast_of(run_dir: Path, step: str) -> tuple[str, float]:
                     return entry["hash"], datetime.fromisoformat(entry["at"].replace("Z", "+00:00")).timestamp()
         time.sleep(0.005)
     raise SystemExit(f"{step} was not broadcast")
-
-
-def receipt(rpc: JsonRpc, tx_hash: str) -> int:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        answer = rpc.call("eth_getTransactionReceipt", [tx_hash])
-        if answer is not None:
-            return int(answer["blockNumber"], 16)
-        time.sleep(0.01)
-    raise SystemExit(f"{tx_hash} was not mined")
 
 
 def summary(rows: list[dict[str, float]], trials: int, block_time: float) -> dict[str, Any]:

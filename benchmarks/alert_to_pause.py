@@ -15,26 +15,19 @@ from __future__ import annotations
 import json
 import os
 import random
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-os.environ["BREAKGLASS_HOME"] = tempfile.mkdtemp(prefix="bench-alert-")
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-for _name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):
-    os.environ.pop(_name, None)
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from _common import ROOT, Bare, isolate, race, receipt, start_serve, until  # noqa: E402
+
+HOME = isolate("bench-alert-")
 
 import httpx  # noqa: E402
-from _gated import PAUSE, key, receipt  # noqa: E402
+from _gated import PAUSE, key  # noqa: E402
 
 from breakglass.flows import fixture, prepared, server  # noqa: E402
 from breakglass.flows.validate import load_inventory  # noqa: E402
@@ -49,50 +42,29 @@ UNPAUSE = abi.parse("unpause()").encode()
 
 
 def main() -> None:
-    home = Path(os.environ["BREAKGLASS_HOME"])
+    home = HOME
     node = anvil.start(block_time=BLOCK_TIME, log_dir=home / "anvil")
     serve = None
     try:
         rpc = JsonRpc([Endpoint("bench", node.url)])
         ours = fixture.deploy(rpc, attack=False).addresses
         theirs = fixture.deploy(rpc, attack=False).addresses
-        bare = key("backup-guardian")
+        bare_key = key("backup-guardian")
         from eth_utils import keccak
 
-        grant = abi.parse("grantRole(bytes32,address)").encode([keccak(text="GUARDIAN_ROLE"), bare.address])
+        grant = abi.parse("grantRole(bytes32,address)").encode([keccak(text="GUARDIAN_ROLE"), bare_key.address])
         receipt(rpc, rpc.call("eth_sendTransaction", [{"from": ours["fixture:admin"], "to": theirs["fixture:vault"],
                                                        "data": "0x" + grant.hex()}]))
         inventory, books = _files(home, ours)
         api = server.start(home)
-        port = _free_port()
         env = {**os.environ, **api.settings(), "BENCH_RPC_URL": node.url, "BENCH_GUARDIAN_KEY": key("guardian").key.to_0x_hex(),
                "BENCH_ALERT_TOKEN": TOKEN}
-        log = open(home / "serve.log", "w")  # noqa: SIM115 - a pipe nobody reads would block the service
-        serve = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
-                                  "--playbooks", str(books), "--port", str(port), "--refresh", "0.2"],
-                                 env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=log)
-        base = f"http://127.0.0.1:{port}"
-        _until(lambda: _get(base + "/healthz"), serve, home, 120, "serve to start")
+        serve, base = start_serve(home, inventory, books, env, "--refresh", "0.2")
 
         inv = load_inventory(inventory)
-        sent: dict[int, tuple[str, float]] = {}
-        trial_box = {"i": -1, "raw": b""}
-        bare_rpc = JsonRpc([Endpoint("bare", node.url)])
-
-        class Bare(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                sent[trial_box["i"]] = (bare_rpc.call("eth_sendRawTransaction", ["0x" + trial_box["raw"].hex()]), time.time())
-                self.send_response(202)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        bare_server = ThreadingHTTPServer(("127.0.0.1", 0), Bare)
-        threading.Thread(target=bare_server.serve_forever, daemon=True).start()
-        bare_url = f"http://127.0.0.1:{bare_server.server_port}/alerts/generic"
+        raws: dict[int, bytes] = {}
+        bare = Bare(node.url, lambda i: raws[i], status=202)  # the comparison: the same request, then a pre-signed pause
+        bare_url = bare.url + "alerts/generic"
         ours_client, bare_client = httpx.Client(), httpx.Client()
         rng = random.Random(5)
         guardian = ours["fixture:guardian"]
@@ -102,41 +74,27 @@ def main() -> None:
                 if rpc.call("eth_call", [{"to": vault, "data": "0x5c975abb"}, "latest"])[-1] == "1":
                     receipt(rpc, rpc.call("eth_sendTransaction", [{"from": sender, "to": vault, "data": "0x" + UNPAUSE.hex()}]))
             pending = int(rpc.call("eth_getTransactionCount", [guardian, "pending"]), 16)
-            _until(lambda pending=pending: [t.nonce for t in prepared.load(home, inv, "alert-pause", "pause")] == [pending],
+            until(lambda pending=pending: [t.nonce for t in prepared.load(home, inv, "alert-pause", "pause")] == [pending],
                    serve, home, 30, "the prepared pause to be re-signed")
-            nonce = int(rpc.call("eth_getTransactionCount", [bare.address, "pending"]), 16)
-            trial_box["raw"] = bare.sign_transaction({"type": 2, "chainId": 31337, "nonce": nonce, "to": theirs["fixture:vault"],
+            nonce = int(rpc.call("eth_getTransactionCount", [bare_key.address, "pending"]), 16)
+            raws[i] = bare_key.sign_transaction({"type": 2, "chainId": 31337, "nonce": nonce, "to": theirs["fixture:vault"],
                                                       "value": 0, "data": "0x" + PAUSE.hex(), "gas": 100_000,
                                                       "maxFeePerGas": 500 * 10**9, "maxPriorityFeePerGas": 2 * 10**9}).raw_transaction
             body = json.dumps({"id": f"trial-{i}-{time.time_ns()}", "title": "vault drained", "severity": "critical",
                                "tx_hash": "0x" + f"{i:064x}"}).encode()
             headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"}
             time.sleep(rng.uniform(0, BLOCK_TIME))
-            trial_box["i"] = i
-            barrier = threading.Barrier(2)
-            stamps: dict[str, float] = {}
-
-            def post(name: str, client: httpx.Client, url: str, body: bytes = body, headers: dict = headers,
-                     barrier: threading.Barrier = barrier, stamps: dict = stamps) -> None:
-                barrier.wait()
-                stamps[name] = time.time()
-                client.post(url, content=body, headers=headers)
-
-            threads = [threading.Thread(target=post, args=("ours", ours_client, base + "/alerts/generic")),
-                       threading.Thread(target=post, args=("bare", bare_client, bare_url))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            bare.trial = i
+            stamps = race(body, headers, ours=(ours_client, base + "/alerts/generic"), bare=(bare_client, bare_url))
             ours_hash, ours_at = _fastpath(home, i)
-            bare_hash, bare_at = sent[i]
+            bare_hash, bare_at = bare.sent[i]
             a, b = receipt(rpc, ours_hash), receipt(rpc, bare_hash)
             same += a == b
             gaps.append(a - b)
             ours_ms.append((ours_at - stamps["ours"]) * 1000)
             bare_ms.append((bare_at - stamps["bare"]) * 1000)
             print(f"trial {i}: breakglass +{ours_ms[-1]:.1f} ms, bare +{bare_ms[-1]:.1f} ms, blocks {a - b:+d}", file=sys.stderr)
-        bare_server.shutdown()
+        bare.close()
         healthz = _load(base + "/healthz", "healthz")
         intake = _load(base + "/alerts/load", "alert")
         metrics = {
@@ -222,29 +180,7 @@ steps:
     return inventory, books
 
 
-def _get(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
-
-def _until(predicate, process: subprocess.Popen, home: Path, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if process.poll() is not None:
-            raise SystemExit(f"serve stopped while waiting for {what}:\n{(home / 'serve.log').read_text()[-2000:]}")
-        time.sleep(0.005)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":

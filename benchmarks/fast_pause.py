@@ -12,14 +12,14 @@ import json
 import os
 import statistics
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-os.environ["BREAKGLASS_HOME"] = tempfile.mkdtemp(prefix="bench-fast-pause-")
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from _common import isolate, receipt  # noqa: E402
+
+isolate("bench-fast-pause-")
 
 from eth_account import Account  # noqa: E402
 from eth_utils import keccak  # noqa: E402
@@ -99,8 +99,8 @@ steps:
             timing = _race(playbook_path, inventory_path, trial, w3, raw.raw_transaction)
             if not timing.get("hash"):
                 raise SystemExit(f"trial {trial}: the prepared pause was not sent")
-            a = _receipt(rpc, timing["hash"])
-            b = _receipt(rpc, timing["bare_hash"])
+            a = receipt(rpc, timing["hash"])
+            b = receipt(rpc, timing["bare_hash"])
             same += a == b
             gaps.append(a - b)
             ours_ms.append(timing["ours"] * 1000)
@@ -158,17 +158,8 @@ def _paused(rpc: JsonRpc, vault: str) -> bool:
 
 def _mine(rpc: JsonRpc, sender: str, to: str, data: bytes) -> None:
     tx_hash = rpc.call("eth_sendTransaction", [{"from": sender, "to": to, "data": "0x" + data.hex()}])
-    _receipt(rpc, tx_hash)
+    receipt(rpc, tx_hash)
 
-
-def _receipt(rpc: JsonRpc, tx_hash: str) -> int:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        receipt = rpc.call("eth_getTransactionReceipt", [tx_hash])
-        if receipt is not None:
-            return int(receipt["blockNumber"], 16)
-        time.sleep(0.01)
-    raise SystemExit(f"{tx_hash} was not mined")
 
 
 if __name__ == "__main__":

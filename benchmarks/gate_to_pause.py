@@ -18,20 +18,16 @@ import os
 import random
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-os.environ["BREAKGLASS_HOME"] = tempfile.mkdtemp(prefix="bench-gate-")
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-for _name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):
-    os.environ.pop(_name, None)
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from _common import ROOT, isolate, receipt, until  # noqa: E402
 
-from _gated import broadcast_of, files, key, protocols, receipt, summary  # noqa: E402
+HOME = isolate("bench-gate-")
+
+from _gated import broadcast_of, files, key, protocols, summary  # noqa: E402
 
 from breakglass.flows import server, voting  # noqa: E402
 from breakglass.integrations.chain import anvil  # noqa: E402
@@ -43,7 +39,7 @@ TARGET = {"first_block_fraction_min": 0.9}
 
 
 def main() -> None:
-    home = Path(os.environ["BREAKGLASS_HOME"])
+    home = HOME
     node = anvil.start(log_dir=home / "anvil")  # automine for the setup, then 2 s interval mining
     runner = None
     try:
@@ -123,15 +119,13 @@ def main() -> None:
 
 
 def _open_gate(home: Path, incident: str, step: str, runner: subprocess.Popen[str]) -> voting.Gate:
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if runner.poll() is not None:
-            raise SystemExit(f"the runner stopped early:\n{(home / 'runner.log').read_text()[-2000:]}")
+    def locate() -> voting.Gate | None:
         try:
             return voting.locate(home, incident, step)
         except Exception:  # noqa: BLE001 - not open yet
-            time.sleep(0.01)
-    raise SystemExit(f"{step} did not open")
+            return None
+
+    return until(locate, runner, home / "runner.log", 60, f"{step} to open")
 
 
 if __name__ == "__main__":

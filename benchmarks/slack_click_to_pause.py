@@ -17,26 +17,18 @@ import hmac
 import json
 import os
 import random
-import socket
-import subprocess
 import sys
-import tempfile
-import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlencode
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
-os.environ["BREAKGLASS_HOME"] = tempfile.mkdtemp(prefix="bench-slack-")
-os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
-for _name in ("PREFECT_API_URL", "PREFECT_API_AUTH_STRING"):
-    os.environ.pop(_name, None)
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
+from _common import Bare, isolate, race, receipt, start_serve, until  # noqa: E402
+
+HOME = isolate("bench-slack-")
 
 import httpx  # noqa: E402
-from _gated import SLACK_IDS, broadcast_of, files, key, protocols, receipt, summary  # noqa: E402
+from _gated import SLACK_IDS, broadcast_of, files, key, protocols, summary  # noqa: E402
 
 from breakglass.flows import server  # noqa: E402
 from breakglass.flows.gatestate import load_state  # noqa: E402
@@ -66,7 +58,7 @@ def click_body(user: str, incident: str, gate: str, digest: str) -> tuple[bytes,
 
 
 def main() -> None:
-    home = Path(os.environ["BREAKGLASS_HOME"])
+    home = HOME
     node = anvil.start(log_dir=home / "anvil")
     serve = None
     try:
@@ -74,15 +66,9 @@ def main() -> None:
         deployed, bare_raw = protocols(rpc, TRIALS)
         inventory, playbook = files(home, deployed, BLOCK_TIME, extra=SLACK_APP, channels="[signed, slack]")
         api = server.start(home)
-        port = _free_port()
         env = {**os.environ, **api.settings(), "BENCH_RPC_URL": node.url, "BENCH_GUARDIAN_KEY": key("guardian").key.to_0x_hex(),
                "BENCH_SLACK_SIGNING_SECRET": SECRET, "BREAKGLASS_SERVE_TOKEN": "bench-token"}
-        log = open(home / "serve.log", "w")  # noqa: SIM115 - a pipe nobody reads would block the service
-        serve = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
-                                  "--playbooks", str(playbook.parent), "--port", str(port)], env=env, cwd=ROOT,
-                                 stdout=subprocess.DEVNULL, stderr=log)
-        base = f"http://127.0.0.1:{port}"
-        _until(lambda: _get(base + "/healthz"), serve, home, 120, "serve to start")  # it signs 50 prepared pauses first
+        serve, base = start_serve(home, inventory, playbook.parent, env)
         rpc.call("evm_setAutomine", [False])
         rpc.call("evm_setIntervalMining", [int(BLOCK_TIME)])
         incident = f"BENCH-SLACK-{os.getpid()}"
@@ -92,62 +78,31 @@ def main() -> None:
             raise SystemExit(f"POST /runs: {started.status_code} {started.text}")
         run_dir = home / "incidents" / incident / "runs" / started.json()["run"]
 
-        sent: dict[int, tuple[str, float]] = {}
-        trial_box = {"i": -1}
-        bare_rpc = JsonRpc([Endpoint("bare", node.url)])
-
-        class Bare(BaseHTTPRequestHandler):  # the comparison: the same POST, then a pre-signed broadcast
-            def do_POST(self) -> None:  # noqa: N802
-                self.rfile.read(int(self.headers.get("content-length") or 0))
-                i = trial_box["i"]
-                sent[i] = (bare_rpc.call("eth_sendRawTransaction", ["0x" + bare_raw[i].hex()]), time.time())
-                self.send_response(200)
-                self.send_header("content-length", "0")
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        bare = ThreadingHTTPServer(("127.0.0.1", 0), Bare)
-        threading.Thread(target=bare.serve_forever, daemon=True).start()
-        bare_url = f"http://127.0.0.1:{bare.server_port}/slack/interactivity"
+        bare = Bare(node.url, lambda i: bare_raw[i])  # the comparison: the same POST, then a pre-signed broadcast
+        bare_url = bare.url + "slack/interactivity"
         ours_client, bare_client = httpx.Client(), httpx.Client()
         rng = random.Random(11)
         rows = []
         for i in range(TRIALS):
             step = f"gate-{i}"
-            state = _until(lambda step=step: _waiting(run_dir, step), serve, home, 60, f"{step} to open")
+            state = until(lambda step=step: _waiting(run_dir, step), serve, home / "serve.log", 60, f"{step} to open")
             body, headers = click_body(SLACK_IDS["bob"], incident, step, state.digest)
             if ours_client.post(base + "/slack/interactivity", content=body, headers=headers).status_code != 200:
                 raise SystemExit(f"trial {i}: bob's click was refused")
-            _until(lambda step=step: _counted(run_dir, step) == 1, serve, home, 30, "bob's vote counted")
+            until(lambda step=step: _counted(run_dir, step) == 1, serve, home / "serve.log", 30, "bob's vote counted")
             body, headers = click_body(SLACK_IDS["carol"], incident, step, state.digest)
             time.sleep(rng.uniform(0, BLOCK_TIME))
             block_at_click = int(rpc.call("eth_blockNumber"), 16)
-            trial_box["i"] = i
-            barrier = threading.Barrier(2)
-            stamps: dict[str, float] = {}
-
-            def post(name: str, client: httpx.Client, url: str, body: bytes = body, headers: dict = headers,
-                     barrier: threading.Barrier = barrier, stamps: dict = stamps) -> None:
-                barrier.wait()
-                stamps[name] = time.time()
-                client.post(url, content=body, headers=headers)
-
-            threads = [threading.Thread(target=post, args=("ours", ours_client, base + "/slack/interactivity")),
-                       threading.Thread(target=post, args=("bare", bare_client, bare_url))]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
+            bare.trial = i
+            stamps = race(body, headers, ours=(ours_client, base + "/slack/interactivity"), bare=(bare_client, bare_url))
             ours_hash, ours_at = broadcast_of(run_dir, f"pause-{i}")
-            bare_hash, bare_at = sent[i]
+            bare_hash, bare_at = bare.sent[i]
             rows.append({"ours_block": receipt(rpc, ours_hash) - block_at_click,
                          "bare_block": receipt(rpc, bare_hash) - block_at_click,
                          "ours_ms": (ours_at - stamps["ours"]) * 1000, "bare_ms": (bare_at - stamps["bare"]) * 1000})
             print(f"trial {i}: breakglass +{rows[-1]['ours_ms']:.0f} ms, block +{rows[-1]['ours_block']}; "
                   f"bare +{rows[-1]['bare_ms']:.1f} ms, block +{rows[-1]['bare_block']}", file=sys.stderr)
-        bare.shutdown()
+        bare.close()
         metrics = summary(rows, TRIALS, BLOCK_TIME)
         met = metrics["first_block_fraction"] >= TARGET["first_block_fraction_min"]
         print(f"first block after the click in {metrics['first_block_fraction']:.0%} of trials; click to broadcast "
@@ -171,29 +126,7 @@ def _counted(run_dir: Path, step: str) -> int:
     return len([v for v in state.votes if v.get("counted")]) if state else 0
 
 
-def _get(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
 
-
-def _until(predicate, process: subprocess.Popen, home: Path, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        if process.poll() is not None:
-            raise SystemExit(f"serve stopped while waiting for {what}:\n{(home / 'serve.log').read_text()[-2000:]}")
-        time.sleep(0.005)
-    raise SystemExit(f"timed out waiting for {what}")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 if __name__ == "__main__":
