@@ -156,3 +156,34 @@ def mined(rpc, tx: dict) -> dict:
             return receipt
         _time.sleep(0.01)
     raise AssertionError(f"{tx_hash} was not mined")
+
+
+def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
+    """Poll until ``predicate`` returns something truthy, and return it."""
+    import time as _time
+
+    deadline = _time.monotonic() + timeout
+    while _time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        _time.sleep(0.05)
+    raise AssertionError(f"{what} not reached in {timeout}s")
+
+
+def wait_healthy(base: str, process: subprocess.Popen, timeout: float = 60.0) -> None:
+    """Until `breakglass serve` answers /healthz; its stderr if it exits first."""
+    import time as _time
+
+    import httpx
+
+    deadline = _time.monotonic() + timeout
+    while _time.monotonic() < deadline:
+        if process.poll() is not None:
+            break
+        try:
+            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            _time.sleep(0.1)
+    raise AssertionError(f"serve did not start: {process.communicate(timeout=10)[1][-3000:]}")

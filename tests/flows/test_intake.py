@@ -18,7 +18,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory
+from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory, wait_for, wait_healthy
 from tests.flows.test_serve import free_port
 
 DATA = REPO / "tests" / "data" / "alerts"
@@ -86,14 +86,8 @@ class Serve:
                                          "--playbooks", str(self.books), "--port", str(self.port)],
                                         env={**self.env, **extra}, cwd=REPO, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.1)
-        raise AssertionError(f"serve did not start: {self.process.communicate()[1][-2000:]}")
+        wait_healthy(self.base, self.process)
+        return self
 
     def post(self, source: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
         return httpx.post(f"{self.base}/alerts/{source}", content=body, headers=headers, timeout=10)
@@ -117,16 +111,6 @@ def intake(prefect_api, chain, home, tmp_path):
 
 def runs(home: Path, incident: str) -> list[dict]:
     return [json.loads(p.read_text()) for p in (home / "incidents" / incident).glob("runs/*/record.json")]
-
-
-def wait_for(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout}s")
 
 
 def test_signed_alerts_start_playbooks_replays_and_duplicates_do_not(intake) -> None:

@@ -23,7 +23,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from breakglass.flows import audit
-from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory
+from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory, wait_for, wait_healthy
 from tests.flows.test_gates import pause_transactions
 from tests.helpers.jsonhttp import JsonServer
 from tests.helpers.slack_server import SlackServer
@@ -115,16 +115,7 @@ def start_serve(chain, home: Path, tmp_path: Path, socket_url: str | None = None
                                 "--playbooks", str(books), "--port", str(port)], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(base + "/healthz", timeout=1).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise AssertionError(f"serve did not start: {process.communicate()[1][-3000:]}")
-        time.sleep(0.1)
+    wait_healthy(base, process)
     return {"base": base, "chain": chain, "slack": slack, "pages": pages, "env": env, "process": process, "home": home,
             "closers": [slack.close, pagerduty.close]}
 
@@ -151,19 +142,9 @@ def start_gated_run(served: dict, tag: str) -> tuple[str, str]:
     started = httpx.post(served["base"] + "/runs", json={"playbook": "gated", "incident": incident, "as": "alice"},
                          headers={"Authorization": "Bearer serve-token-secret"}, timeout=30)
     assert started.status_code == 202, started.text
-    message = _wait(lambda: next(iter(served["slack"].messages.get(WAR_ROOM, [])), None), what="gate message")
+    message = wait_for(lambda: next(iter(served["slack"].messages.get(WAR_ROOM, [])), None), what="gate message")
     actions = next(b for b in message["blocks"] if b["type"] == "actions")
     return incident, actions["elements"][0]["value"]
-
-
-def _wait(predicate, timeout: float = 30.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"{what} not reached in {timeout}s")
 
 
 def _gate(home: Path, incident: str) -> dict:
@@ -202,7 +183,7 @@ def test_a_two_of_three_gate_passes_on_two_slack_clicks_and_refuses_every_forger
     for case, response in forged.items():
         assert response.status_code == expected.get(case, 403), (case, response.status_code, response.text)
     assert not any(v.get("counted") for v in _gate(home, incident).get("votes", []))
-    _wait(lambda: served["pages"], what="a PagerDuty trigger")  # forgeries are not acting: the roster is paged
+    wait_for(lambda: served["pages"], what="a PagerDuty trigger")  # forgeries are not acting: the roster is paged
     assert served["pages"][0]["event_action"] == "trigger" and served["pages"][0]["routing_key"] == "pd-routing-key-secret"
 
     body, headers = signed(click(USERS["bob"], value))
@@ -210,20 +191,20 @@ def test_a_two_of_three_gate_passes_on_two_slack_clicks_and_refuses_every_forger
     assert first.status_code == 200, first.text
     replay = httpx.post(base + "/slack/interactivity", content=body, headers={**headers, "X-Slack-Retry-Num": "1"})
     assert replay.status_code == 200 and replay.json() == first.json()
-    _wait(lambda: [v["name"] for v in _gate(home, incident)["votes"] if v.get("counted")] == ["bob"], what="bob counted")
-    _wait(lambda: "1 of 2 approvals" in slack.messages[WAR_ROOM][0]["text"], what="message updated after bob")
+    wait_for(lambda: [v["name"] for v in _gate(home, incident)["votes"] if v.get("counted")] == ["bob"], what="bob counted")
+    wait_for(lambda: "1 of 2 approvals" in slack.messages[WAR_ROOM][0]["text"], what="message updated after bob")
     assert "bob via slack" in json.dumps(slack.messages[WAR_ROOM][0]["blocks"])
     double = post(click(USERS["bob"], value))
     assert double.status_code == 200 and "already" in double.json()["text"]
 
     assert post(click(USERS["carol"], value)).status_code == 200
-    _wait(lambda: _gate(home, incident).get("status") == "passed", what="gate passed")
-    _wait(lambda: len(pause_transactions(chain, chain.addresses["fixture:vault"])) == 1, what="the pause")
-    final = _wait(lambda: "Approved" in json.dumps(slack.messages[WAR_ROOM][0]["blocks"]) and slack.messages[WAR_ROOM][0],
+    wait_for(lambda: _gate(home, incident).get("status") == "passed", what="gate passed")
+    wait_for(lambda: len(pause_transactions(chain, chain.addresses["fixture:vault"])) == 1, what="the pause")
+    final = wait_for(lambda: "Approved" in json.dumps(slack.messages[WAR_ROOM][0]["blocks"]) and slack.messages[WAR_ROOM][0],
                   what="outcome in the message")
     assert not any(b["type"] == "actions" for b in final["blocks"])  # the buttons are gone
     assert len(slack.messages[WAR_ROOM]) == 1  # one message, updated in place
-    _wait(lambda: any(p["event_action"] == "resolve" for p in served["pages"]), what="the page resolved")
+    wait_for(lambda: any(p["event_action"] == "resolve" for p in served["pages"]), what="the page resolved")
     assert len([p for p in served["pages"] if p["event_action"] == "trigger"]) == 1
 
     closed = post(click(USERS["bob"], value, action="gate_reject"))
@@ -313,16 +294,16 @@ def test_the_same_clicks_over_socket_mode_pass_the_gate(prefect_api, chain, home
     threading.Thread(target=server.serve_forever, daemon=True).start()
     served = start_serve(fresh_protocol(chain), home, tmp_path, socket_url=f"ws://127.0.0.1:{server.socket.getsockname()[1]}/link")
     try:
-        _wait(lambda: connections, what="serve connected over Socket Mode")
+        wait_for(lambda: connections, what="serve connected over Socket Mode")
         incident, value = start_gated_run(served, "socket")
         for n, user in enumerate((USERS["bob"], USERS["carol"])):
             envelope = {"envelope_id": f"env-{n}", "type": "interactive", "accepts_response_payload": False,
                         "payload": click(user, value)}
             connections[-1].send(json.dumps(envelope))
-            _wait(lambda n=n: any(a.get("envelope_id") == f"env-{n}" for a in acks), what=f"ack of envelope {n}")
-        _wait(lambda: _gate(home, incident).get("status") == "passed", what="gate passed over Socket Mode")
+            wait_for(lambda n=n: any(a.get("envelope_id") == f"env-{n}" for a in acks), what=f"ack of envelope {n}")
+        wait_for(lambda: _gate(home, incident).get("status") == "passed", what="gate passed over Socket Mode")
         chain_ = served["chain"]
-        _wait(lambda: len(pause_transactions(chain_, chain_.addresses["fixture:vault"])) == 1, what="the pause")
+        wait_for(lambda: len(pause_transactions(chain_, chain_.addresses["fixture:vault"])) == 1, what="the pause")
         counted = [e for e in audit.entries(home / "incidents" / incident) if e["event"] == "vote.counted"]
         assert [e["name"] for e in counted] == ["bob", "carol"]
     finally:
@@ -363,10 +344,10 @@ def test_serve_keeps_prepared_pauses_fresh_and_says_why_it_is_not_ready(prefect_
             with chain.rpc() as rpc:
                 return int(rpc.call("eth_getTransactionCount", [guardian, "pending"]), 16)
 
-        _wait(lambda: [t.nonce for t in prepared.load(home, inv, "fast", "pause")] == [nonce()], what="prepared at start")
+        wait_for(lambda: [t.nonce for t in prepared.load(home, inv, "fast", "pause")] == [nonce()], what="prepared at start")
         with chain.rpc() as rpc:  # the guardian key is used elsewhere: the prepared pause's nonce is gone
             rpc.call("eth_sendTransaction", [{"from": guardian, "to": guardian, "value": "0x0"}])
-        _wait(lambda: [t.nonce for t in prepared.load(home, inv, "fast", "pause")] == [nonce()], what="re-signed")
+        wait_for(lambda: [t.nonce for t in prepared.load(home, inv, "fast", "pause")] == [nonce()], what="re-signed")
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json() == {
             "ready": True, "problems": [], "playbooks": ["fast"], "running": []}
     finally:
