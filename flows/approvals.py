@@ -17,6 +17,7 @@ import json
 import time
 import uuid
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, Literal
 
 from eth_account import Account
@@ -71,7 +72,11 @@ class Vote(Model):
         }
 
     def signer_address(self) -> str | None:
-        """The address that signed this vote, or None when unsigned or unreadable."""
+        """The address that signed this vote, or None when unsigned or unreadable (recovered once per vote)."""
+        return self._signer
+
+    @cached_property
+    def _signer(self) -> str | None:
         if not self.signature:
             return None
         try:

@@ -65,6 +65,8 @@ def _inventory(run_dir: Path) -> Any:
     paths = (run_dir / "playbook.yaml", run_dir / "inventory.yaml")
     stamp = (str(run_dir), paths[0].stat().st_mtime_ns, paths[1].stat().st_mtime_ns)
     if stamp not in _LOADED:
+        if len(_LOADED) > 256:  # a long-running serve sees many runs
+            _LOADED.clear()
         _, _LOADED[stamp] = load_playbook(*paths)
     return _LOADED[stamp]
 
