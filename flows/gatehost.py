@@ -24,6 +24,7 @@ from prefect.logging import get_run_logger
 from prefect.states import Paused, Running
 
 from breakglass.flows import approvals, audit, intents, prepared
+from breakglass.flows.gatenotice import Notice
 from breakglass.flows.records import now
 from breakglass.flows.steps.approval import GateCancelled
 
@@ -182,25 +183,18 @@ class GateView:
         self.initiator = record.initiator
         self.attempt = len(record.attempts)
         self.flow_run_id = record.attempts[-1].flow_run_id if record.attempts else None
+        self.notice = Notice(run.inventory, run.journal, record.run_key, record.incident, run.playbook.name)
 
     def intents(self, step: str) -> list[dict[str, Any]]:
         return self.run.intents(step)
 
-    def _notice(self) -> Any:
-        from breakglass.flows.gatenotice import Notice
-
-        if getattr(self, "_made", None) is None:
-            record = self.run.writer.record
-            self._made = Notice(self.run.inventory, self.run.journal, record.run_key, record.incident, self.run.playbook.name)
-        return self._made
-
     def announce(self, state: Any) -> None:
-        self._notice().update(state)
+        self.notice.update(state)
         if state.status != "waiting":
-            self._notice().tick(state)
+            self.notice.tick(state)
 
     def tick(self, state: Any) -> None:
-        self._notice().tick(state)
+        self.notice.tick(state)
 
     def fetch_votes(self, step: str, seen: set[str]) -> list[tuple[str, str]]:
         from breakglass.flows.gatestate import load_state
@@ -254,8 +248,6 @@ def recheck_gates(run: Any, log: Any) -> None:
     Its digest is computed again and its votes' TTL checked; if either fails the gate asks again.
     This also covers Prefect re-running a flow that passed a gate (a manual retry).
     """
-    from breakglass.flows import approvals
-
     record = run.writer.snapshot()
     status = {s.id: s.status for s in record.steps}
     for step in run.playbook.steps:
