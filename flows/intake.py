@@ -89,6 +89,10 @@ class Intake:
                 alerts = ADAPTERS[source.kind].parse(parsed_json)
             except AdapterError as exc:
                 return self.refuse(400, name, digest, str(exc))
+            except Exception as exc:  # an adapter bug must not turn into a 500 and a retry storm
+                log.exception("the %s adapter failed on a body (sha256 %s)", source.kind, digest)
+                return self.refuse(400, name, digest, f"the {source.kind} adapter could not read this body "
+                                                      f"({type(exc).__name__}); it is logged by sha256, report it")
             record = self._route(name, source, alerts)
             answer = {"accepted": len(alerts), "matched": sorted({r["playbook"] for r in record["routes"]}),
                       "incidents": sorted({i for i in record["incident_of"] if i})}

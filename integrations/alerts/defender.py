@@ -27,7 +27,8 @@ class Defender:
         if kind == "BLOCK":
             tx = tx_hash(event.get("hash"), f"{where}.hash")
             found = addresses(event.get("matchedAddresses"), f"{where}.matchedAddresses")
-            block = number((event.get("transaction") or {}).get("blockNumber") or event.get("blockNumber"),
+            transaction = obj(event.get("transaction") or {}, f"{where}.transaction")
+            block = number(transaction.get("blockNumber") or event.get("blockNumber"),
                            f"{where}.blockNumber")
             ident = f"{monitor.get('id', name)}/{tx}"
             return Alert(source=self.source, id=ident, dedupe_key=f"{self.source}:{ident}", title=name, chain_id=chain,

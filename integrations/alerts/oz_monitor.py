@@ -13,7 +13,7 @@ import re
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
-from breakglass.integrations.alerts.base import AdapterError, address, addresses, number, obj, text, tx_hash
+from breakglass.integrations.alerts.base import AdapterError, address, addresses, items, number, obj, text, tx_hash
 
 NETWORKS = {"ethereum_mainnet": 1, "ethereum_sepolia": 11155111, "base_mainnet": 8453, "arbitrum_one": 42161,
             "optimism_mainnet": 10, "polygon_mainnet": 137, "bsc_mainnet": 56, "avalanche_mainnet": 43114}
@@ -45,7 +45,8 @@ class OzMonitor:
         receipt = obj(evm.get("receipt") or {}, "EVM.receipt")
         tx = tx_hash(transaction.get("hash") or receipt.get("transactionHash"), "EVM.transaction.hash")
         slug = text(evm.get("network_slug"), "EVM.network_slug", required=False)
-        found = set(addresses([a.get("address") for a in monitor.get("addresses") or [] if isinstance(a, dict)],
+        found = set(addresses([a.get("address") for a in items(monitor.get("addresses") or [], "EVM.monitor.addresses")
+                                   if isinstance(a, dict)],
                               "EVM.monitor.addresses"))
         for key in ("from", "to"):
             if transaction.get(key):

@@ -342,3 +342,26 @@ def test_each_source_starts_its_playbook_once(intake, source) -> None:
     assert "replay" not in again.json() and again.json()["matched"] == [] and again.json()["incidents"] == [incident]
     time.sleep(0.5)
     assert len(runs(home, incident)) == 1
+
+
+def test_an_adapter_bug_is_a_400_with_an_audit_line_not_a_500(chain, tmp_path, monkeypatch) -> None:
+    from breakglass.flows import intake as intake_module
+    from breakglass.flows.validate import load_inventory
+
+    class Broken:
+        source = "generic"
+
+        def parse(self, body):
+            return body["no such key"]  # the kind of bug the fuzz tests hunt for
+
+    inventory = load_inventory(live_inventory(tmp_path, chain, extra=sources()))
+    monkeypatch.setitem(intake_module.ADAPTERS, "generic", Broken())
+    started: list = []
+    desk = intake_module.Intake(tmp_path / "home", inventory, {}, lambda *a: started.append(a),
+                                {"GENERIC_TOKEN": TOKEN}.get)
+    body = json.dumps({"id": "a-1", "title": "x"}).encode()
+    status, answer = desk.accept("generic", body, {"authorization": f"Bearer {TOKEN}", "content-type": "application/json"})
+    assert status == 400 and "generic adapter could not read this body (KeyError)" in answer["error"]
+    refused = [json.loads(line) for line in (tmp_path / "home" / "intake" / "audit.jsonl").read_text().splitlines()]
+    assert refused[-1]["event"] == "alert.refused" and refused[-1]["body_sha256"] == hashlib.sha256(body).hexdigest()
+    assert started == [] and b"a-1" not in (tmp_path / "home" / "intake" / "audit.jsonl").read_bytes()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from pathlib import Path
 
@@ -19,6 +20,8 @@ from breakglass.integrations.alerts.base import depth
 DATA = Path(__file__).resolve().parents[1] / "data" / "alerts"
 VECTORS = json.loads((DATA / "vectors.json").read_text())
 TX = "0x9a1b2c3d4e5f60718293a4b5c6d7e8f90112233445566778899aabbccddeeff0"
+# CI runs 300 examples per fuzz test; set BREAKGLASS_FUZZ_EXAMPLES=50000 for a deep local run.
+FUZZ_EXAMPLES = int(os.environ.get("BREAKGLASS_FUZZ_EXAMPLES", "300"))
 FIXTURES = {
     "oz-monitor": ["oz_monitor_template_body.json", "oz_monitor_raw_evm_match.json"],
     "defender": ["defender_monitor_webhook_body.json"],
@@ -160,13 +163,13 @@ def _mutations(value, draw):
     return draw(json_values)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(source=st.sampled_from(sorted(ADAPTERS)), body=json_values)
 def test_random_json_gives_alerts_or_a_clean_refusal(source, body) -> None:
     _check(source, body)
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None)
 @given(data=st.data())
 def test_mutated_real_fixtures_give_alerts_or_a_clean_refusal(data) -> None:
     source = data.draw(st.sampled_from(sorted(FIXTURES)))
