@@ -178,9 +178,20 @@ def _pairs(values: list[str] | None) -> dict[str, str]:
 def resume(incident: str, as_json: JsonOpt = False) -> int:
     """Continue an incident's runs whose runner died: completed steps are not run again."""
     from breakglass.flows import entry
+    from breakglass.flows.deploy import handed_off
 
-    home = _home()
-    return _finish(entry.resume(incident, _api(), home), as_json)
+    home, api = _home(), _api()
+    pooled = [h for h in entry.unfinished(incident, home) if handed_off(h) is not None]
+    if pooled:
+        from breakglass.flows import reaper
+
+        for handle in pooled:
+            flow_run = reaper.resume_on_pool(api, handle)
+            err.print(f"{incident}/{handle.dir.name}: handed back to pool '{handed_off(handle)['pool']}' as flow run "
+                      f"{flow_run}; a worker continues it (`breakglass status {incident}`)", markup=False)
+        if len(pooled) == len(entry.unfinished(incident, home)):
+            return 0
+    return _finish(entry.resume(incident, api, home), as_json)
 
 
 @app.command()
@@ -195,12 +206,20 @@ def schema(what: Annotated[str, typer.Argument(help="'playbook' (playbooks and i
 
 
 @server_app.command("start")
-def server_start() -> int:
-    """Start the local Prefect server (SQLite under $BREAKGLASS_HOME/prefect) unless it runs."""
+def server_start(
+    database: Annotated[str | None, typer.Option(
+        "--database", envvar="BREAKGLASS_DATABASE_URL", show_envvar=True,
+        help="postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB for the production topology (prefer the environment "
+             "variable: a command line is visible to every user of the machine)")] = None,
+    host: Annotated[str, typer.Option("--host", help="listen address; 0.0.0.0 to let workers on other machines in "
+                                                     "(keep it on a private network)")] = "127.0.0.1",
+) -> int:
+    """Start the local Prefect server (SQLite under $BREAKGLASS_HOME/prefect, or Postgres) unless it runs."""
     from breakglass.flows import server
 
-    api = server.start(_home())
-    err.print(f"Prefect API at {api.url} (UI at {api.url.removesuffix('/api')})", markup=False)
+    api = server.start(_home(), database=database, host=host)
+    where = server.redact_url(database) if database else "SQLite"
+    err.print(f"Prefect API at {api.url} on {where} (UI at {api.url.removesuffix('/api')})", markup=False)
     return 0
 
 
@@ -276,7 +295,7 @@ def entrypoint() -> None:
     sys.exit(main())
 
 
-from breakglass.flows import cli_gates, cli_guardian  # noqa: E402,F401  (register approve, ack, status; prepare, sign, check)
+from breakglass.flows import cli_gates, cli_guardian, cli_scale  # noqa: E402,F401  (approve, ack, status; prepare, sign, check; deploy, worker)
 
 if __name__ == "__main__":
     entrypoint()

@@ -193,12 +193,15 @@ def serve(inventory: Annotated[Path, typer.Option("--inventory", "-i", help="the
           playbooks: Annotated[Path, typer.Option("--playbooks", help="folder of playbooks it may run")] = Path("playbooks"),
           host: Annotated[str, typer.Option("--host", help="listen address (keep it private; TLS via a proxy)")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", help="listen port")] = 8787,
-          refresh: Annotated[float, typer.Option("--refresh", help="seconds between prepared-pause refreshes")] = 60.0) -> int:
+          refresh: Annotated[float, typer.Option("--refresh", help="seconds between prepared-pause refreshes")] = 60.0,
+          pool: Annotated[str | None, typer.Option("--pool", help="hand runs to this work pool's workers (after the "
+                                                   "fast-path pause) instead of running them in-process")] = None) -> int:
     """The always-on service: Slack approvals, in-process runs, signers unlocked, prepared pauses kept fresh."""
     from breakglass.flows import serve as serve_mod
 
-    service = serve_mod.Service(_home(), inventory, playbooks, _api(), refresh=refresh)
+    service = serve_mod.Service(_home(), inventory, playbooks, _api(), refresh=refresh, pool=pool)
     err.print(f"breakglass serve on http://{host}:{port} · {len(service.books)} playbook(s) · "
-              f"Slack approvals {'on' if service.clicks else 'off'}", markup=False)
+              f"Slack approvals {'on' if service.clicks else 'off'} · runs "
+              f"{'on pool ' + pool if pool else 'in-process'}", markup=False)
     serve_mod.run(service, host, port)
     return 0

@@ -168,6 +168,6 @@ class _AutoApprover:
                     logging.getLogger("breakglass.drill").warning("auto-approve at %s: %s", state.step, exc)
                     continue
                 self._done.add((state.step, state.digest))
-                active = runner._ACTIVE.get(str(handle.dir))
+                active = runner.active(handle.dir)
                 if active is not None and active.gates is not None:
                     active.gates.wake.set()

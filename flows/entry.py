@@ -91,7 +91,7 @@ def needed_signers(playbook: Playbook) -> set[str]:
 
 
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
-            keys: dict[str, Any] | None = None) -> RunRecord:
+            keys: dict[str, Any] | None = None, flow_run: Any = None) -> RunRecord:
     """Unlock the run's signers once, up front (unless `serve` holds them), then hand the run to the Prefect runner."""
     from breakglass.flows import runner  # imports Prefect: only when something runs
 
@@ -99,15 +99,27 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
     assert inventory is not None
     if keys is None:
         keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
-    return runner.execute(handle, api, home, resume=resume, signers=keys, models=(playbook, inventory))
+    return runner.execute(handle, api, home, resume=resume, signers=keys, models=(playbook, inventory),
+                          flow_run=flow_run)
+
+
+def unfinished(incident: str, home: Path) -> list[RunHandle]:
+    todo = [h for h in Store(home).runs(incident) if h.load().status not in ("completed", "cancelled")]
+    if not todo:
+        raise BreakglassError(f"incident {incident}: every run is completed; nothing to resume")
+    return todo
 
 
 def resume(incident: str, api: Api, home: Path) -> list[RunRecord]:
-    """Continue every run of the incident that is not completed and whose runner is gone."""
+    """Continue every run of the incident that is not completed and whose runner is gone.
+
+    Runs that were handed to a work pool go back to that pool (another worker continues them);
+    the others continue in this process. Returns the records of the runs continued here.
+    """
+    from breakglass.flows.deploy import handed_off
+
     handles = Store(home).runs(incident)
-    todo = [h for h in handles if h.load().status != "completed"]
-    if not todo:
-        raise BreakglassError(f"incident {incident}: every run is completed; nothing to resume")
+    todo = [h for h in unfinished(incident, home) if handed_off(h) is None]
     if handles and handles[0].load().mode == "drill" and any(h.bindings().rpc for h in todo):
         raise BreakglassError(f"incident {incident} is a drill whose anvil has stopped; start a new drill instead")
     return [execute(h, api, home, resume=True) for h in todo]

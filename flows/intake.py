@@ -37,7 +37,7 @@ CORRELATE_WINDOW = 3600.0
 
 class Intake:
     def __init__(self, home: Path, inventory: Any, books: dict[str, tuple[Path, Any]],
-                 start: Callable[[str, dict[str, Any], str, str], Any], env: Callable[[str], str]) -> None:
+                 start: Callable[[str, dict[str, Any], str, str, str | None], Any], env: Callable[[str], str]) -> None:
         self.home, self.inventory, self.books, self.start, self.env = home, inventory, books, start, env
         self.root = home / "intake"
         self._lock = threading.Lock()
@@ -188,8 +188,10 @@ class Intake:
                 self._correlate[key] = (incident, clock + CORRELATE_WINDOW)
             self._note(incident, name, alert, "correlated" if correlated else "new")
             for book_name, trigger in matched:
+                bucket = int(clock // source.dedupe_window)  # the same alert at any serve replica: one flow run
                 record["routes"].append({"playbook": book_name, "incident": incident, "status": "to-start",
-                                         "inputs": triggers.inputs_for(trigger, alert), "alert": alert.id})
+                                         "inputs": triggers.inputs_for(trigger, alert), "alert": alert.id,
+                                         "idempotency_key": f"alert:{name}:{alert.dedupe_key}:{bucket}:{book_name}"})
         return record
 
     def _note(self, incident: str, source: str, alert: Any, how: str) -> None:
@@ -206,7 +208,8 @@ class Intake:
                 continue
             failpoints.hit("intake.before_start")
             try:
-                self.start(route["playbook"], route["inputs"], route["incident"], f"alert:{record['source']}")
+                self.start(route["playbook"], route["inputs"], route["incident"], f"alert:{record['source']}",
+                           route.get("idempotency_key"))
                 route["status"] = "started"
             except BreakglassError as exc:
                 route["status"] = "joined" if "already has run" in str(exc) else "failed"

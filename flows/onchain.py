@@ -11,13 +11,13 @@ higher fees (never above the inventory's cap).
 from __future__ import annotations
 
 import math
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from breakglass.flows import failpoints, fixture
+from breakglass.flows import failpoints, fixture, signerlock
 from breakglass.flows.context import StepContext, endpoints
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import Fees
@@ -27,8 +27,7 @@ from breakglass.integrations.chain.rpc import JsonRpc, RpcError
 from breakglass.integrations.chain.signers import Signer, SignerError
 
 GWEI = 10**9
-_NONCES: dict[tuple[int, str], tuple[threading.Lock, list[int]]] = {}
-_NONCES_GUARD = threading.Lock()
+PRIVATE_GRACE = 120.0  # seconds a privately sent transaction holds its nonce without any node showing it
 _DECODER: RevertDecoder | None = None
 
 
@@ -37,12 +36,6 @@ def decoder() -> RevertDecoder:
     if _DECODER is None:
         _DECODER = RevertDecoder(fixture.artifact(p.stem)["abi"] for p in sorted(fixture.ARTIFACTS.glob("*.json")))
     return _DECODER
-
-
-def _nonce_slot(chain_id: int, address: str) -> tuple[threading.Lock, list[int]]:
-    """One lock per signer and chain: concurrent steps never race for a nonce."""
-    with _NONCES_GUARD:
-        return _NONCES.setdefault((chain_id, address.lower()), (threading.Lock(), [0]))
 
 
 class TxRejected(BreakglassError):
@@ -155,11 +148,10 @@ def send_once(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, jou
         if skip is not None and skip():
             return Outcome("skipped")
         io.call(signer.address, intent.to, intent.data, value=intent.value)  # raises TxRejected with the reason
-        lock, next_nonce = _nonce_slot(io.spec.chain_id, signer.address)
-        with lock:
+        with signerlock.hold(ctx.home, io.spec.chain_id, signer.address) as slot:
             if journal.signed(intent.key):  # another attempt of this step got here first
                 return _wait(ctx, io, signer, intent, journal)
-            nonce = max(io.nonce(signer.address, "pending"), next_nonce[0])
+            nonce = _next_nonce(io, signer, slot)
             try:
                 gas = int(io.rpc.call("eth_estimateGas", [{"from": signer.address, "to": intent.to,
                                                            "data": "0x" + intent.data.hex(), "value": hex(intent.value)}]), 16)
@@ -178,7 +170,7 @@ def send_once(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, jou
             journal.append(intent.key, "signed", hash=signed.hash, raw="0x" + signed.raw.hex(), nonce=nonce,
                            max_fee=max_fee, tip=tip, gas=tx["gas"], chain_id=io.spec.chain_id, to=intent.to,
                            signer=signer.address, label=intent.label)
-            next_nonce[0] = nonce + 1
+            slot.used(nonce, signed.hash)
             failpoints.hit("tx.after_sign")
             io.broadcast("0x" + signed.raw.hex())
             journal.append(intent.key, "broadcast", hash=signed.hash)
@@ -186,6 +178,18 @@ def send_once(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, jou
     else:
         journal.append(intent.key, "reconcile", reason="retry or resume found journaled transactions")
     return _wait(ctx, io, signer, intent, journal)
+
+
+def _next_nonce(io: ChainIO, signer: Signer, slot: signerlock.Slot) -> int:
+    """The node's pending count, unless another process or machine used a later nonce that the chain knows of
+    (or that it sent privately within the last two minutes, which no public pool shows)."""
+    pending = max(io.nonce(signer.address, "pending"), slot.local[0])
+    last = slot.shared()
+    if last and last.get("next", 0) > pending:
+        private = bool(io.spec.submit) and time.time() - float(last.get("at", 0)) < PRIVATE_GRACE
+        if private or io.in_pool(str(last.get("hash"))):
+            return int(last["next"])
+    return pending
 
 
 def _sign(signer: Signer, tx: dict[str, Any]) -> Any:
@@ -217,7 +221,7 @@ def _wait(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, journal
         if underpriced or block - last_action >= policy.bump_after_blocks:
             fees = _bumped(current, base, policy)
             if fees is not None:
-                _replace(io, signer, intent, journal, current, fees)
+                _replace(ctx.home, io, signer, intent, journal, current, fees)
             else:
                 journal.append(intent.key, "rebroadcast", hash=current.hash, reason="fee cap reached")
                 io.broadcast(current.raw)
@@ -229,10 +233,9 @@ def _wait(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, journal
         time.sleep(io.poll)
 
 
-def _replace(io: ChainIO, signer: Signer, intent: Intent, journal: Journal, current: SignedEntry,
+def _replace(home: Path, io: ChainIO, signer: Signer, intent: Intent, journal: Journal, current: SignedEntry,
              fees: tuple[int, int]) -> None:
-    lock, _ = _nonce_slot(io.spec.chain_id, signer.address)
-    with lock:
+    with signerlock.hold(home, io.spec.chain_id, signer.address):
         first = next(e for e in journal.entries(intent.key) if e["event"] == "signed")
         tx = {"type": 2, "chainId": io.spec.chain_id, "nonce": current.nonce, "to": intent.to, "value": intent.value,
               "data": "0x" + intent.data.hex(), "gas": first["gas"], "maxFeePerGas": fees[0], "maxPriorityFeePerGas": fees[1]}

@@ -29,7 +29,7 @@ from prefect.logging import get_run_logger
 from prefect.settings import temporary_settings
 from prefect.states import Completed, Failed
 
-from breakglass.flows import intents, planner, templating
+from breakglass.flows import intents, planner, signerlock, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
@@ -179,35 +179,46 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def key_of(run_dir: Path) -> str:
+    """A run's name everywhere: ``<incident>/<run id>``, the same on every machine sharing the home."""
+    return f"{run_dir.parent.parent.name}/{run_dir.name}"
+
+
+def active(run_dir: Path) -> _Run | None:
+    return _ACTIVE.get(key_of(run_dir))
+
+
 @task(cache_policy=NO_CACHE, persist_result=False)
-def run_step(run_dir: str, step_id: str) -> Any:
-    return _ACTIVE[run_dir].execute_step(step_id)
+def run_step(run: str, step_id: str) -> Any:
+    return _ACTIVE[run].execute_step(step_id)
 
 
 @flow(name="breakglass-run", persist_result=False, validate_parameters=True)
-def breakglass_run(run_dir: str) -> Any:
-    run = _ACTIVE[run_dir]
+def breakglass_run(run: str, resume: bool = False) -> Any:
+    """``run`` is ``<incident>/<run id>`` under ``$BREAKGLASS_HOME``; ``resume`` is set on hand-offs that continue
+    a crashed run (the process that executes it has already reconciled the record)."""
+    key, active_run = run, _ACTIVE[run]
     log = get_run_logger()
     flow_run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
-    record = run.writer.snapshot()
+    record = active_run.writer.snapshot()
     attempts = record.attempts + [Attempt(flow_run_id=flow_run_id, pid=os.getpid(), host=socket.gethostname(),
                                           started_at=now())]
-    run.writer.update(status="running", attempts=attempts, ended_at=None, error=None)
-    recheck_gates(run, log)
-    record = run.writer.snapshot()
+    active_run.writer.update(status="running", attempts=attempts, ended_at=None, error=None)
+    recheck_gates(active_run, log)
+    record = active_run.writer.snapshot()
     completed = {s.id for s in record.steps if s.status == "completed"}
     skipped = {s.id for s in record.steps if s.status == "skipped"}
     for step_id in sorted(completed | skipped):
         log.info("step %s: %s in an earlier attempt; not run again", step_id, record.step(step_id).status)
-    run.gates = Coordinator(flow_run_id, len(attempts), [a.flow_run_id or "" for a in attempts[:-1]],
-                            {s.id for s in run.playbook.steps if s.kind == "approval"})
+    active_run.gates = Coordinator(flow_run_id, len(attempts), [a.flow_run_id or "" for a in attempts[:-1]],
+                                   {s.id for s in active_run.playbook.steps if s.kind == "approval"})
     try:
-        return _schedule(run, run_dir, log, completed, skipped)
+        return _schedule(active_run, key, log, completed, skipped)
     finally:
-        run.gates.close()
+        active_run.gates.close()
 
 
-def _schedule(run: _Run, run_dir: str, log: Any, completed: set[str], skipped: set[str]) -> Any:
+def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[str]) -> Any:
     failed: set[str] = set()
     done: queue.Queue[str] = queue.Queue()
     futures: dict[str, Any] = {}
@@ -225,7 +236,7 @@ def _schedule(run: _Run, run_dir: str, log: Any, completed: set[str], skipped: s
                 continue
             if all(n in completed for n in step.needs):
                 run.gates.started(sid)
-                future = run_step.with_options(name=sid, task_run_name=sid).submit(run_dir, sid)
+                future = run_step.with_options(name=sid, task_run_name=sid).submit(key, sid)
                 futures[sid] = future
                 future.add_done_callback(lambda _f, sid=sid: done.put(sid))
         if not futures:
@@ -313,8 +324,14 @@ def _heartbeat(run_dir: Path, every: float = 2.0) -> Iterator[None]:
 
 
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
-            signers: dict[str, Any] | None = None, models: tuple[Playbook, Inventory] | None = None) -> RunRecord:
-    """Run (or resume) one breakglass run in this process, holding its runner lock throughout."""
+            signers: dict[str, Any] | None = None, models: tuple[Playbook, Inventory] | None = None,
+            flow_run: Any = None) -> RunRecord:
+    """Run (or resume) one breakglass run in this process, holding its runner lock throughout.
+
+    ``flow_run`` is a flow run that a Prefect deployment created (a worker executes it);
+    without one, this creates the flow run itself.
+    """
+    signerlock.configure(distributed=not api.managed)
     with ExitStack() as stack:
         stack.enter_context(handle.lock())
         if models is None:
@@ -326,14 +343,18 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
         stack.enter_context(settings(api))
         if resume:
             writer.update(**_mark_crashed(writer.snapshot()).model_dump(include={"attempts", "status", "steps"}))
-        key = str(handle.dir)
+        key = key_of(handle.dir)
         stack.enter_context(_heartbeat(handle.dir))
         _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
                             signers or {}, Journal(handle.dir / "journal.jsonl"))
         try:
-            record = writer.snapshot()
-            runner = breakglass_run.with_options(flow_run_name=f"{record.incident}/{record.run_id}")
-            runner(run_dir=key, return_state=True)
+            if flow_run is not None:
+                from prefect.flow_engine import run_flow
+
+                run_flow(breakglass_run, flow_run=flow_run, parameters={"run": key, "resume": resume}, return_type="state")
+            else:
+                runner = breakglass_run.with_options(flow_run_name=key)
+                runner(run=key, return_state=True)
         finally:
             _ACTIVE.pop(key, None)
     return handle.load()

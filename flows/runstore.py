@@ -147,6 +147,17 @@ class Store:
             raise BreakglassError(f"no incident {incident!r} under {self.home}; `breakglass status` lists incidents")
         return [RunHandle(p) for p in sorted((base / "runs").glob("*")) if (p / "record.json").exists()]
 
+    def handle(self, key: str) -> RunHandle:
+        """The run named ``<incident>/<run id>`` (how Prefect parameters and hand-offs name it)."""
+        incident, _, run_id = key.partition("/")
+        if not run_id or "/" in run_id:
+            raise BreakglassError(f"run {key!r}: expected <incident>/<run id>")
+        path = self.incident_dir(incident) / "runs" / check_id(run_id)
+        if not (path / "record.json").exists():
+            raise BreakglassError(f"no run {key} under {self.home}: workers and serve must share one $BREAKGLASS_HOME "
+                                  "(network storage); see docs/scale-out.md")
+        return RunHandle(path)
+
     def create_run(self, *, incident: str, mode: str, playbook_name: str, step_kinds: list[tuple[str, str]],
                    playbook_file: Path, inventory_name: str, inventory_file: Path, inputs: dict[str, Any],
                    bindings: Bindings | None = None, initiator: str | None = None,

@@ -32,8 +32,10 @@ log = logging.getLogger("breakglass.serve")
 
 
 class Service:
-    def __init__(self, home: Path, inventory_path: Path, playbooks: Path, api: Any, refresh: float = 60.0) -> None:
+    def __init__(self, home: Path, inventory_path: Path, playbooks: Path, api: Any, refresh: float = 60.0,
+                 pool: str | None = None) -> None:
         self.home, self.inventory_path, self.playbooks_dir, self.api = home, inventory_path, playbooks, api
+        self.pool = pool  # hand runs to this work pool instead of running them in-process
         self.books: dict[str, tuple[Path, Any]] = {}
         self.inventory: Any = load_inventory(inventory_path)
         for path in sorted(playbooks.glob("*.yaml")):
@@ -53,7 +55,8 @@ class Service:
         from breakglass.flows.intake import Intake
 
         self.intake = Intake(home, self.inventory, self.books, env=lambda name: os.environ.get(name, ""),
-                             start=lambda book, inputs, incident, who: self.start_run(book, inputs, incident, who, via="alert"))
+                             start=lambda book, inputs, incident, who, key: self.start_run(book, inputs, incident, who, via="alert",
+                                                                                     idempotency_key=key))
 
     def connect_socket_mode(self) -> None:
         app = self.inventory.slack_app
@@ -81,14 +84,21 @@ class Service:
                 problems.append("the Prefect API does not answer /health")
         except Exception as exc:  # noqa: BLE001
             problems.append(f"Prefect API: {type(exc).__name__}")
+        if self.pool:
+            from breakglass.flows import deploy
+
+            try:
+                problems += deploy.pool_problems(self.api, self.pool, sorted(self.books))
+            except Exception as exc:  # noqa: BLE001
+                problems.append(f"pool {self.pool}: {type(exc).__name__}: {str(exc)[:200]}")
         missing = sorted({n for _, b in self.books.values() for n in entry.needed_signers(b)} - set(self.keys))
         if missing:
             problems.append(f"signers not unlocked: {', '.join(missing)}")
-        return {"ready": not problems, "problems": problems, "playbooks": sorted(self.books),
+        return {"ready": not problems, "problems": problems, "playbooks": sorted(self.books), "pool": self.pool,
                 "running": sorted(k for k, t in self.runs.items() if t.is_alive())}
 
     def start_run(self, name: str, inputs: dict[str, Any], incident: str | None, initiator: str | None,
-                  via: str | None = None) -> dict[str, str]:
+                  via: str | None = None, idempotency_key: str | None = None) -> dict[str, str]:
         if name not in self.books:
             raise BreakglassError(f"no playbook '{name}' in {self.playbooks_dir}; known: {', '.join(sorted(self.books))}")
         path, _ = self.books[name]
@@ -97,6 +107,9 @@ class Service:
         failure: list[BaseException] = []
 
         def work() -> None:
+            if self.pool:
+                return self._hand_off(name, path, inputs, incident, initiator, via, idempotency_key, created, ready,
+                                       failure)
             try:
                 entry.start(playbook_path=path, inventory_path=self.inventory_path, given=inputs, incident=incident,
                             home=self.home, api=lambda: self.api, keys=self.keys, initiator=initiator,
@@ -117,6 +130,32 @@ class Service:
             raise failure[0]
         self.runs[f"{created.get('incident')}/{created.get('run')}"] = thread
         return created
+
+    def _hand_off(self, name: str, path: Path, inputs: dict[str, Any], incident: str | None, initiator: str | None,
+                  via: str | None, idempotency_key: str | None, created: dict[str, str], ready: threading.Event,
+                  failure: list[BaseException]) -> None:
+        """Create the run and broadcast its prepared pause here, then let a worker of the pool execute it."""
+        from breakglass.flows import deploy
+
+        try:
+            handle, _ = entry.begin(playbook_path=path, inventory_path=self.inventory_path, given=inputs,
+                                    incident=incident, home=self.home, initiator=initiator,
+                                    initiator_via=via or ("serve" if initiator is None else "cli"))
+            created.update(incident=handle.dir.parent.parent.name, run=handle.dir.name)
+            result = deploy.hand_off(self.api, handle, name, self.pool or "", idempotency_key=idempotency_key)
+            created["flow_run"] = result["flow_run"]
+            if result["run"] != f"{created['incident']}/{created['run']}":  # another replica created it first
+                from breakglass.flows.runstore import RecordWriter
+
+                RecordWriter(handle).update(status="cancelled", error=f"duplicate: run {result['run']} handles "
+                                                                      f"this alert (idempotency key {idempotency_key})")
+                created["duplicate_of"] = result["run"]
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller or logged
+            failure.append(exc)
+            log.error("hand-off of %s failed: %s", name, exc)
+        finally:
+            ready.set()
+            self._prepare()
 
     def _prepare(self) -> None:
         """Re-sign prepared pauses that went stale (a nonce used, a fee cap under the base fee)."""
@@ -153,7 +192,7 @@ def _wake(run_dir: Path, key: str, raw: str) -> None:
     """A vote for a run executing in this process: hand it to its gate now instead of at the next poll."""
     from breakglass.flows import runner
 
-    active = runner._ACTIVE.get(str(run_dir))
+    active = runner.active(run_dir)
     if active is not None and active.gates is not None:
         active.gates.deliver(key, raw)
 

@@ -103,7 +103,7 @@ def status(home: Path) -> dict:
     if api is None:
         return {"api": None, "managed": True, "running": False}
     return {"api": api.url, "managed": True, "running": True, "pid": state["pid"], "healthy": healthy(api),
-            "database": str(_dir(home) / "prefect.db"), "log": str(_dir(home) / "server.log")}
+            "database": state.get("database") or str(_dir(home) / "prefect.db"), "log": str(_dir(home) / "server.log")}
 
 
 def _free_port() -> int:
@@ -112,14 +112,42 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def start(home: Path, timeout: float = 90.0) -> Api:
-    """Start the local server unless it runs already; returns once it answers."""
+def redact_url(url: str) -> str:
+    """A database URL fit for logs and status: the password replaced by ``***``."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.rsplit("@", 1)[1]
+    return urlunsplit(parts._replace(netloc=f"{parts.username}:***@{netloc}"))
+
+
+def check_database(url: str) -> str:
+    if not url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        shown = redact_url(url).split("://", 1)[0]
+        raise BreakglassError(f"--database: expected postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB (or "
+                              f"sqlite+aiosqlite:///PATH), got a URL of scheme {shown!r}")
+    return url
+
+
+def start(home: Path, timeout: float = 90.0, *, database: str | None = None, host: str = "127.0.0.1") -> Api:
+    """Start the local server unless it runs already; returns once it answers.
+
+    ``database`` (a Postgres URL) turns on the production topology; it is handed to the server
+    process in its environment, never on its command line, and recorded only without its password.
+    """
     if configured(home):
         raise BreakglassError("PREFECT_API_URL is set, so breakglass uses that Prefect API and starts no local server")
+    if database:
+        check_database(database)
     base = _dir(home)
     with open(base / "server.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         api = local(home)
+        if api and database and _state(home).get("database") != redact_url(database):
+            raise BreakglassError(f"a local Prefect server already runs on {_state(home).get('database') or 'SQLite'}; "
+                                  "stop it first (`breakglass server stop`)")
         if api and healthy(api):
             return api
         if api:  # alive but not answering yet: wait for it instead of starting a second one
@@ -129,14 +157,17 @@ def start(home: Path, timeout: float = 90.0) -> Api:
         env = {**os.environ, "PREFECT_HOME": str(base), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
                "PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_API_URL": "", "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
         env.pop("PREFECT_API_AUTH_STRING", None)
+        if database:
+            env["PREFECT_SERVER_DATABASE_CONNECTION_URL"] = database
         log = open(base / "server.log", "ab")  # noqa: SIM115
         process = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port),
+            [sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port),
              "--no-scheduler", "--analytics-off"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
         )
         log.close()
-        write_private(base / "server.json", json.dumps({"pid": process.pid, "port": port, "auth": auth}).encode())
+        write_private(base / "server.json", json.dumps({"pid": process.pid, "port": port, "auth": auth, "host": host,
+                                                        "database": redact_url(database) if database else None}).encode())
         return _wait(Api(f"http://127.0.0.1:{port}/api", auth, True, base), process.pid, timeout, base)
 
 

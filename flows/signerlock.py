@@ -1,0 +1,140 @@
+"""One signer, one nonce at a time: across threads, processes and machines.
+
+- Within a process: a thread lock per (chain id, signer address).
+- Across processes that share ``$BREAKGLASS_HOME``: an ``flock`` on
+  ``signers/<chain id>-<address>.lock`` (the kernel drops it when a holder dies; NFSv4 carries it
+  across machines).
+- Across machines under one Prefect API (the scale-out topology, where ``PREFECT_API_URL`` points
+  at a shared Prefect server): a Prefect global concurrency limit of 1, taken with
+  ``strict=True`` so that a missing limit is an error and never a silent pass. It is named
+  ``breakglass-signer-<chain id>-<address>`` and created on first use. A holder that dies frees
+  its slot when its lease (60 s, Prefect's minimum) runs out.
+
+The slot also carries the signer's last transaction: ``signers/<chain id>-<address>.json`` holds
+its nonce and hash, written under the lock. The sender (``onchain``) trusts it over the node's
+pending count only while the chain knows that transaction, or briefly after a private submission
+that no public pool shows: a chain that was reset (a new anvil, a new fork) never inherits a
+nonce gap from it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from breakglass.flows.errors import BreakglassError
+from breakglass.flows.home import write_private
+
+LEASE = 60.0  # seconds; Prefect's minimum lease for a global concurrency slot
+_LOCKS: dict[tuple[int, str], tuple[threading.Lock, list[int]]] = {}
+_GUARD = threading.Lock()
+_CREATED: set[str] = set()
+_distributed = False
+
+
+def configure(*, distributed: bool) -> None:
+    """Called by the runner with the process's Prefect API: shared (configured) APIs serialize globally."""
+    global _distributed
+    _distributed = distributed
+
+
+def limit_name(chain_id: int, address: str) -> str:
+    return f"breakglass-signer-{chain_id}-{address.lower()}"
+
+
+@dataclass
+class Slot:
+    """The signer's nonce bookkeeping while its lock is held."""
+
+    path: Path
+    local: list[int]
+
+    def shared(self) -> dict[str, Any] | None:
+        """What the last holder on any machine wrote: ``{next, hash, at}``, or None."""
+        try:
+            return json.loads(self.path.read_text()) if self.path.exists() else None
+        except ValueError:
+            return None
+
+    def used(self, nonce: int, tx_hash: str) -> None:
+        self.local[0] = max(self.local[0], nonce + 1)
+        write_private(self.path, json.dumps({"next": nonce + 1, "hash": tx_hash, "at": time.time()}).encode())
+
+
+@contextmanager
+def hold(home: Path, chain_id: int, address: str, timeout: float = 120.0) -> Iterator[Slot]:
+    address = address.lower()
+    with _GUARD:
+        lock, local = _LOCKS.setdefault((chain_id, address), (threading.Lock(), [0]))
+    if not lock.acquire(timeout=timeout):
+        raise BreakglassError(f"signer {address} on chain {chain_id}: another step of this process held its nonce "
+                              f"lock for over {timeout:g}s")
+    try:
+        base = home / "signers"
+        base.mkdir(parents=True, exist_ok=True, mode=0o700)
+        fd = os.open(base / f"{chain_id}-{address}.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            _flock(fd, timeout, address, chain_id)
+            with _global(chain_id, address, timeout):
+                yield Slot(base / f"{chain_id}-{address}.json", local)
+        finally:
+            os.close(fd)  # releases the flock
+    finally:
+        lock.release()
+
+
+def _flock(fd: int, timeout: float, address: str, chain_id: int) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except BlockingIOError:
+            if time.monotonic() > deadline:
+                raise BreakglassError(f"signer {address} on chain {chain_id}: another process held its nonce lock "
+                                      f"for over {timeout:g}s") from None
+            time.sleep(0.005)
+
+
+@contextmanager
+def _global(chain_id: int, address: str, timeout: float) -> Iterator[None]:
+    if not _distributed:
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    name = limit_name(chain_id, address)
+    _ensure(name)
+    try:
+        slot = concurrency(name, occupy=1, strict=True, timeout_seconds=timeout, lease_duration=LEASE)
+        slot.__enter__()
+    except TimeoutError:
+        raise BreakglassError(f"signer {address} on chain {chain_id}: another machine held its nonce slot "
+                              f"({name}) for over {timeout:g}s") from None
+    try:
+        yield
+    finally:
+        slot.__exit__(None, None, None)
+
+
+def _ensure(name: str) -> None:
+    if name in _CREATED:
+        return
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    with get_client(sync_client=True) as client:
+        try:
+            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+        except ObjectAlreadyExists:
+            pass
+    _CREATED.add(name)
