@@ -5,8 +5,8 @@
   ``signers/<chain id>-<address>.lock`` (the kernel drops it when a holder dies; NFSv4 carries it
   across machines).
 - Across machines under one Prefect API (the scale-out topology, where ``PREFECT_API_URL`` points
-  at a shared Prefect server): a Prefect global concurrency limit of 1, taken with
-  ``strict=True`` so that a missing limit is an error and never a silent pass. It is named
+  at a shared Prefect server): a slot of a Prefect global concurrency limit of 1, strict (a
+  missing limit is an error and never a silent pass). It is named
   ``breakglass-signer-<chain id>-<address>`` and created on first use. A holder that dies frees
   its slot when its lease (60 s, Prefect's minimum) runs out.
 
@@ -22,6 +22,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import random
 import threading
 import time
 from collections.abc import Iterator
@@ -106,23 +107,39 @@ def _flock(fd: int, timeout: float, address: str, chain_id: int) -> None:
 
 @contextmanager
 def _global(chain_id: int, address: str, timeout: float) -> Iterator[None]:
+    """A slot of the signer's global concurrency limit, held by a lease.
+
+    Prefect's own ``concurrency()`` waits the server's ``Retry-After`` after a refusal, which grows
+    with every refused request (seconds under a burst of incidents); a nonce lock is held for
+    milliseconds, so this asks again within 10-40 ms instead.
+    """
     if not _distributed:
         yield
         return
-    from prefect.concurrency.sync import concurrency
+    import httpx
+    from prefect.client.orchestration import get_client
 
     name = limit_name(chain_id, address)
     _ensure(name)
-    try:
-        slot = concurrency(name, occupy=1, strict=True, timeout_seconds=timeout, lease_duration=LEASE)
-        slot.__enter__()
-    except TimeoutError:
-        raise BreakglassError(f"signer {address} on chain {chain_id}: another machine held its nonce slot "
-                              f"({name}) for over {timeout:g}s") from None
-    try:
-        yield
-    finally:
-        slot.__exit__(None, None, None)
+    deadline = time.monotonic() + timeout
+    with get_client(sync_client=True) as client:
+        while True:
+            try:
+                answer = client.increment_concurrency_slots_with_lease([name], 1, "concurrency", LEASE).json()
+                break
+            except httpx.HTTPStatusError as exc:
+                if exc.response.status_code != 423:  # 423 Locked: someone else holds the signer
+                    raise
+                if time.monotonic() > deadline:
+                    raise BreakglassError(f"signer {address} on chain {chain_id}: another machine held its nonce slot "
+                                          f"({name}) for over {timeout:g}s") from None
+                time.sleep(random.uniform(0.01, 0.04))
+        if not answer.get("limits"):  # strict: a limit that does not exist (deleted by hand) is never a free pass
+            raise BreakglassError(f"the global concurrency limit {name} does not exist; nothing was signed")
+        try:
+            yield
+        finally:
+            client.release_concurrency_slots_with_lease(answer["lease_id"])
 
 
 def _ensure(name: str) -> None:

@@ -305,7 +305,7 @@ def test_the_same_clicks_over_socket_mode_pass_the_gate(prefect_api, chain, home
         chain_ = served["chain"]
         wait_for(lambda: len(pause_transactions(chain_, chain_.addresses["fixture:vault"])) == 1, what="the pause")
         counted = [e for e in audit.entries(home / "incidents" / incident) if e["event"] == "vote.counted"]
-        assert [e["name"] for e in counted] == ["bob", "carol"]
+        assert sorted(e["name"] for e in counted) == ["bob", "carol"]  # acked first, recorded in any order
     finally:
         stop_serve(served)
         server.shutdown()
