@@ -58,14 +58,32 @@ def entries(incident_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_bytes().splitlines() if line.strip()]
 
 
-def verify(incident_dir: Path) -> list[str]:
-    """Problems with the chain, by line number; empty when intact."""
+def head(incident_dir: Path) -> dict[str, Any]:
+    """The chain's head: how many entries, and the SHA-256 of the last one. Copies of it (run records,
+    reports) make a truncated tail or a rewritten chain detectable."""
+    path = incident_dir / NAME
+    lines = path.read_bytes().splitlines() if path.exists() else []
+    return {"entries": len(lines), "sha256": _line_hash(lines[-1]) if lines else GENESIS}
+
+
+def verify(incident_dir: Path, heads: list[tuple[str, dict[str, Any]]] | None = None) -> list[str]:
+    """Problems with the chain, by line number; empty when intact. ``heads`` are (where, head) copies
+    kept elsewhere (run records): the log must still contain each of them, unchanged."""
     path = incident_dir / NAME
     if not path.exists():
-        return []
+        return [f"{path}: missing, but {where} recorded {h['entries']} entries" for where, h in heads or []
+                if h.get("entries")]
     problems = []
     prev = GENESIS
-    for number, line in enumerate(path.read_bytes().splitlines(), start=1):
+    lines = path.read_bytes().splitlines()
+    for where, copy in heads or []:
+        n = int(copy.get("entries", 0))
+        if n > len(lines):
+            problems.append(f"{path}: ends at entry {len(lines)}, but {where} recorded {n} entries "
+                            f"(head {str(copy.get('sha256'))[:16]}…): the tail was truncated")
+        elif n and _line_hash(lines[n - 1]) != copy.get("sha256"):
+            problems.append(f"{path}:{n}: differs from the head recorded in {where}: the chain was rewritten")
+    for number, line in enumerate(lines, start=1):
         try:
             entry = json.loads(line)
         except json.JSONDecodeError:
@@ -73,7 +91,8 @@ def verify(incident_dir: Path) -> list[str]:
             prev = _line_hash(line)
             continue
         if entry.get("prev") != prev:
-            problems.append(f"{path}:{number}: chain broken (the line before was changed, removed or reordered)")
+            problems.append(f"{path}:{number - 1}: entry {number - 1} was changed (entry {number} no longer chains "
+                            f"to it), or an entry before {number} was removed or reordered")
         prev = _line_hash(line)
     return problems
 

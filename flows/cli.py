@@ -295,7 +295,7 @@ def entrypoint() -> None:
     sys.exit(main())
 
 
-from breakglass.flows import cli_gates, cli_guardian, cli_scale  # noqa: E402,F401  (approve, ack, status; prepare, sign, check; deploy, worker)
+from breakglass.flows import cli_audit, cli_gates, cli_guardian, cli_scale  # noqa: E402,F401  (audit; approve, ack, status; prepare, sign, check; deploy, worker)
 
 if __name__ == "__main__":
     entrypoint()

@@ -14,8 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from breakglass.flows import audit
 from breakglass.flows.records import now
 
+# "signed" is followed at once by the broadcast: its audit entry comes with "broadcast" (same hash and
+# nonce), so the audit's fsync never stands between a signature and the broadcast.
+UNAUDITED = frozenset({"signed"})
 _LOCKS: dict[str, threading.Lock] = {}
 _GUARD = threading.Lock()
 
@@ -52,6 +56,10 @@ class Journal:
                 os.close(fd)
             assert self._cache is not None
             self._cache.setdefault(intent, []).append(json.loads(line))
+        if event not in UNAUDITED:  # the incident's hash-chained audit log mirrors every side effect
+            run_dir = self.path.parent
+            audit.append(run_dir.parent.parent, f"journal.{event}", run=run_dir.name, intent=intent,
+                         **{k: v for k, v in fields.items() if k not in ("raw",)})
 
     def _load(self) -> None:
         if self._cache is not None:

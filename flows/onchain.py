@@ -173,7 +173,7 @@ def send_once(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, jou
             slot.used(nonce, signed.hash)
             failpoints.hit("tx.after_sign")
             io.broadcast("0x" + signed.raw.hex())
-            journal.append(intent.key, "broadcast", hash=signed.hash)
+            journal.append(intent.key, "broadcast", hash=signed.hash, nonce=nonce, to=intent.to, signer=signer.address)
             failpoints.hit("tx.after_broadcast")
     else:
         journal.append(intent.key, "reconcile", reason="retry or resume found journaled transactions")

@@ -176,7 +176,7 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
                 except Exception as exc:  # noqa: BLE001 - journaled: the step reconciles and re-sends
                     report["stale"].append({"step": step.id, "contract": t.contract, "reason": f"broadcast failed: {exc}"})
                     continue
-                journal.append(key, "broadcast", hash=t.hash, source="prepared")
+                journal.append(key, "broadcast", hash=t.hash, nonce=t.nonce, to=t.to, signer=t.signer, source="prepared")
                 failpoints.hit("fastpath.after_broadcast")
                 report["sent"].append({"step": step.id, "contract": t.contract, "hash": t.hash, "nonce": t.nonce,
                                        "ms_from_start": round((time.perf_counter() - started) * 1000, 2),

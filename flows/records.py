@@ -51,6 +51,11 @@ class Attempt(_Record):
     status: RunStatus = "running"
 
 
+class AuditHead(_Record):
+    entries: int
+    sha256: str
+
+
 class RunRecord(_Record):
     schema_version: Literal["breakglass/run-record/v1"] = "breakglass/run-record/v1"
     run_id: str
@@ -71,6 +76,8 @@ class RunRecord(_Record):
     attempts: list[Attempt] = Field(default_factory=list)
     steps: list[StepRecord]
     error: str | None = None
+    audit_head: AuditHead | None = Field(None, description="the incident audit log's head when this run last stopped: "
+                                                           "`breakglass audit verify` checks the log still holds it")
 
     def step(self, step_id: str) -> StepRecord:
         return next(s for s in self.steps if s.id == step_id)

@@ -29,14 +29,14 @@ from prefect.logging import get_run_logger
 from prefect.settings import temporary_settings
 from prefect.states import Completed, Failed
 
-from breakglass.flows import intents, planner, signerlock, templating
+from breakglass.flows import audit, intents, planner, signerlock, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
 from breakglass.flows.inventory import Inventory
 from breakglass.flows.journal import Journal
 from breakglass.flows.playbook import Playbook
-from breakglass.flows.records import Attempt, RunRecord, now
+from breakglass.flows.records import Attempt, AuditHead, RunRecord, now
 from breakglass.flows.redact import Redactor
 from breakglass.flows.runstore import RecordWriter, RunHandle
 from breakglass.flows.server import Api
@@ -110,6 +110,7 @@ class _Run:
             current = self.writer.snapshot().step(step_id)
             self.writer.step(step_id, status="running", started_at=current.started_at or now(),
                              attempts=current.attempts + 1, error=None)
+            self.audit("step.started", step=step_id, kind=step.kind, attempt=current.attempts + 1)
             started = time.perf_counter()
             try:
                 outputs = self._attempt(step, context, step.timeout)
@@ -118,6 +119,7 @@ class _Run:
                 partial = getattr(exc, "outputs", None)
                 self.writer.step(step_id, status="failed", error=message, ended_at=now(),
                                  outputs=partial.model_dump(mode="json") if partial is not None else None)
+                self.audit("step.failed", step=step_id, error=message)
                 if attempt < total:
                     log.warning("step %s attempt %d/%d failed: %s; retrying", step_id, attempt, total, message)
                     time.sleep(min(2 ** (attempt - 1), 10))
@@ -126,9 +128,13 @@ class _Run:
                 return Failed(message=message)
             data = outputs.model_dump(mode="json")
             self.writer.step(step_id, status="completed", outputs=data, ended_at=now(), error=None)
+            self.audit("step.completed", step=step_id, seconds=round(time.perf_counter() - started, 3))
             log.info("step %s completed in %.3fs", step_id, time.perf_counter() - started)
             return Completed(message="completed")
         raise AssertionError("unreachable")
+
+    def audit(self, event: str, **fields: Any) -> None:
+        audit.append(self.handle.dir.parent.parent, event, run=self.handle.dir.name, **fields)
 
     def _attempt(self, step: Any, context: dict[str, Any], timeout: float | None) -> Any:
         ctx = self.step_context(step.id)
@@ -204,6 +210,8 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
     attempts = record.attempts + [Attempt(flow_run_id=flow_run_id, pid=os.getpid(), host=socket.gethostname(),
                                           started_at=now())]
     active_run.writer.update(status="running", attempts=attempts, ended_at=None, error=None)
+    active_run.audit("run.started", attempt=len(attempts), flow_run=flow_run_id,
+                     playbook=active_run.playbook.name, initiator=record.initiator)
     recheck_gates(active_run, log)
     record = active_run.writer.snapshot()
     completed = {s.id for s in record.steps if s.status == "completed"}
@@ -258,7 +266,9 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     attempts = run.writer.snapshot().attempts
     attempts[-1] = attempts[-1].model_copy(update={"ended_at": now(), "status": final})
     error = f"step(s) failed: {', '.join(sorted(failed))}" if failed else None
-    run.writer.update(status=final, attempts=attempts, ended_at=now(), error=error)
+    run.audit("run.finished", status=final, error=error)
+    head = audit.head(run.handle.dir.parent.parent)
+    run.writer.update(status=final, attempts=attempts, ended_at=now(), error=error, audit_head=AuditHead(**head))
     if failed:
         return Failed(message=error)
     return Completed(message=f"{len(completed)} step(s) completed, {len(skipped)} skipped")

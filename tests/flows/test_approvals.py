@@ -89,7 +89,7 @@ def test_the_audit_log_is_a_hash_chain(tmp_path: Path) -> None:
     lines[1] = lines[1].replace('"p1"', '"px"')
     (tmp_path / "audit.jsonl").write_text("\n".join(lines) + "\n")
     problems = audit.verify(tmp_path)
-    assert len(problems) == 1 and ":3: chain broken" in problems[0]
+    assert len(problems) == 1 and ":2: entry 2 was changed" in problems[0]  # the edited entry is named
 
 
 GATE = """apiVersion: breakglass/v1
