@@ -156,16 +156,51 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
           auto_approve: Annotated[bool, typer.Option("--auto-approve", help="cast fixture votes at gates (drills only)")] = False,
           keep_chain: Annotated[bool, typer.Option("--keep-chain", help="leave the drill's anvil running to inspect it")] = False,
           as_: AsOpt = None, as_json: JsonOpt = False) -> int:
-    """Rehearse a playbook on a throwaway anvil with the fixture protocol deployed."""
+    """Rehearse a playbook (or a drill spec, kind: Drill) on a throwaway anvil with the fixture protocol deployed.
+
+    With a drill spec (given, or playbooks/drills/<playbook file> next to the playbook) the run is scored
+    against its expectations; unmet ones are gaps, and the exit code is 2."""
     from breakglass.flows import drill as drill_mod
+    from breakglass.flows import drillspec
 
     home = _home()
-    record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=_pairs(input), incident=incident,
-                           home=home, api=_api, auto_approve=auto_approve, keep_chain=keep_chain, initiator=as_)
+    spec_path = playbook if _kind(playbook) == "Drill" else drillspec.for_playbook(playbook)
+    spec, given, card = None, _pairs(input), {}
+    if spec_path is not None:
+        spec, playbook, spec_inventory = drillspec.load(spec_path)
+        inventory, given, as_ = inventory or spec_inventory, {**spec.inputs, **given}, as_ or spec.initiator
+        err.print(f"drill spec {spec_path}: {spec.name}", markup=False)
+    record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=given, incident=incident,
+                           home=home, api=_api, auto_approve=auto_approve, keep_chain=keep_chain, initiator=as_,
+                           spec=spec, card=card)
+    if card:
+        _print_card(card, home / "incidents" / record.incident / "runs" / record.run_id / "artifacts")
     if keep_chain:
         kept = home / "incidents" / record.incident / "runs" / record.run_id / "kept-chains.json"
         err.print(f"the drill's chain keeps running (see {kept}); stop it with kill <pid> when done", markup=False)
-    return _finish([record], as_json)
+    code = _finish([record], as_json)
+    if card.get("gaps"):
+        raise RunFailed(f"drill {card['name']}: {len(card['gaps'])} gap(s); the first: {card['gaps'][0]}")
+    return code
+
+
+def _kind(path: Path) -> str | None:
+    import yaml
+
+    try:
+        data = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        return None  # the loader reports it, with its line
+    return data.get("kind") if isinstance(data, dict) else None
+
+
+def _print_card(card: dict[str, Any], where: Path) -> None:
+    times = ", ".join(f"{k.removeprefix('time_to_')} {v}s" for k, v in card["metrics_seconds"].items() if v is not None)
+    met = sum(1 for c in card["expectations"] if c["met"])
+    err.print(f"scorecard: {met}/{len(card['expectations'])} expectations met · {times}", markup=False)
+    for gap in card["gaps"]:
+        err.print(f"  gap: {gap}", markup=False)
+    err.print(f"  {where / 'scorecard.json'} and scorecard.md", markup=False)
 
 
 def _pairs(values: list[str] | None) -> dict[str, str]:

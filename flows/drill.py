@@ -36,7 +36,8 @@ def _placeholders(inventory: Inventory) -> set[str]:
 
 def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, Any], incident: str | None,
         home: Path, api: Callable[[], Api], auto_approve: bool = False, keep_chain: bool = False,
-        initiator: str | None = None) -> RunRecord:
+        initiator: str | None = None, spec: Any = None, card: dict[str, Any] | None = None) -> RunRecord:
+    """Rehearse; with a drill ``spec``, also score the run against its expectations into ``card``."""
     inventory_path = inventory_path or default_inventory(playbook_path)
     playbook, inventory = load_playbook(playbook_path, inventory_path)
     assert inventory is not None
@@ -82,9 +83,12 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
                 (handle.dir / "kept-chains.json").write_text(json.dumps(kept, indent=2))
 
         try:
-            return entry.start(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
-                               home=home, api=api, bindings=bindings, drill_values=drill_values, expect_mode="drill",
-                               on_created=keep, initiator=initiator, initiator_via="drill")
+            record = entry.start(playbook_path=playbook_path, inventory_path=inventory_path, given=given,
+                                 incident=incident, home=home, api=api, bindings=bindings, drill_values=drill_values,
+                                 expect_mode="drill", on_created=keep, initiator=initiator, initiator_via="drill")
+            if spec is not None and card is not None:  # scored while the chain still runs
+                card.update(_score(spec, record, home, inventory, bindings, auto_approve, initiator))
+            return record
         finally:
             if approver is not None:
                 approver.stop()
@@ -92,6 +96,26 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         for node in nodes:
             if not keep_chain:
                 node.stop()
+
+
+def _score(spec: Any, record: RunRecord, home: Path, inventory: Inventory, bindings: Bindings, auto_approve: bool,
+           initiator: str | None) -> dict[str, Any]:
+    from breakglass.flows import audit, scorecard
+    from breakglass.flows.context import endpoints, resolve_address
+
+    incident_dir = home / "incidents" / record.incident
+    paused: dict[str, bool] = {}
+    for name in spec.expectations.paused:
+        contract = inventory.contracts[name]
+        with JsonRpc(endpoints(inventory, contract.chain, bindings)) as rpc:
+            answer = rpc.call("eth_call", [{"to": resolve_address(inventory, bindings, name), "data": scorecard.PAUSED},
+                                           "latest"])
+        paused[name] = int(answer, 16) == 1
+    voters = [e.get("name") for e in audit.entries(incident_dir) if e["event"] == "vote.counted"]
+    people = sorted({p for p in [initiator, *voters] if p})
+    card = scorecard.score(spec, record, incident_dir, paused, auto_approve, people)
+    scorecard.write(card, home / "incidents" / record.incident / "runs" / record.run_id)
+    return card
 
 
 def _drill_value(value: Any, placeholders: dict[str, str]) -> Any:

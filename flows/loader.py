@@ -9,6 +9,7 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from breakglass.flows import keyscan, modelpath
+from breakglass.flows.drillspec import DrillSpec
 from breakglass.flows.errors import Diagnostic, SpecError
 from breakglass.flows.inventory import Inventory
 from breakglass.flows.playbook import HEX32_INPUT_TYPES, Playbook
@@ -19,7 +20,7 @@ from breakglass.flows.yamlpos import Document, Loc, YamlError, dotted
 from breakglass.flows.yamlpos import load as load_yaml
 
 API_VERSION = "breakglass/v1"
-MODELS: dict[str, type[BaseModel]] = {"Playbook": Playbook, "Inventory": Inventory}
+MODELS: dict[str, type[BaseModel]] = {"Playbook": Playbook, "Inventory": Inventory, "Drill": DrillSpec}
 _SECTION_LABELS = {"steps": "step", "inputs": "input", "chains": "chain", "contracts": "contract", "signers": "signer",
                    "contacts": "contact", "channels": "channel", "groups": "group"}
 

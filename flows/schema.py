@@ -7,17 +7,18 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
+from breakglass.flows.drillspec import DrillSpec
 from breakglass.flows.inventory import Inventory
 from breakglass.flows.playbook import Playbook
 from breakglass.flows.records import RunRecord
 
-Document = Annotated[Playbook | Inventory, Field(discriminator="kind")]
+Document = Annotated[Playbook | Inventory | DrillSpec, Field(discriminator="kind")]
 
 
 def spec_schema() -> dict[str, Any]:
     schema = TypeAdapter(Document).json_schema(by_alias=True)
     return {"$schema": "https://json-schema.org/draft/2020-12/schema", "$id": "breakglass/v1",
-            "title": "breakglass playbook, inventory", **schema}
+            "title": "breakglass playbook, inventory, drill spec", **schema}
 
 
 def record_schema() -> dict[str, Any]:

@@ -67,6 +67,18 @@ def _yaml_files(path: Path) -> list[Path]:
     )
 
 
+def _drill_problems(path: Path) -> list[Diagnostic]:
+    from breakglass.flows import drillspec
+
+    try:
+        drillspec.load(path)
+    except SpecError as exc:
+        return list(exc.diagnostics)
+    except BreakglassError as exc:
+        return [Diagnostic(str(path), 1, 1, "playbook", str(exc))]
+    return []
+
+
 def validate(paths: list[Path], inventory_path: Path | None = None) -> Report:
     """Check files and folders. Playbooks are checked against ``inventory_path`` if given, else
     against every inventory found in ``<folder>/inventories/`` of a folder argument."""
@@ -83,6 +95,8 @@ def validate(paths: list[Path], inventory_path: Path | None = None) -> Report:
         for item in loaded:
             report.files.append(item.path)
             report.diagnostics += item.diagnostics
+            if item.kind == "Drill" and item.model is not None and not item.diagnostics:
+                report.diagnostics += _drill_problems(Path(item.path))
             if item.kind == "Playbook" and item.model is not None and not item.diagnostics:
                 against = [extra_inventory] if extra_inventory else (inventories if root.is_dir() else [])
                 playbooks.append((item, against))

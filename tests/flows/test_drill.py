@@ -199,3 +199,20 @@ def test_flagship_drill_gate_passes_on_two_signed_auto_approve_votes(drill_resul
     incident_dir = home / "incidents" / record["incident"]
     assert audit.verify(incident_dir) == []
     assert [e["event"] for e in audit.entries(incident_dir) if e["event"].startswith("gate.")] == ["gate.opened", "gate.passed"]
+
+
+def test_the_flagship_drill_is_scored_from_its_spec(drill_result) -> None:
+    result, record, run_dir, _ = drill_result
+    assert result.returncode == 0, result.stderr
+    card = json.loads((run_dir / "artifacts" / "scorecard.json").read_text())
+    assert card["name"] == "guardian-key-compromise-local" and card["auto_approved"] is True
+    assert card["gaps"] == [] and all(c["met"] for c in card["expectations"])
+    assert {"step snapshot-detection completed", "vault paused on chain", "bridge paused on chain",
+            "message delivered to seal-911", "watch list has at least 2 entries", "audit log intact",
+            "time_to_pause_submitted within 5s"} <= {c["expectation"] for c in card["expectations"]}
+    times = card["metrics_seconds"]
+    assert all(times[k] is not None for k in ("time_to_pause_submitted", "time_to_pause_confirmed", "time_to_decision",
+                                              "time_to_first_notification", "time_to_watchlist_posted"))
+    assert times["time_to_pause_submitted"] <= times["time_to_pause_confirmed"]
+    assert "alice" in card["participants"] and {"bob", "carol"} <= set(card["participants"])
+    assert "scorecard: " in result.stderr and (run_dir / "artifacts" / "scorecard.md").read_text().startswith("# Drill")

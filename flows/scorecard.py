@@ -1,0 +1,106 @@
+"""The drill scorecard: what happened, measured from the incident's own evidence (the hash-chained audit
+log and the run record), against the drill spec's expectations. Unmet expectations are the gaps."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from breakglass.flows import audit
+from breakglass.flows.drillspec import METRICS, DrillSpec
+from breakglass.flows.records import RunRecord
+
+PAUSED = "0x5c975abb"  # paused()
+
+
+def _t(stamp: str) -> float:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def metrics(record: RunRecord, entries: list[dict[str, Any]], kinds: dict[str, str]) -> dict[str, float | None]:
+    """Seconds from the run's creation to each milestone, or None when it never happened."""
+    start = _t(record.created_at)
+
+    def first(match: Any) -> float | None:
+        found = [_t(e["at"]) for e in entries if match(e)]
+        return round(min(found) - start, 3) if found else None
+
+    def intent_step(e: dict[str, Any]) -> str:
+        return str(e.get("intent", "")).removeprefix(record.run_key + "/").split("/", 1)[0]
+
+    pause = lambda e: kinds.get(intent_step(e)) == "pause"  # noqa: E731
+    out = {
+        "acknowledge": first(lambda e: e["event"] in ("ack", "vote.counted", "vote.submitted")),
+        "decision": first(lambda e: e["event"] in ("gate.passed", "gate.rejected")),
+        "pause_submitted": first(lambda e: e["event"] == "journal.broadcast" and pause(e)),
+        "pause_confirmed": first(lambda e: e["event"] == "journal.receipt" and pause(e)),
+        "first_notification": first(lambda e: e["event"] == "journal.delivered" and kinds.get(intent_step(e)) == "notify"),
+        "watchlist_posted": first(lambda e: e["event"] in ("journal.posted", "journal.delivered")
+                                  and str(e.get("intent", "")).startswith(f"{record.incident}/watchlist/")),
+    }
+    return {m: out[m] for m in METRICS}
+
+
+def score(spec: DrillSpec, record: RunRecord, incident_dir: Path, paused: dict[str, bool], auto_approved: bool,
+          participants: list[str]) -> dict[str, Any]:
+    kinds = {s.id: s.kind for s in record.steps}
+    entries = audit.entries(incident_dir)
+    measured = metrics(record, entries, kinds)
+    expect = spec.expectations
+    checks: list[dict[str, Any]] = []
+    wanted = [s.id for s in record.steps] if expect.steps_completed == "all" else expect.steps_completed
+    for sid in wanted:
+        status = record.step(sid).status
+        checks.append({"expectation": f"step {sid} completed", "met": status == "completed", "observed": status})
+    for name in expect.paused:
+        checks.append({"expectation": f"{name} paused on chain", "met": paused.get(name, False),
+                       "observed": "paused" if paused.get(name) else "not paused"})
+    delivered = {row["recipient"] for s in record.steps if s.kind == "notify" and s.outputs
+                 for row in s.outputs.get("deliveries", []) if str(row.get("status", "")).startswith(("delivered", "reconciled"))}
+    for name in expect.messages_to:
+        checks.append({"expectation": f"message delivered to {name}", "met": name in delivered,
+                       "observed": "delivered" if name in delivered else "no delivered message"})
+    if expect.watchlist_min_entries:
+        entries_n = max([int((s.outputs or {}).get("entries", 0)) for s in record.steps if s.kind == "watchlist"] or [0])
+        checks.append({"expectation": f"watch list has at least {expect.watchlist_min_entries} entries",
+                       "met": entries_n >= expect.watchlist_min_entries, "observed": entries_n})
+    for metric, target in expect.times.items():
+        value = measured.get(metric)
+        checks.append({"expectation": f"time_to_{metric} within {target:g}s", "met": value is not None and value <= target,
+                       "observed": value})
+    problems = audit.verify(incident_dir)
+    checks.append({"expectation": "audit log intact", "met": not problems, "observed": problems[:1] or "intact"})
+    return {
+        "drill_id": record.incident, "name": spec.name, "scenario": spec.scenario or spec.description,
+        "playbook": record.playbook.name, "mode": "local", "participants": participants,
+        "auto_approved": auto_approved, "injected_at": record.created_at, "run_status": record.status,
+        "metrics_seconds": {f"time_to_{k}": v for k, v in measured.items()},
+        "targets_seconds": {f"time_to_{k}": v for k, v in expect.times.items()},
+        "expectations": checks, "gaps": [f"{c['expectation']}: observed {c['observed']}" for c in checks if not c["met"]],
+        "audit_head": audit.head(incident_dir),
+    }
+
+
+def markdown(card: dict[str, Any]) -> str:
+    lines = [f"# Drill scorecard: {card['name']} ({card['drill_id']})", "", f"Scenario: {card['scenario']}", "",
+             f"Playbook `{card['playbook']}` · run {card['run_status']} · participants: "
+             f"{', '.join(card['participants']) or 'none'}" + (" · **auto-approved (CI rehearsal)**" if card["auto_approved"] else ""),
+             "", "| milestone | seconds | target |", "|---|---|---|"]
+    for key, value in card["metrics_seconds"].items():
+        target = card["targets_seconds"].get(key)
+        lines.append(f"| {key} | {'—' if value is None else value} | {'' if target is None else target} |")
+    lines += ["", "| expectation | met | observed |", "|---|---|---|"]
+    lines += [f"| {c['expectation']} | {'yes' if c['met'] else '**no**'} | {c['observed']} |" for c in card["expectations"]]
+    lines += ["", "## Gaps", ""] + ([f"- {g}" for g in card["gaps"]] or ["None."])
+    return "\n".join(lines) + "\n"
+
+
+def write(card: dict[str, Any], run_dir: Path) -> tuple[Path, Path]:
+    from breakglass.flows.home import write_private
+
+    json_path, md_path = run_dir / "artifacts" / "scorecard.json", run_dir / "artifacts" / "scorecard.md"
+    write_private(json_path, json.dumps(card, indent=2).encode() + b"\n")
+    write_private(md_path, markdown(card).encode())
+    return json_path, md_path
