@@ -75,6 +75,16 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         api = _once(api)
         approver = _AutoApprover(home, api, initiator) if auto_approve else None
 
+        from breakglass.flows import audit
+        from breakglass.flows.home import check_id
+        from breakglass.flows.runstore import Store, new_incident_id
+
+        incident = check_id(incident) if incident else new_incident_id("drill")
+        if Store(home).incident_mode(incident) == "live":  # never a word into a live incident's record
+            raise BreakglassError(f"incident {incident} is a live incident; a drill cannot join it. Use another --incident.")
+        audit.append(home / "incidents" / incident, "drill.injected", chains=chains, attack_tx=deployed.attack_tx,
+                     scenario=getattr(spec, "scenario", "") or "fixture attack: the admin key drains the vault")
+
         def keep(handle: Any) -> None:
             if approver is not None:
                 approver.watch(handle)

@@ -201,6 +201,9 @@ class Intake:
         with open(path, "a") as fh:
             fh.write(json.dumps({"at": now(), "source": source, "how": how, "id": alert.id, "dedupe_key": alert.dedupe_key,
                                  "title": alert.title, "tx_hash": alert.tx_hash}) + "\n")
+        if how != "duplicate":  # duplicates (storms of them) stay in alerts.jsonl, off the hash chain's fsyncs
+            audit.append(path.parent, "alert.received", source=source, how=how, id=alert.id, title=alert.title,
+                         severity=alert.severity, tx_hash=alert.tx_hash, addresses=alert.addresses[:20])
 
     def _start_all(self, record: dict[str, Any]) -> None:
         for n, route in enumerate(record["routes"]):

@@ -215,4 +215,6 @@ def test_the_flagship_drill_is_scored_from_its_spec(drill_result) -> None:
                                               "time_to_first_notification", "time_to_watchlist_posted"))
     assert times["time_to_pause_submitted"] <= times["time_to_pause_confirmed"]
     assert "alice" in card["participants"] and {"bob", "carol"} <= set(card["participants"])
+    events = [json.loads(line)["event"] for line in (run_dir.parent.parent / "audit.jsonl").read_text().splitlines()]
+    assert events[0] == "drill.injected" and "run.started" in events  # the injection opens the incident's record
     assert "scorecard: " in result.stderr and (run_dir / "artifacts" / "scorecard.md").read_text().startswith("# Drill")

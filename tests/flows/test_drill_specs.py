@@ -41,3 +41,15 @@ def test_drill_specs_are_validated_with_their_line(tmp_path: Path) -> None:
     missing = cli("drill", str(spec))
     assert missing.returncode == 1 and "bad.yaml:" in missing.stderr and "no playbook at" in missing.stderr
     assert "Traceback" not in missing.stderr + result.stderr
+
+
+def test_every_shipped_playbook_has_a_valid_drill_spec_that_ci_runs() -> None:
+    from breakglass.flows import drillspec
+
+    books = sorted((REPO / "playbooks").glob("*.yaml"))
+    assert books
+    for book in books:
+        spec = drillspec.for_playbook(book)
+        assert spec is not None, f"{book.name} has no playbooks/drills/{book.name}"
+        loaded, playbook, _ = drillspec.load(spec)
+        assert playbook == book.resolve() and loaded.expectations.times, f"{spec}: no time targets"

@@ -163,7 +163,7 @@ def test_an_alert_runs_the_flagship_on_a_worker_and_a_kill_9_is_finished_by_the_
             assert len(txs_to(rpc, a[f"fixture:{contract}"], PAUSE, start)) == 1, f"{contract}: not exactly one pause"
         assert len(txs_to(rpc, a["fixture:bridge"], SET_RATE_LIMIT, start)) == 1  # one setRateLimit(0)
     audit = (home / "incidents" / incident / "audit.jsonl").read_text()
-    assert '"run.crashed"' in audit
+    assert '"run.crashed"' in audit and '"alert.received"' in audit
 
 
 def test_concurrent_incidents_on_one_signer_never_share_a_nonce(cluster) -> None:
