@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -36,4 +37,28 @@ def verify(incident: Annotated[str, typer.Argument(help="the incident id")], as_
         err.print(problem, markup=False)
     if problems:
         raise RunFailed(f"{incident}: the audit log is broken ({len(problems)} problem(s)); the first: {problems[0]}")
+    return 0
+
+
+@app.command()
+def report(incident: Annotated[str, typer.Argument(help="the incident id")],
+           fmt: Annotated[str, typer.Option("--format", help="md, html or json")] = "md",
+           output: Annotated[Path | None, typer.Option("--out", help="write here instead of stdout")] = None) -> int:
+    """The incident's report: summary, UTC timeline, actions with explorer links, funds movement, notifications,
+    approvals, gaps. HTML is one self-contained file with the timeline as an inline SVG chart."""
+    from breakglass.flows import report as report_mod
+    from breakglass.flows.errors import BreakglassError
+
+    if fmt not in ("md", "html", "json"):
+        raise BreakglassError(f"--format {fmt!r}: choose md, html or json")
+    doc = report_mod.build(_home(), incident)
+    text = report_mod.render(doc, fmt)
+    if output is not None:
+        output.write_text(text)
+        err.print(f"wrote {output}", markup=False)
+    else:
+        out.file.write(text)
+    if not doc["audit"]["intact"]:  # rendered, but never silently: exit 2 and say why
+        raise RunFailed(f"{incident}: the audit log is broken; the report says so. First problem: "
+                        f"{doc['audit']['problems'][0]}")
     return 0

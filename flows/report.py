@@ -1,0 +1,134 @@
+"""``breakglass report INCIDENT``: the incident's record for exchanges, insurers and the post-mortem, built
+only from its evidence (run records, snapshots, the hash-chained audit log), as JSON, Markdown or one
+self-contained HTML file whose timeline is an inline SVG chart (Jinja2, autoescaped)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from breakglass.flows import audit
+from breakglass.flows.runstore import Store
+from breakglass.flows.validate import load_playbook
+
+TEMPLATES = Path(__file__).parent / "report_templates"
+
+
+def _t(stamp: str | None) -> float | None:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp() if stamp else None
+
+
+def build(home: Path, incident: str) -> dict[str, Any]:
+    store = Store(home)
+    handles = store.runs(incident)  # unknown incident: a clear error
+    base = store.incident_dir(incident)
+    records = [h.load() for h in handles]
+    heads = [(f"run record {r.run_id}", r.audit_head.model_dump()) for r in records if r.audit_head is not None]
+    problems = audit.verify(base, heads)
+    entries = audit.entries(base) if not any("not JSON" in p for p in problems) else []
+    runs, actions, deliveries, approvals, movements, gaps = [], [], [], [], [], []
+    for handle, record in zip(handles, records, strict=True):
+        playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
+        runs.append({"run": record.run_id, "playbook": record.playbook.name, "severity": playbook.severity,
+                     "status": record.status, "initiator": record.initiator, "created_at": record.created_at,
+                     "ended_at": record.ended_at,
+                     "steps": [{"id": s.id, "kind": s.kind, "status": s.status, "started_at": s.started_at,
+                                "ended_at": s.ended_at, "error": s.error} for s in record.steps]})
+        for step in record.steps:
+            out = step.outputs or {}
+            found = out.get("results") if step.kind == "pause" else [out] if step.kind == "transact" else []
+            for result in found if isinstance(found, list) else []:
+                if isinstance(result, dict) and result.get("tx_hash"):
+                    chain = inventory.chains.get(str(result.get("chain", "")))
+                    explorer = chain.explorer.rstrip("/") if chain is not None and chain.explorer else None
+                    what = f"{result.get('contract')}.{'pause()' if step.kind == 'pause' else result.get('function')}"
+                    actions.append({"step": step.id, "what": what, "status": result.get("status"),
+                                    "tx_hash": result["tx_hash"], "block": result.get("block_number"),
+                                    "note": result.get("fast_path") or "",
+                                    "url": f"{explorer}/tx/{result['tx_hash']}" if explorer else None})
+            for row in out.get("deliveries", []) if step.kind == "notify" else []:
+                deliveries.append({"step": step.id, "recipient": row.get("recipient"), "channel": row.get("channel"),
+                                   "status": row.get("status"), "at": row.get("at")})
+            if step.kind == "approval" and out:
+                approvals.append({"gate": step.id, "decision": out.get("decision"), "approvers": out.get("approvers", []),
+                                  "votes": [{"name": v.get("name"), "decision": v.get("decision"), "channel": v.get("channel"),
+                                             "address": v.get("address")} for v in out.get("votes", [])],
+                                  "digest": out.get("digest")})
+        movements += _movements(handle.dir / "artifacts")
+        card = handle.dir / "artifacts" / "scorecard.json"
+        if card.exists():
+            gaps += json.loads(card.read_text()).get("gaps", [])
+    return {"incident": incident, "mode": records[0].mode if records else None,
+            "generated_at": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "severity": max((r["severity"] for r in runs), key=["low", "medium", "high", "critical"].index, default=None),
+            "runs": runs, "timeline": [_event(e) for e in entries], "actions": actions, "deliveries": deliveries,
+            "approvals": approvals, "funds": movements, "gaps": gaps,
+            "audit": {"intact": not problems, "problems": problems, "head": audit.head(base)}}
+
+
+def _event(entry: dict[str, Any]) -> dict[str, Any]:
+    detail = {k: v for k, v in entry.items() if k not in ("at", "event", "prev", "host", "pid", "os_user")}
+    return {"at": entry["at"], "event": entry["event"], "detail": detail}
+
+
+def _movements(artifacts: Path) -> list[dict[str, Any]]:
+    """Balances that changed between the run's first and last snapshot."""
+    shots = sorted(artifacts.glob("*.snapshot.json"), key=lambda p: json.loads(p.read_text()).get("block_number", 0))
+    if len(shots) < 2:
+        return []
+    first, last = (json.loads(p.read_text()) for p in (shots[0], shots[-1]))
+    before = {(b["account"], b["token"]): int(b["raw"]) for b in first.get("balances", []) if b.get("raw") is not None}
+    out = []
+    for b in last.get("balances", []):
+        key = (b["account"], b["token"])
+        if key in before and b.get("raw") is not None and int(b["raw"]) != before[key]:
+            out.append({"account": b["account"], "token": b["token"], "before": str(before[key]), "after": b["raw"],
+                        "delta": str(int(b["raw"]) - before[key]), "blocks": [first["block_number"], last["block_number"]]})
+    return out
+
+
+def chart(report: dict[str, Any], width: int = 960) -> dict[str, Any]:
+    """Geometry of the timeline chart: one bar per step, marks for alerts, votes and transactions."""
+    times = [_t(e["at"]) for e in report["timeline"]] + [_t(s["started_at"]) for r in report["runs"] for s in r["steps"]]
+    times += [_t(s["ended_at"]) for r in report["runs"] for s in r["steps"]]
+    known = [t for t in times if t is not None]
+    if not known:
+        return {"width": width, "height": 40, "bars": [], "marks": [], "span": 0}
+    t0, t1 = min(known), max(known)
+    span = max(t1 - t0, 0.001)
+    left, right = 190, 20
+
+    def x(t: float) -> float:
+        return round(left + (t - t0) / span * (width - left - right), 1)
+
+    bars = []
+    for r in report["runs"]:
+        for s in r["steps"]:
+            start, end = _t(s["started_at"]), _t(s["ended_at"])
+            if start is None:
+                continue
+            bars.append({"step": s["id"], "kind": s["kind"], "status": s["status"], "x": x(start),
+                         "w": max(2.0, x(end or t1) - x(start)), "y": 30 + 22 * len(bars),
+                         "seconds": round((end or t1) - start, 3)})
+    marks = []
+    for e in report["timeline"]:
+        kind = {"alert.received": "alert", "drill.injected": "alert", "journal.broadcast": "tx", "journal.receipt": "tx",
+                "vote.counted": "vote", "gate.passed": "vote", "gate.rejected": "vote"}.get(e["event"])
+        if kind:
+            marks.append({"x": x(_t(e["at"])), "kind": kind, "label": e["event"]})
+    return {"width": width, "height": 50 + 22 * len(bars), "bars": bars, "marks": marks, "span": round(span, 3)}
+
+
+def render(report: dict[str, Any], fmt: str) -> str:
+    if fmt == "json":
+        return json.dumps(report, indent=2) + "\n"
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html", "j2"]),
+                      undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    if fmt == "md":
+        env.autoescape = False
+        return env.get_template("report.md.j2").render(r=report)
+    return env.get_template("report.html.j2").render(r=report, c=chart(report))
