@@ -269,9 +269,27 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     run.audit("run.finished", status=final, error=error)
     head = audit.head(run.handle.dir.parent.parent)
     run.writer.update(status=final, attempts=attempts, ended_at=now(), error=error, audit_head=AuditHead(**head))
+    publish_artifacts(run.writer.snapshot(), log)
     if failed:
         return Failed(message=error)
     return Completed(message=f"{len(completed)} step(s) completed, {len(skipped)} skipped")
+
+
+def publish_artifacts(record: RunRecord, log: Any) -> None:
+    """What someone watching the Prefect UI needs without the CLI: a summary, the deliveries, the report command."""
+    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+
+    from breakglass.flows import artifacts
+
+    key = artifacts.key(record)
+    try:
+        create_markdown_artifact(markdown=artifacts.summary(record), key=f"{key}-summary",
+                                 description=f"breakglass run {record.incident}/{record.run_id}")
+        rows = artifacts.deliveries(record)
+        if rows:
+            create_table_artifact(table=rows, key=f"{key}-deliveries", description="who was told what, how, and when")
+    except Exception as exc:  # noqa: BLE001 - the UI's copy; the run record and the audit log are the record
+        log.warning("could not publish the Prefect artifacts: %s: %s", type(exc).__name__, exc)
 
 
 def settings(api: Api) -> Any:

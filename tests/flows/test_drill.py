@@ -201,8 +201,15 @@ def test_flagship_drill_gate_passes_on_two_signed_auto_approve_votes(drill_resul
     assert [e["event"] for e in audit.entries(incident_dir) if e["event"].startswith("gate.")] == ["gate.opened", "gate.passed"]
 
 
-def test_the_flagship_drill_is_scored_from_its_spec(drill_result) -> None:
+def test_the_flagship_drill_is_scored_from_its_spec(drill_result, prefect_api) -> None:
+    import httpx
+
     result, record, run_dir, _ = drill_result
+    found = httpx.post(prefect_api.url + "/artifacts/filter", headers=prefect_api.headers(),
+                       json={"flow_runs": {"id": {"any_": [record["attempts"][-1]["flow_run_id"]]}}}).json()
+    table = next(a for a in found if a["type"] == "table")  # the deliveries, in the Prefect UI
+    rows = table["data"] if isinstance(table["data"], list) else json.loads(table["data"])
+    assert {r["recipient"] for r in rows} == {"war-room", "exchange-a", "exchange-b", "seal-911"}
     assert result.returncode == 0, result.stderr
     card = json.loads((run_dir / "artifacts" / "scorecard.json").read_text())
     assert card["name"] == "guardian-key-compromise-local" and card["auto_approved"] is True

@@ -42,6 +42,15 @@ def test_report_formats_timeline_links_escaping_and_a_broken_log(prefect_api, ch
     incident = record["incident"]
     audit.append(home / "incidents" / incident, "alert.received", title="<script>alert(1)</script>", source="test")
 
+    import httpx
+
+    flow_run = record["attempts"][-1]["flow_run_id"]  # the Prefect UI shows the run without the CLI
+    found = httpx.post(prefect_api.url + "/artifacts/filter", headers=prefect_api.headers(),
+                       json={"flow_runs": {"id": {"any_": [flow_run]}}}).json()
+    summary = next(a for a in found if a["type"] == "markdown")
+    assert "# guard: completed" in summary["data"] and f"breakglass report {incident}" in summary["data"]
+    assert "vault paused" in summary["data"] and dev_key("guardian")[2:] not in json.dumps(found)
+
     md = cli("report", incident)
     assert md.returncode == 0, md.stderr
     tx = record["steps"][1]["outputs"]["results"][0]["tx_hash"]
