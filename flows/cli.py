@@ -155,7 +155,11 @@ def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, 
 def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
           auto_approve: Annotated[bool, typer.Option("--auto-approve", help="cast fixture votes at gates (drills only)")] = False,
           keep_chain: Annotated[bool, typer.Option("--keep-chain", help="leave the drill's anvil running to inspect it")] = False,
-          as_: AsOpt = None, as_json: JsonOpt = False) -> int:
+          as_: AsOpt = None, as_json: JsonOpt = False,
+          fork_url: Annotated[str | None, typer.Option("--fork-url", envvar="BREAKGLASS_FORK_URL",
+                                                       help="fork this live chain (needs --inventory LIVE)")] = None,
+          fork_block: Annotated[int | None, typer.Option("--fork-block", help="fork at this block (default: latest)")] = None,
+          ) -> int:
     """Rehearse a playbook (or a drill spec, kind: Drill) on a throwaway anvil with the fixture protocol deployed.
 
     With a drill spec (given, or playbooks/drills/<playbook file> next to the playbook) the run is scored
@@ -167,12 +171,24 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
     spec_path = playbook if _kind(playbook) == "Drill" else drillspec.for_playbook(playbook)
     spec, given, card = None, _pairs(input), {}
     if spec_path is not None:
-        spec, playbook, spec_inventory = drillspec.load(spec_path)
+        spec, playbook, spec_inventory = drillspec.load(spec_path, inventory)
         inventory, given, as_ = inventory or spec_inventory, {**spec.inputs, **given}, as_ or spec.initiator
         err.print(f"drill spec {spec_path}: {spec.name}", markup=False)
+    fork = None
+    if fork_url:
+        import tempfile
+
+        from breakglass.flows import forkdrill
+
+        if inventory is None:
+            raise BreakglassError("--fork-url needs --inventory LIVE_INVENTORY: the live deployment is what a fork "
+                                  "drill rehearses")
+        work = Path(tempfile.mkdtemp(prefix="fork-", dir=home))
+        inventory, fork = forkdrill.prepare(inventory, fork_url, fork_block, work)
+        fork["url"] = fork_url
     record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=given, incident=incident,
                            home=home, api=_api, auto_approve=auto_approve, keep_chain=keep_chain, initiator=as_,
-                           spec=spec, card=card)
+                           spec=spec, card=card, fork=fork)
     if card:
         _print_card(card, home / "incidents" / record.incident / "runs" / record.run_id / "artifacts")
     if keep_chain:

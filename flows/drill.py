@@ -36,8 +36,11 @@ def _placeholders(inventory: Inventory) -> set[str]:
 
 def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, Any], incident: str | None,
         home: Path, api: Callable[[], Api], auto_approve: bool = False, keep_chain: bool = False,
-        initiator: str | None = None, spec: Any = None, card: dict[str, Any] | None = None) -> RunRecord:
-    """Rehearse; with a drill ``spec``, also score the run against its expectations into ``card``."""
+        initiator: str | None = None, spec: Any = None, card: dict[str, Any] | None = None,
+        fork: dict[str, Any] | None = None) -> RunRecord:
+    """Rehearse; with a drill ``spec``, also score the run against its expectations into ``card``.
+
+    ``fork`` ({url, block}, from ``forkdrill.prepare``): fork that chain instead of deploying the fixture."""
     inventory_path = inventory_path or default_inventory(playbook_path)
     playbook, inventory = load_playbook(playbook_path, inventory_path)
     assert inventory is not None
@@ -59,15 +62,16 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
     try:
         deployed: fixture.Deployed | None = None
         for name in chains:
-            node = anvil.start(chain_id=inventory.chains[name].chain_id, log_dir=home / "anvil")
+            node = anvil.start(chain_id=inventory.chains[name].chain_id, log_dir=home / "anvil",
+                               fork_url=fork["url"] if fork else None, fork_block=fork["block"] if fork else None)
             nodes.append(node)
-            with JsonRpc([Endpoint("fixture:anvil", node.url)]) as rpc:
-                deployed = fixture.deploy(rpc)
-        assert deployed is not None
-        values = deployed.placeholder_values()
+            if fork is None:
+                with JsonRpc([Endpoint("fixture:anvil", node.url)]) as rpc:
+                    deployed = fixture.deploy(rpc)
+        values = deployed.placeholder_values() if deployed is not None else {}
         bindings = Bindings(addresses=values, rpc={name: node.url for name, node in zip(chains, nodes, strict=True)})
-        drill_values = {name: _drill_value(spec.drill, values) for name, spec in playbook.inputs.items()
-                        if spec.drill is not None}
+        drill_values = {} if fork else {name: _drill_value(spec.drill, values) for name, spec in playbook.inputs.items()
+                                        if spec.drill is not None}
         if prepared.prepared_steps(playbook, gated=None):  # rehearse the fast path too: sign ahead, like `breakglass prepare`
             keys = signers.unlock(inventory, {s.with_.signer for s in prepared.prepared_steps(playbook, gated=None)}, bindings)
             prepared.build(playbook, inventory, keys, home, bindings)
@@ -82,8 +86,11 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         incident = check_id(incident) if incident else new_incident_id("drill")
         if Store(home).incident_mode(incident) == "live":  # never a word into a live incident's record
             raise BreakglassError(f"incident {incident} is a live incident; a drill cannot join it. Use another --incident.")
-        audit.append(home / "incidents" / incident, "drill.injected", chains=chains, attack_tx=deployed.attack_tx,
-                     scenario=getattr(spec, "scenario", "") or "fixture attack: the admin key drains the vault")
+        audit.append(home / "incidents" / incident, "drill.injected", chains=chains,
+                     attack_tx=deployed.attack_tx if deployed else None,
+                     fork={"chain": fork["chain"], "block": fork["block"]} if fork else None,
+                     scenario=getattr(spec, "scenario", "") or ("fork of the live chain" if fork else
+                                                                 "fixture attack: the admin key drains the vault"))
 
         def keep(handle: Any) -> None:
             if approver is not None:

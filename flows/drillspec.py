@@ -39,8 +39,9 @@ class DrillSpec(Model):
     expectations: Expectations = Field(default_factory=Expectations)
 
 
-def load(path: Path) -> tuple[DrillSpec, Path, Path | None]:
-    """The spec, its playbook path and inventory path; every problem with its file:line."""
+def load(path: Path, inventory_override: Path | None = None) -> tuple[DrillSpec, Path, Path | None]:
+    """The spec, its playbook path and inventory path (``inventory_override`` wins: a fork drill's live
+    inventory); every problem with its file:line."""
     from breakglass.flows import loader
     from breakglass.flows.drill import default_inventory
     from breakglass.flows.validate import load_playbook
@@ -55,7 +56,8 @@ def load(path: Path) -> tuple[DrillSpec, Path, Path | None]:
         problems.append(doc.diag(("playbook",), "playbook", f"no playbook at {playbook}",
                                  "The path is relative to the drill spec's folder."))
         raise SpecError(problems)
-    inventory = (path.parent / spec.inventory).resolve() if spec.inventory else default_inventory(playbook)
+    inventory = inventory_override or ((path.parent / spec.inventory).resolve() if spec.inventory
+                                       else default_inventory(playbook))
     book, inv = load_playbook(playbook, inventory)
     steps = {s.id for s in book.steps}
     expect = spec.expectations

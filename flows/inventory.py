@@ -106,6 +106,14 @@ class FixtureSigner(Model):
     account: Annotated[str, Field(pattern=r"^[a-z][a-z0-9_-]*$")] = Field(description="drill only: a fixture account")
 
 
+class ImpersonatedSignerSpec(Model):
+    """Fork drills only (written by `breakglass drill --fork-url`): a live signer's address, impersonated on the
+    local anvil fork, so the real deployment's pause path runs without any key."""
+
+    kind: Literal["impersonated"]
+    address: Address
+
+
 class SafeSigner(Model):
     """A Safe multisig that holds the guardian role. breakglass proposes, collects owner signatures
     (from the owner signers it holds, and from `breakglass sign`), and executes once the threshold is met."""
@@ -117,7 +125,8 @@ class SafeSigner(Model):
     executor: Name = Field(description="the signer that submits execTransaction and pays its gas")
 
 
-Signer = Annotated[EnvSigner | KeystoreSigner | ExternalSigner | FixtureSigner | SafeSigner, Field(discriminator="kind")]
+Signer = Annotated[EnvSigner | KeystoreSigner | ExternalSigner | FixtureSigner | SafeSigner | ImpersonatedSignerSpec,
+                   Field(discriminator="kind")]
 
 
 class ContactChannel(Model):

@@ -172,7 +172,8 @@ def send_once(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, jou
                            signer=signer.address, label=intent.label)
             slot.used(nonce, signed.hash)
             failpoints.hit("tx.after_sign")
-            io.broadcast("0x" + signed.raw.hex())
+            if signed.raw:  # an impersonated fork-drill signer has sent it already
+                io.broadcast("0x" + signed.raw.hex())
             journal.append(intent.key, "broadcast", hash=signed.hash, nonce=nonce, to=intent.to, signer=signer.address)
             failpoints.hit("tx.after_broadcast")
     else:
@@ -224,9 +225,10 @@ def _wait(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, journal
                 _replace(ctx.home, io, signer, intent, journal, current, fees)
             else:
                 journal.append(intent.key, "rebroadcast", hash=current.hash, reason="fee cap reached")
-                io.broadcast(current.raw)
+                if len(current.raw) > 2:
+                    io.broadcast(current.raw)
             last_action = block
-        elif not io.in_pool(current.hash):
+        elif len(current.raw) > 2 and not io.in_pool(current.hash):
             io.broadcast(current.raw)  # evicted, or never sent before a crash: the same bytes again
             journal.append(intent.key, "rebroadcast", hash=current.hash)
         ctx.check_cancelled()
@@ -242,7 +244,8 @@ def _replace(home: Path, io: ChainIO, signer: Signer, intent: Intent, journal: J
         signed = _sign(signer, tx)
         journal.append(intent.key, "replacement", hash=signed.hash, raw="0x" + signed.raw.hex(), nonce=current.nonce,
                        max_fee=fees[0], tip=fees[1], replaces=current.hash)
-        io.broadcast("0x" + signed.raw.hex())
+        if signed.raw:
+            io.broadcast("0x" + signed.raw.hex())
 
 
 def _find_receipt(io: ChainIO, entries: list[SignedEntry]) -> dict[str, Any] | None:

@@ -99,6 +99,9 @@ def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], 
     next_nonce: dict[tuple[str, str], int] = {}  # several prepared steps of one signer get consecutive nonces
     for step in prepared_steps(playbook, gated=None):
         signer = signers[step.with_.signer]
+        if getattr(signer, "sends_itself", False):  # fork drills: nothing can be signed ahead without a key
+            summary.append({"step": step.id, "prepared": [], "skipped": ["impersonated signer: sent by the step"]})
+            continue
         txs: list[PreparedTx] = []
         skipped: list[str] = []
         by_chain: dict[str, list[str]] = {}

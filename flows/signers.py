@@ -16,7 +16,15 @@ from pathlib import Path
 from breakglass.flows.context import Bindings
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.fixture import ACCOUNTS
-from breakglass.flows.inventory import EnvSigner, ExternalSigner, FixtureSigner, Inventory, KeystoreSigner, SafeSigner
+from breakglass.flows.inventory import (
+    EnvSigner,
+    ExternalSigner,
+    FixtureSigner,
+    ImpersonatedSignerSpec,
+    Inventory,
+    KeystoreSigner,
+    SafeSigner,
+)
 from breakglass.integrations.chain import signers
 from breakglass.integrations.chain.signers import Signer, SignerError
 
@@ -79,6 +87,11 @@ def unlock_one(inventory: Inventory, name: str, bindings: Bindings | None = None
             if bindings is not None and address in bindings.addresses:
                 address = bindings.addresses[address]
             return SafeGuardian(name, address, spec.chain, held, unlock_one(inventory, spec.executor, bindings, prompt))
+        elif isinstance(spec, ImpersonatedSignerSpec):
+            if not inventory.is_drill:
+                raise BreakglassError(f"signer '{name}': impersonated signers exist only in fork drills")
+            urls = {c.chain_id: bindings.rpc[n] for n, c in inventory.chains.items() if bindings and n in bindings.rpc}
+            signer = signers.ImpersonatedSigner(spec.address, urls, f"'{name}' (impersonated on the fork)")
         elif isinstance(spec, FixtureSigner):
             if not inventory.is_drill:
                 raise BreakglassError(f"signer '{name}': fixture signers exist only in drill inventories")

@@ -150,3 +150,39 @@ class RemoteSigner:
         if not isinstance(raw_hex, str) or not raw_hex.startswith("0x"):
             raise SignerError(f"signer {self.label}: remote signer answered without a signed transaction")
         return _check_fields(bytes.fromhex(raw_hex[2:]), tx, self.address, self.label)
+
+
+class ImpersonatedSigner:
+    """Fork drills only: a live signer's *address*, impersonated on a local anvil fork
+    (``anvil_impersonateAccount``), so that the real pause path of the real deployment is exercised
+    without any key. ``sign`` sends the transaction itself (anvil signs nothing for an impersonated
+    account), so ``Signed.raw`` is empty and the caller must not broadcast it again."""
+
+    sends_itself = True
+
+    def __init__(self, address: str, rpc_by_chain_id: dict[int, str], label: str) -> None:
+        self.address, self.label = to_checksum_address(address), label
+        self._rpc = rpc_by_chain_id
+        self._impersonating: set[int] = set()
+
+    def sign(self, tx: dict[str, Any]) -> Signed:
+        import httpx
+
+        chain_id = int(tx["chainId"])
+        url = self._rpc.get(chain_id)
+        if url is None:
+            raise SignerError(f"signer {self.label}: no fork of chain {chain_id} to impersonate it on")
+
+        def call(method: str, params: list[Any]) -> Any:
+            answer = httpx.post(url, json={"jsonrpc": "2.0", "id": 1, "method": method, "params": params}, timeout=30).json()
+            if "error" in answer:
+                raise SignerError(f"signer {self.label}: {method}: {answer['error'].get('message', answer['error'])}")
+            return answer["result"]
+
+        if chain_id not in self._impersonating:
+            call("anvil_impersonateAccount", [self.address])
+            self._impersonating.add(chain_id)
+        fields = {"from": self.address, "to": tx["to"], "data": tx.get("data", "0x"), "value": hex(int(tx.get("value", 0))),
+                  "nonce": hex(int(tx["nonce"])), "gas": hex(int(tx["gas"])), "maxFeePerGas": hex(int(tx["maxFeePerGas"])),
+                  "maxPriorityFeePerGas": hex(int(tx["maxPriorityFeePerGas"]))}
+        return Signed(b"", call("eth_sendTransaction", [fields]), int(tx["nonce"]))

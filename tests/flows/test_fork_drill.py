@@ -1,0 +1,125 @@
+"""Fork drills against a local anvil standing in for the live chain: the live inventory's real addresses,
+its guardian impersonated (no key anywhere), messages only to the drill outbox, the live chain untouched.
+After the guardian loses its role on the "live" chain, a new fork drill fails with that gap."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from threading import Thread
+
+from eth_utils import keccak
+
+from tests.conftest import REPO, cli, fresh_protocol, live_inventory, mined
+
+BOOK = """apiVersion: breakglass/v1
+kind: Playbook
+name: fork-pause
+description: pause what the guardian guards, and tell the desk
+severity: critical
+steps:
+  - {id: pause, kind: pause, timeout: 60s, with: {contracts: [vault, bridge], signer: guardian}}
+  - id: tell
+    kind: notify
+    needs: [pause]
+    timeout: 30s
+    with: {template: war-room-alert, to: [desk], data: {summary: paused}}
+"""
+EXTRA = """channels:
+  hook: {kind: webhook, url_env: BG_TEST_HOOK_URL, secret_env: BG_TEST_HOOK_SECRET}
+contacts:
+  desk: {kind: internal, channels: [{via: hook}], last_verified: 2026-11-01}
+templates:
+  war-room-alert: {approved: true}
+"""
+SPEC = """apiVersion: breakglass/v1
+kind: Drill
+name: fork-pause-drill
+playbook: {book}
+expectations:
+  paused: [vault, bridge]
+  messages_to: [desk]
+  times: {{pause_confirmed: 2m}}
+"""
+PAUSED = "0x5c975abb"
+
+
+def _files(tmp: Path, chain) -> tuple[Path, Path, Path]:
+    (tmp / "book").mkdir()
+    book = tmp / "book" / "fork-pause.yaml"
+    book.write_text(BOOK)
+    shutil.copytree(REPO / "playbooks" / "templates", tmp / "book" / "templates")
+    (tmp / "book" / "drills").mkdir()
+    spec = tmp / "book" / "drills" / "fork-pause.yaml"
+    spec.write_text(SPEC.format(book=book))
+    return book, spec, live_inventory(tmp, chain, extra=EXTRA)
+
+
+def _paused(rpc, address: str) -> bool:
+    return int(rpc.call("eth_call", [{"to": address, "data": PAUSED}, "latest"]), 16) == 1
+
+
+def test_a_fork_drill_pauses_through_impersonation_and_catches_a_lost_role(prefect_api, chain, tmp_path) -> None:
+    live = fresh_protocol(chain)  # "anvil A": the live chain, as far as the drill knows
+    hits: list[str] = []
+
+    class Hook(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            hits.append(self.path)
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Hook)
+    Thread(target=server.serve_forever, daemon=True).start()
+    env = {"BG_TEST_HOOK_URL": f"http://127.0.0.1:{server.server_port}/", "BG_TEST_HOOK_SECRET": "hook-secret",
+           "BG_TEST_GUARDIAN_KEY": ""}  # no key: the drill must not need one
+    book, spec, inventory = _files(tmp_path, live)
+    try:
+        first = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", live.url, "--json", env=env,
+                    timeout=240)
+        assert first.returncode == 0, first.stderr
+        record = json.loads(first.stdout)
+        assert record["mode"] == "drill" and record["status"] == "completed"
+        assert "scorecard: " in first.stderr and "gap:" not in first.stderr
+        pause = next(s for s in record["steps"] if s["id"] == "pause")["outputs"]["results"]
+        assert {r["contract"]: r["status"] for r in pause} == {"vault": "paused", "bridge": "paused"}
+        with live.rpc() as rpc:  # the fork was paused; the live chain was not touched
+            assert not _paused(rpc, live.addresses["fixture:vault"])
+        assert hits == []  # the live inventory's webhook was never called: the drill outbox got it instead
+        assert [d["channel"] for d in record["steps"][1]["outputs"]["deliveries"]] == ["outbox"]
+
+        with live.rpc() as rpc:  # config drift on the live chain: the guardian loses its role
+            role = keccak(text="GUARDIAN_ROLE")
+            for contract in ("vault", "bridge"):
+                data = "0xd547741f" + role.hex() + live.addresses["fixture:guardian"][2:].lower().rjust(64, "0")
+                mined(rpc, {"from": live.addresses["fixture:admin"], "to": live.addresses[f"fixture:{contract}"],
+                            "data": data})
+        second = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", live.url, env=env, timeout=240)
+        assert second.returncode == 2, second.stderr
+        assert "gap: step pause completed: observed failed" in second.stderr
+        assert "AccessControlUnauthorizedAccount" in second.stderr and "Traceback" not in second.stderr
+    finally:
+        server.shutdown()
+
+
+def test_fork_drill_inputs_are_checked_before_anything_starts(prefect_api, chain, tmp_path) -> None:
+    book, _, inventory = _files(tmp_path, chain)
+    gone = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", "http://127.0.0.1:9/secret-key-123")
+    assert gone.returncode == 1 and "does not answer" in gone.stderr and "secret-key-123" not in gone.stderr
+    future = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", chain.url, "--fork-block", "99999999")
+    assert future.returncode == 1 and "in the future" in future.stderr
+    wrong = inventory.read_text().replace("chain_id: 31337", "chain_id: 1")
+    other = tmp_path / "mainnet.yaml"
+    other.write_text(wrong)
+    mismatch = cli("drill", str(book), "--inventory", str(other), "--fork-url", chain.url)
+    assert mismatch.returncode == 1 and "serves chain id 31337" in mismatch.stderr
+    drill_copy = tmp_path / "drill-copy.yaml"
+    drill_copy.write_text(inventory.read_text().replace("name: test-live\n", "name: test-drill\nmode: drill\n")
+                          .replace("- env: BG_TEST_RPC_URL", "- fixture: anvil"))
+    drill_inv = cli("drill", str(book), "--inventory", str(drill_copy), "--fork-url", chain.url)
+    assert drill_inv.returncode == 1 and "needs the live one" in drill_inv.stderr
