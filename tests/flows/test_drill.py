@@ -22,7 +22,7 @@ HAS_ROLE = abi.parse("hasRole(bytes32,address)(bool)")
 
 @pytest.fixture(scope="module")
 def drill_result(prefect_api, home: Path):
-    result = cli("drill", FLAGSHIP, "--auto-approve", "--keep-chain", "--json")
+    result = cli("drill", "playbooks/drills/guardian-key-compromise.yaml", "--auto-approve", "--keep-chain", "--json")
     record = json.loads(result.stdout)
     run_dir = home / "incidents" / record["incident"] / "runs" / record["run_id"]
     kept = json.loads((run_dir / "kept-chains.json").read_text())["ethereum"]
@@ -225,3 +225,21 @@ def test_the_flagship_drill_is_scored_from_its_spec(drill_result, prefect_api) -
     events = [json.loads(line)["event"] for line in (run_dir.parent.parent / "audit.jsonl").read_text().splitlines()]
     assert events[0] == "drill.injected" and "run.started" in events  # the injection opens the incident's record
     assert "scorecard: " in result.stderr and (run_dir / "artifacts" / "scorecard.md").read_text().startswith("# Drill")
+
+
+def test_the_flagship_report_opens_in_headless_chromium_with_one_bar_per_step(drill_result, tmp_path: Path) -> None:
+    import subprocess
+
+    from tests.conftest import REPO
+
+    _, record, _, _ = drill_result
+    page = tmp_path / "report.html"
+    made = cli("report", record["incident"], "--format", "html", "--out", str(page))
+    assert made.returncode == 0, made.stderr
+    probe = subprocess.run(["node", str(REPO / "tests" / "helpers" / "svg_probe.mjs"), str(page)], capture_output=True,
+                           text=True, timeout=120, cwd=REPO)
+    assert probe.returncode == 0, probe.stderr
+    drawn = json.loads(probe.stdout)
+    assert [b["step"] for b in drawn["bars"]] == [s["id"] for s in record["steps"]]  # one bar per step, drawn
+    assert all(b["width"] > 0 for b in drawn["bars"]) and drawn["svg"]["width"] > 0
+    assert drawn["requests"] == [] and drawn["audit"].startswith("Audit log intact")  # self-contained, verified
