@@ -1,6 +1,7 @@
 """Crash detection for runs handed to a work pool.
 
-A worker killed mid-run leaves its flow run Running (or Paused at a gate) in Prefect for ever.
+A worker killed mid-run leaves its flow run Running (or Paused at a gate, or Pending when it died
+while taking the run) in Prefect for ever.
 Each runner rewrites ``heartbeat.json`` in the run's directory every 2 s while its process is
 alive. Every worker sweeps the pool's live flow runs every few seconds: one whose heartbeat is
 older than ``crash_after`` (90 s by default) is marked Crashed, and handed to the pool again with
@@ -56,7 +57,7 @@ def sweep(api: Api, home: Path, crash_after: float = CRASH_AFTER) -> list[str]:
         while True:  # the API pages by at most 200
             page = client.read_flow_runs(
                 flow_run_filter=FlowRunFilter(state=FlowRunFilterState(type=FlowRunFilterStateType(
-                    any_=[StateType.RUNNING, StateType.PAUSED]))),
+                    any_=[StateType.PENDING, StateType.RUNNING, StateType.PAUSED]))),
                 flow_filter=FlowFilter(name=FlowFilterName(any_=[deploy.FLOW])), limit=200, offset=len(live))
             live += page
             if len(page) < 200:
@@ -69,8 +70,10 @@ def sweep(api: Api, home: Path, crash_after: float = CRASH_AFTER) -> list[str]:
                 handle = Store(home).handle(key)
             except BreakglassError:
                 continue
-            started = flow_run.start_time.timestamp() if flow_run.start_time else None
-            age = heartbeat_age(handle, started)
+            since = flow_run.start_time or (flow_run.state.timestamp if flow_run.state else None)
+            age = heartbeat_age(handle, since.timestamp() if since else None)
+            if flow_run.state and flow_run.state.timestamp and age is not None:  # a beat from an earlier attempt
+                age = min(age, max(0.0, time.time() - flow_run.state.timestamp.timestamp()))
             if age is None or age < crash_after:
                 continue
             try:
