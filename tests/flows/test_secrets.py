@@ -26,17 +26,22 @@ def _forms(key_hex: str) -> list[bytes]:
 
 def _prefect_outputs(record: dict) -> list[bytes]:
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import LogFilter, LogFilterFlowRunId
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, LogFilter, LogFilterFlowRunId
 
     out: list[bytes] = []
+    published = 0
     with get_client(sync_client=True) as client:
         for attempt in record["attempts"]:
             flow_run = client.read_flow_run(attempt["flow_run_id"])
-            assert set(flow_run.parameters) == {"run_dir"}
+            assert set(flow_run.parameters) == {"run", "resume"}  # the run's name, never inputs or keys
             logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[attempt["flow_run_id"]])))
             assert logs, "the run should have logged to the Prefect API"
             out += [json.dumps(flow_run.parameters).encode()] + [log.message.encode() for log in logs]
             out += [json.dumps(client.read_flow_run(attempt["flow_run_id"]).model_dump(mode="json")).encode()]
+            artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[attempt["flow_run_id"]])))
+            out += [json.dumps(a.model_dump(mode="json")).encode() for a in artifacts]
+            published += len(artifacts)
+    assert published, "the run should have published its summary artifact"
     return out
 
 
