@@ -216,7 +216,7 @@ def _print_card(card: dict[str, Any], where: Path) -> None:
     err.print(f"scorecard: {met}/{len(card['expectations'])} expectations met · {times}", markup=False)
     for gap in card["gaps"]:
         err.print(f"  gap: {gap}", markup=False)
-    err.print(f"  {where / 'scorecard.json'} and scorecard.md", markup=False)
+    err.print(f"  {where / 'scorecard.json'} (and .md, .html)", markup=False)
 
 
 def _pairs(values: list[str] | None) -> dict[str, str]:

@@ -97,10 +97,21 @@ def markdown(card: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(card: dict[str, Any], run_dir: Path) -> tuple[Path, Path]:
+def html(card: dict[str, Any]) -> str:
+    from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
+    from breakglass.flows.report import TEMPLATES
+
+    env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    return env.get_template("scorecard.html.j2").render(c=card)
+
+
+def write(card: dict[str, Any], run_dir: Path) -> tuple[Path, Path, Path]:
     from breakglass.flows.home import write_private
 
-    json_path, md_path = run_dir / "artifacts" / "scorecard.json", run_dir / "artifacts" / "scorecard.md"
-    write_private(json_path, json.dumps(card, indent=2).encode() + b"\n")
-    write_private(md_path, markdown(card).encode())
-    return json_path, md_path
+    base = run_dir / "artifacts"
+    paths = base / "scorecard.json", base / "scorecard.md", base / "scorecard.html"
+    write_private(paths[0], json.dumps(card, indent=2).encode() + b"\n")
+    write_private(paths[1], markdown(card).encode())
+    write_private(paths[2], html(card).encode())
+    return paths

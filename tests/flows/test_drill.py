@@ -225,6 +225,8 @@ def test_the_flagship_drill_is_scored_from_its_spec(drill_result, prefect_api) -
     events = [json.loads(line)["event"] for line in (run_dir.parent.parent / "audit.jsonl").read_text().splitlines()]
     assert events[0] == "drill.injected" and "run.started" in events  # the injection opens the incident's record
     assert "scorecard: " in result.stderr and (run_dir / "artifacts" / "scorecard.md").read_text().startswith("# Drill")
+    page = (run_dir / "artifacts" / "scorecard.html").read_text()
+    assert page.count('<tr class="met">') == len(card["expectations"]) and "auto-approved (CI rehearsal)" in page
 
 
 def test_the_flagship_report_opens_in_headless_chromium_with_one_bar_per_step(drill_result, tmp_path: Path) -> None:
