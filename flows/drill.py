@@ -86,11 +86,20 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         incident = check_id(incident) if incident else new_incident_id("drill")
         if Store(home).incident_mode(incident) == "live":  # never a word into a live incident's record
             raise BreakglassError(f"incident {incident} is a live incident; a drill cannot join it. Use another --incident.")
-        audit.append(home / "incidents" / incident, "drill.injected", chains=chains,
+        attack_at = None
+        if deployed is not None and deployed.attack_tx:
+            with JsonRpc([Endpoint("fixture:anvil", nodes[0].url)]) as rpc:
+                mined = rpc.call("eth_getTransactionReceipt", [deployed.attack_tx])
+                block = rpc.call("eth_getBlockByNumber", [mined["blockNumber"], False]) if mined else None
+                attack_at = int(block["timestamp"], 16) if block else None
+        audit.append(home / "incidents" / incident, "drill.injected", chains=chains, attack_at=attack_at,
                      attack_tx=deployed.attack_tx if deployed else None,
                      fork={"chain": fork["chain"], "block": fork["block"]} if fork else None,
                      scenario=getattr(spec, "scenario", "") or ("fork of the live chain" if fork else
                                                                  "fixture attack: the admin key drains the vault"))
+
+        if spec is not None and spec.alert is not None:  # the monitor's alert, as it would arrive, fills the inputs
+            given = {**_inject(spec.alert, values, home / "incidents" / incident), **given}
 
         def keep(handle: Any) -> None:
             if approver is not None:
@@ -113,6 +122,21 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         for node in nodes:
             if not keep_chain:
                 node.stop()
+
+
+def _inject(alert_spec: Any, values: dict[str, str], incident_dir: Path) -> dict[str, Any]:
+    from breakglass.flows import audit, templating, triggers
+    from breakglass.integrations.alerts import ADAPTERS, AdapterError
+
+    fixtures = {k.split(":", 1)[1]: v for k, v in values.items()}
+    try:
+        body = json.loads(templating.render(Path(alert_spec.file).read_text(), {"fixture": fixtures}))
+        alert = ADAPTERS[alert_spec.kind].parse(body)[0]
+    except (templating.TemplateError, ValueError, AdapterError) as exc:
+        raise BreakglassError(f"drill alert {alert_spec.file}: {exc}") from None
+    audit.append(incident_dir, "alert.received", source=f"drill:{alert_spec.kind}", how="injected", id=alert.id,
+                 title=alert.title, severity=alert.severity, tx_hash=alert.tx_hash, addresses=alert.addresses[:20])
+    return triggers.inputs_for(triggers.Trigger(source="drill", inputs=alert_spec.inputs), alert)
 
 
 def _score(spec: Any, record: RunRecord, home: Path, inventory: Inventory, bindings: Bindings, auto_approve: bool,

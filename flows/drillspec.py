@@ -12,7 +12,7 @@ from pydantic import Field
 from breakglass.flows.errors import SpecError
 from breakglass.flows.types import Duration, Model, Name
 
-Metric = Literal["acknowledge", "decision", "pause_submitted", "pause_confirmed", "first_notification",
+Metric = Literal["detect", "acknowledge", "decision", "pause_submitted", "pause_confirmed", "first_notification",
                  "watchlist_posted"]
 METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
 
@@ -23,6 +23,16 @@ class Expectations(Model):
     messages_to: list[Name] = Field(default_factory=list, description="contacts that must have a delivered message")
     watchlist_min_entries: int = Field(0, ge=0, description="the published watch list holds at least this many entries")
     times: dict[Metric, Duration] = Field(default_factory=dict, description="seconds from the start of the run")
+
+
+class InjectedAlert(Model):
+    """The alert the drill injects, in a real source format: a JSON file that may use ``{{ fixture.NAME }}``
+    for the drill chain's addresses and transactions (``fixture.attack_tx``, ``fixture.attacker``)."""
+
+    kind: Literal["oz-monitor", "defender", "forta", "tenderly", "alertmanager", "generic"]
+    file: str = Field(description="the body, relative to the spec")
+    inputs: dict[Name, str] = Field(default_factory=dict, description="playbook inputs from alert fields, "
+                                                                       "e.g. attack_tx: '{{ alert.tx_hash }}'")
 
 
 class DrillSpec(Model):
@@ -36,6 +46,7 @@ class DrillSpec(Model):
     scenario: str = Field("", description="what happened, for the scorecard")
     initiator: Name | None = Field(None, alias="as", description="the roster name who starts the run")
     inputs: dict[Name, str] = Field(default_factory=dict)
+    alert: InjectedAlert | None = Field(None, description="injected after the scenario; its fields fill inputs")
     expectations: Expectations = Field(default_factory=Expectations)
 
 
@@ -74,6 +85,15 @@ def load(path: Path, inventory_override: Path | None = None) -> tuple[DrillSpec,
         if name not in inv.contacts:
             problems.append(doc.diag(("expectations", "messages_to", i), "expectations.messages_to",
                                      f"unknown contact '{name}'"))
+    if spec.alert is not None:
+        body = (path.parent / spec.alert.file).resolve()
+        if not body.is_file():
+            problems.append(doc.diag(("alert", "file"), "alert.file", f"no alert body at {body}"))
+        for name in spec.alert.inputs:
+            if name not in book.inputs:
+                problems.append(doc.diag(("alert", "inputs", name), "alert.inputs", f"undefined input '{name}'",
+                                         key=True))
+        spec = spec.model_copy(update={"alert": spec.alert.model_copy(update={"file": str(body)})})
     if problems:
         raise SpecError(problems)
     return spec, playbook, inventory

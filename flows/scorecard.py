@@ -31,7 +31,10 @@ def metrics(record: RunRecord, entries: list[dict[str, Any]], kinds: dict[str, s
         return str(e.get("intent", "")).removeprefix(record.run_key + "/").split("/", 1)[0]
 
     pause = lambda e: kinds.get(intent_step(e)) == "pause"  # noqa: E731
+    injected = next((e for e in entries if e["event"] == "drill.injected" and e.get("attack_at")), None)
+    alerted = next((_t(e["at"]) for e in entries if e["event"] == "alert.received"), None)
     out = {
+        "detect": round(alerted - injected["attack_at"], 3) if injected and alerted else None,
         "acknowledge": first(lambda e: e["event"] in ("ack", "vote.counted", "vote.submitted")),
         "decision": first(lambda e: e["event"] in ("gate.passed", "gate.rejected")),
         "pause_submitted": first(lambda e: e["event"] == "journal.broadcast" and pause(e)),

@@ -224,6 +224,8 @@ def test_the_flagship_drill_is_scored_from_its_spec(drill_result, prefect_api) -
     assert "alice" in card["participants"] and {"bob", "carol"} <= set(card["participants"])
     events = [json.loads(line)["event"] for line in (run_dir.parent.parent / "audit.jsonl").read_text().splitlines()]
     assert events[0] == "drill.injected" and "run.started" in events  # the injection opens the incident's record
+    assert events.index("alert.received") < events.index("run.started")  # the monitor's alert starts the response
+    assert times["time_to_detect"] is not None and times["time_to_detect"] >= 0
     assert "scorecard: " in result.stderr and (run_dir / "artifacts" / "scorecard.md").read_text().startswith("# Drill")
     page = (run_dir / "artifacts" / "scorecard.html").read_text()
     assert page.count('<tr class="met">') == len(card["expectations"]) and "auto-approved (CI rehearsal)" in page

@@ -14,6 +14,8 @@ def test_a_missed_time_target_is_a_gap_and_exit_2(prefect_api, tmp_path: Path) -
     spec = tmp_path / "drills" / "tight.yaml"
     spec.parent.mkdir()
     spec.write_text(SPEC.replace("name: guardian-key-compromise-local", "name: tight")
+                    .replace("alerts/guardian-key-compromise.json",
+                             str(REPO / "playbooks" / "drills" / "alerts" / "guardian-key-compromise.json"))
                     .replace("../guardian-key-compromise.yaml", str(REPO / "playbooks" / "guardian-key-compromise.yaml"))
                     .replace("../inventories/drill.yaml", str(REPO / "playbooks" / "inventories" / "drill.yaml"))
                     .replace("pause_submitted: 5s", "pause_submitted: 0.000001s"))
@@ -25,10 +27,13 @@ def test_a_missed_time_target_is_a_gap_and_exit_2(prefect_api, tmp_path: Path) -
 
 def test_drill_specs_are_validated_with_their_line(tmp_path: Path) -> None:
     spec = tmp_path / "bad.yaml"
-    text = (SPEC.replace("../guardian-key-compromise.yaml", str(REPO / "playbooks" / "guardian-key-compromise.yaml"))
+    text = (SPEC.replace("alerts/guardian-key-compromise.json",
+                         str(REPO / "playbooks" / "drills" / "alerts" / "guardian-key-compromise.json"))
+            .replace("../guardian-key-compromise.yaml", str(REPO / "playbooks" / "guardian-key-compromise.yaml"))
             .replace("../inventories/drill.yaml", str(REPO / "playbooks" / "inventories" / "drill.yaml"))
             .replace("paused: [vault, bridge]", "paused: [vault, bridgee]")
-            .replace("steps_completed: all", "steps_completed: [pause-all, pause-everything]"))
+            .replace("steps_completed: all", "steps_completed: [pause-all, pause-everything]")
+            .replace("    attacker: \"{{ alert.addresses[1] }}\"", "    atacker: \"{{ alert.addresses[1] }}\""))
     spec.write_text(text)
     result = cli("validate", str(spec))
     lines = text.splitlines()
@@ -37,6 +42,8 @@ def test_drill_specs_are_validated_with_their_line(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert f"bad.yaml:{step_line}:" in result.stderr and "no step 'pause-everything'" in result.stderr
     assert f"bad.yaml:{paused_line}:" in result.stderr and "unknown contract 'bridgee'" in result.stderr
+    input_line = next(i for i, line in enumerate(lines, 1) if "atacker" in line)
+    assert f"bad.yaml:{input_line}:" in result.stderr and "undefined input 'atacker'" in result.stderr
     spec.write_text(text.replace(str(REPO / "playbooks" / "guardian-key-compromise.yaml"), "missing.yaml"))
     missing = cli("drill", str(spec))
     assert missing.returncode == 1 and "bad.yaml:" in missing.stderr and "no playbook at" in missing.stderr
