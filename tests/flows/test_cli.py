@@ -31,7 +31,7 @@ def _repo_cwd(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_shipped_playbooks_validate(capsys) -> None:
     code, out, err = run(capsys, "validate", "playbooks/")
     assert (code, out) == (0, "")
-    assert err.strip() == "ok: 3 file(s) valid"
+    assert err.strip() == "ok: 4 file(s) valid"
 
 
 def test_validate_json_is_one_document(capsys) -> None:
