@@ -349,7 +349,7 @@ def test_serve_keeps_prepared_pauses_fresh_and_says_why_it_is_not_ready(prefect_
             rpc.call("eth_sendTransaction", [{"from": guardian, "to": guardian, "value": "0x0"}])
         wait_for(lambda: [t.nonce for t in prepared.load(home, inv, "fast", "pause")] == [nonce()], what="re-signed")
         assert httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=10).json() == {
-            "ready": True, "problems": [], "playbooks": ["fast"], "running": []}
+            "ready": True, "problems": [], "playbooks": ["fast"], "pool": None, "running": []}
     finally:
         process.send_signal(signal.SIGTERM)
         process.wait(timeout=30)
