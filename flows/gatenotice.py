@@ -92,23 +92,41 @@ class Notice:
             slack = self._transport()
             if slack is None or "slack" not in state.channels:
                 return
-            key = f"{self.run_key}/{state.step}/slack-gate"
-            channel = self.inventory.slack_app.post_to
             text, body = blocks(state, self.incident, self.playbook, self.inventory.is_drill)
-            posted = [e for e in self.journal.entries(key) if e["event"] == "posted"]
-            if posted:
-                slack.update(channel, posted[-1]["ts"], text, body)
-                return
-            message = Message(key=key, subject=text, text=text, blocks=body)
-            ts = slack.find(channel, message) if self.journal.entries(key) else None
-            if ts is None:
-                self.journal.append(key, "attempt")
-                ts = slack.send(channel, message)
-            else:
-                slack.update(channel, ts, text, body)
-            self.journal.append(key, "posted", ts=ts, channel=channel)
+            self._post_once(slack, f"{self.run_key}/{state.step}/slack-gate", text, body, update=True)
         except Exception as exc:  # noqa: BLE001 - a message problem never moves or fails a gate
             log.warning("gate %s: Slack message not updated: %s", state.step, exc)
+
+    def final(self, status: str, head: Any) -> None:
+        """The run's last word in the war room, once: its outcome and the audit log's head at that moment, a copy
+        outside breakglass's own storage against which a rewritten log can be caught."""
+        try:
+            slack = self._transport()
+            if slack is None:
+                return
+            text = (f"{'[DRILL] ' if self.inventory.is_drill else ''}{self.playbook} {status} for incident "
+                    f"{self.incident} · audit log: {head.entries} entries, head {head.sha256}")
+            body = [{"type": "section", "text": {"type": "mrkdwn", "text": escape(text)}}]
+            self._post_once(slack, f"{self.run_key}/slack-final", text, body, update=False)
+        except Exception as exc:  # noqa: BLE001 - the record and the audit log are the record
+            log.warning("final Slack message not posted: %s", exc)
+
+    def _post_once(self, slack: SlackTransport, key: str, text: str, body: list[dict[str, Any]], *, update: bool) -> None:
+        """Post once (journaled; after a crash, found again through message metadata); later calls update it."""
+        channel = self.inventory.slack_app.post_to
+        posted = [e for e in self.journal.entries(key) if e["event"] == "posted"]
+        if posted:
+            if update:
+                slack.update(channel, posted[-1]["ts"], text, body)
+            return
+        message = Message(key=key, subject=text, text=text, blocks=body)
+        ts = slack.find(channel, message) if self.journal.entries(key) else None
+        if ts is None:
+            self.journal.append(key, "attempt")
+            ts = slack.send(channel, message)
+        elif update:
+            slack.update(channel, ts, text, body)
+        self.journal.append(key, "posted", ts=ts, channel=channel)
 
     def tick(self, state: GateState) -> None:
         """Page when nobody has acted; page the backup on continued silence; resolve when the gate closes."""

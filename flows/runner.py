@@ -33,6 +33,7 @@ from breakglass.flows import audit, intents, planner, signerlock, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
+from breakglass.flows.gatenotice import Notice
 from breakglass.flows.inventory import Inventory
 from breakglass.flows.journal import Journal
 from breakglass.flows.playbook import Playbook
@@ -270,6 +271,8 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     head = audit.head(run.handle.dir.parent.parent)
     run.writer.update(status=final, attempts=attempts, ended_at=now(), error=error, audit_head=AuditHead(**head))
     publish_artifacts(run.writer.snapshot(), log)
+    Notice(run.inventory, run.journal, run.writer.record.run_key, run.writer.record.incident,
+           run.playbook.name).final(final, AuditHead(**head))
     if failed:
         return Failed(message=error)
     return Completed(message=f"{len(completed)} step(s) completed, {len(skipped)} skipped")

@@ -203,7 +203,11 @@ def test_a_two_of_three_gate_passes_on_two_slack_clicks_and_refuses_every_forger
     final = wait_for(lambda: "Approved" in json.dumps(slack.messages[WAR_ROOM][0]["blocks"]) and slack.messages[WAR_ROOM][0],
                   what="outcome in the message")
     assert not any(b["type"] == "actions" for b in final["blocks"])  # the buttons are gone
-    assert len(slack.messages[WAR_ROOM]) == 1  # one message, updated in place
+    assert [m for m in slack.messages[WAR_ROOM] if "Approval needed" in m["text"]] == [final]  # one, updated in place
+    record = wait_for(lambda: [json.loads(p.read_text()) for p in (home / "incidents" / incident).glob("runs/*/record.json")
+                               if json.loads(p.read_text())["status"] == "completed"], what="the run completed")[0]
+    last = wait_for(lambda: len(slack.messages[WAR_ROOM]) == 2 and slack.messages[WAR_ROOM][1], what="the final message")
+    assert record["audit_head"]["sha256"] in last["text"] and "completed" in last["text"]  # the head, outside our disk
     wait_for(lambda: any(p["event_action"] == "resolve" for p in served["pages"]), what="the page resolved")
     assert len([p for p in served["pages"] if p["event_action"] == "trigger"]) == 1
 
