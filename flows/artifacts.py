@@ -4,6 +4,7 @@ command, and a table of the deliveries. Never secrets: only what the run record 
 from __future__ import annotations
 
 import re
+from pathlib import Path
 from typing import Any
 
 from breakglass.flows.records import RunRecord
@@ -47,3 +48,13 @@ def deliveries(record: RunRecord) -> list[dict[str, Any]]:
     return [{"step": s.id, "recipient": row.get("recipient"), "channel": row.get("channel"), "status": row.get("status"),
              "at": row.get("at")} for s in record.steps if s.kind == "notify" and s.outputs
             for row in s.outputs.get("deliveries", [])]
+
+
+def write_report(home: Path, record: RunRecord) -> Path:
+    """The incident's HTML report as of this run's end, beside the run's other artifacts."""
+    from breakglass.flows import report
+    from breakglass.flows.home import write_private
+
+    path = home / "incidents" / record.incident / "runs" / record.run_id / "artifacts" / "report.html"
+    write_private(path, report.render(report.build(home, record.incident), "html").encode())
+    return path

@@ -270,7 +270,7 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     run.audit("run.finished", status=final, error=error)
     head = audit.head(run.handle.dir.parent.parent)
     run.writer.update(status=final, attempts=attempts, ended_at=now(), error=error, audit_head=AuditHead(**head))
-    publish_artifacts(run.writer.snapshot(), log)
+    publish_artifacts(run.writer.snapshot(), log, run.home)
     Notice(run.inventory, run.journal, run.writer.record.run_key, run.writer.record.incident,
            run.playbook.name).final(final, AuditHead(**head))
     if failed:
@@ -278,9 +278,9 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     return Completed(message=f"{len(completed)} step(s) completed, {len(skipped)} skipped")
 
 
-def publish_artifacts(record: RunRecord, log: Any) -> None:
-    """What someone watching the Prefect UI needs without the CLI: a summary, the deliveries, the report command."""
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
+def publish_artifacts(record: RunRecord, log: Any, home: Path) -> None:
+    """What someone watching the Prefect UI needs without the CLI: a summary, the deliveries, the report."""
+    from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
     from breakglass.flows import artifacts
 
@@ -291,6 +291,8 @@ def publish_artifacts(record: RunRecord, log: Any) -> None:
         rows = artifacts.deliveries(record)
         if rows:
             create_table_artifact(table=rows, key=f"{key}-deliveries", description="who was told what, how, and when")
+        report = artifacts.write_report(home, record)
+        create_link_artifact(link=report.as_uri(), link_text=f"incident report (HTML): {report}", key=f"{key}-report")
     except Exception as exc:  # noqa: BLE001 - the UI's copy; the run record and the audit log are the record
         log.warning("could not publish the Prefect artifacts: %s: %s", type(exc).__name__, exc)
 

@@ -47,9 +47,12 @@ def test_report_formats_timeline_links_escaping_and_a_broken_log(prefect_api, ch
     flow_run = record["attempts"][-1]["flow_run_id"]  # the Prefect UI shows the run without the CLI
     found = httpx.post(prefect_api.url + "/artifacts/filter", headers=prefect_api.headers(),
                        json={"flow_runs": {"id": {"any_": [flow_run]}}}).json()
-    summary = next(a for a in found if a["type"] == "markdown")
+    summary = next(a for a in found if a["key"].endswith("-summary"))
     assert "# guard: completed" in summary["data"] and f"breakglass report {incident}" in summary["data"]
     assert "vault paused" in summary["data"] and dev_key("guardian")[2:] not in json.dumps(found)
+    link = next(a for a in found if a["key"].endswith("-report"))  # the report, one click from the Prefect UI
+    assert "report.html" in link["data"] and (home / "incidents" / incident / "runs" / record["run_id"] / "artifacts"
+                                               / "report.html").read_text().startswith("<!doctype html>")
 
     md = cli("report", incident)
     assert md.returncode == 0, md.stderr
