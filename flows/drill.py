@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -98,6 +99,8 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
                      scenario=getattr(spec, "scenario", "") or ("fork of the live chain" if fork else
                                                                  "fixture attack: the admin key drains the vault"))
 
+        for action in spec.actions if spec is not None else []:  # the attack, actually executed on the chain
+            _act(action, values, inventory, bindings, home / "incidents" / incident)
         if spec is not None and spec.alert is not None:  # the monitor's alert, as it would arrive, fills the inputs
             given = {**_inject(spec.alert, values, home / "incidents" / incident), **given}
 
@@ -122,6 +125,38 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         for node in nodes:
             if not keep_chain:
                 node.stop()
+
+
+def _act(action: Any, values: dict[str, str], inventory: Inventory, bindings: Bindings, incident_dir: Path) -> None:
+    from breakglass.flows import audit, templating
+    from breakglass.flows.context import resolve_address
+    from breakglass.integrations.chain import abi
+
+    context = {"fixture": {k.split(":", 1)[1]: v for k, v in values.items()}}
+    try:
+        sender = str(templating.render(action.sender, context))
+        to = str(templating.render(action.to, context))
+        to = resolve_address(inventory, bindings, to) if to in inventory.contracts else to
+        args = templating.render(action.args, context)
+        data = "0x" + (abi.parse(action.function).encode(args).hex() if action.function else "")
+    except (templating.TemplateError, ValueError) as exc:
+        raise BreakglassError(f"drill action from {action.sender} to {action.to}: {exc}") from None
+    chain = inventory.contracts[action.to].chain if action.to in inventory.contracts else sorted(inventory.chains)[0]
+    with JsonRpc([Endpoint("fixture:anvil", bindings.rpc[chain])]) as rpc:
+        rpc.call("anvil_impersonateAccount", [sender])
+        tx = rpc.call("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "value": hex(action.value)}])
+        receipt = None
+        for _ in range(500):
+            receipt = rpc.call("eth_getTransactionReceipt", [tx])
+            if receipt is not None:
+                break
+            time.sleep(0.01)
+    ok = receipt is not None and int(receipt["status"], 16) == 1
+    audit.append(incident_dir, "drill.action", sender=sender, to=to, function=action.function, tx_hash=tx,
+                 status="mined" if ok else "reverted or not mined")
+    if not ok:
+        raise BreakglassError(f"drill action {action.function or 'transfer'} from {sender} to {to} did not succeed "
+                              f"(tx {tx}); fix the drill spec's actions")
 
 
 def _inject(alert_spec: Any, values: dict[str, str], incident_dir: Path) -> dict[str, Any]:

@@ -5,7 +5,7 @@ which inventory, inputs and initiator, and what a good response looks like (expe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -35,6 +35,17 @@ class InjectedAlert(Model):
                                                                        "e.g. attack_tx: '{{ alert.tx_hash }}'")
 
 
+class ScenarioAction(Model):
+    """One thing the attacker does on the drill chain before the alert, sent from ``from`` impersonated on
+    anvil (no key): a fixture account, an address, or on a fork the live signer believed compromised."""
+
+    sender: str = Field(alias="from", description="address or template, e.g. '{{ fixture.admin }}'")
+    to: str = Field(description="a contract of the inventory, an address, or a template")
+    function: str | None = Field(None, description="e.g. 'transfer(address,uint256)'; none for a plain transfer")
+    args: list[Any] = Field(default_factory=list)
+    value: int = Field(0, ge=0, description="wei")
+
+
 class DrillSpec(Model):
     apiVersion: Literal["breakglass/v1"]  # noqa: N815 - the YAML key
     kind: Literal["Drill"]
@@ -44,6 +55,8 @@ class DrillSpec(Model):
     inventory: str | None = Field(None, description="the drill inventory, relative to this spec (default: the "
                                                     "playbook folder's inventories/drill.yaml)")
     scenario: str = Field("", description="what happened, for the scorecard")
+    actions: list[ScenarioAction] = Field(default_factory=list, description="the attacker's actions, executed on the "
+                                                                           "drill chain before the alert")
     initiator: Name | None = Field(None, alias="as", description="the roster name who starts the run")
     inputs: dict[Name, str] = Field(default_factory=dict)
     alert: InjectedAlert | None = Field(None, description="injected after the scenario; its fields fill inputs")

@@ -38,6 +38,8 @@ SPEC = """apiVersion: breakglass/v1
 kind: Drill
 name: fork-pause-drill
 playbook: {book}
+actions:  # the compromised admin key, impersonated on the fork, moves funds out
+  - {{from: "{admin}", to: "{attacker}", value: 1000000000000000000}}
 expectations:
   paused: [vault, bridge]
   messages_to: [desk]
@@ -53,7 +55,7 @@ def _files(tmp: Path, chain) -> tuple[Path, Path, Path]:
     shutil.copytree(REPO / "playbooks" / "templates", tmp / "book" / "templates")
     (tmp / "book" / "drills").mkdir()
     spec = tmp / "book" / "drills" / "fork-pause.yaml"
-    spec.write_text(SPEC.format(book=book))
+    spec.write_text(SPEC.format(book=book, admin=chain.addresses["fixture:admin"], attacker=chain.addresses["fixture:attacker"]))
     return book, spec, live_inventory(tmp, chain, extra=EXTRA)
 
 
@@ -61,7 +63,7 @@ def _paused(rpc, address: str) -> bool:
     return int(rpc.call("eth_call", [{"to": address, "data": PAUSED}, "latest"]), 16) == 1
 
 
-def test_a_fork_drill_pauses_through_impersonation_and_catches_a_lost_role(prefect_api, chain, tmp_path) -> None:
+def test_a_fork_drill_pauses_through_impersonation_and_catches_a_lost_role(prefect_api, chain, home, tmp_path) -> None:
     live = fresh_protocol(chain)  # "anvil A": the live chain, as far as the drill knows
     hits: list[str] = []
 
@@ -79,6 +81,8 @@ def test_a_fork_drill_pauses_through_impersonation_and_catches_a_lost_role(prefe
     env = {"BG_TEST_HOOK_URL": f"http://127.0.0.1:{server.server_port}/", "BG_TEST_HOOK_SECRET": "hook-secret",
            "BG_TEST_GUARDIAN_KEY": ""}  # no key: the drill must not need one
     book, spec, inventory = _files(tmp_path, live)
+    with live.rpc() as rpc:
+        attacker_before = int(rpc.call("eth_getBalance", [live.addresses["fixture:attacker"], "latest"]), 16)
     try:
         first = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", live.url, "--json", env=env,
                     timeout=240)
@@ -90,6 +94,10 @@ def test_a_fork_drill_pauses_through_impersonation_and_catches_a_lost_role(prefe
         assert {r["contract"]: r["status"] for r in pause} == {"vault": "paused", "bridge": "paused"}
         with live.rpc() as rpc:  # the fork was paused; the live chain was not touched
             assert not _paused(rpc, live.addresses["fixture:vault"])
+            assert int(rpc.call("eth_getBalance", [live.addresses["fixture:attacker"], "latest"]), 16) == attacker_before
+        log = [json.loads(line) for line in (home / "incidents" / record["incident"] / "audit.jsonl").read_text().splitlines()]
+        moved = next(e for e in log if e["event"] == "drill.action")
+        assert moved["status"] == "mined" and moved["sender"].lower() == live.addresses["fixture:admin"].lower()
         assert hits == []  # the live inventory's webhook was never called: the drill outbox got it instead
         assert [d["channel"] for d in record["steps"][1]["outputs"]["deliveries"]] == ["outbox"]
 
