@@ -175,6 +175,14 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
         inventory, given, as_ = inventory or spec_inventory, {**spec.inputs, **given}, as_ or spec.initiator
         err.print(f"drill spec {spec_path}: {spec.name}", markup=False)
     fork = None
+    if spec is not None and spec.fork is not None and not fork_url:  # the spec's chain setup: a fork
+        import os
+
+        fork_url = os.environ.get(spec.fork.url_env, "")
+        if not fork_url:
+            raise BreakglassError(f"drill spec {spec_path}: fork.url_env {spec.fork.url_env} is not set; export the live "
+                                  "chain's RPC URL in it")
+        fork_block = fork_block if fork_block is not None else spec.fork.block
     if fork_url:
         import tempfile
 

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import Field
 
 from breakglass.flows.errors import SpecError
+from breakglass.flows.inventory import EnvName
 from breakglass.flows.types import Duration, Model, Name
 
 Metric = Literal["detect", "acknowledge", "decision", "pause_submitted", "pause_confirmed", "first_notification",
@@ -46,6 +47,13 @@ class ScenarioAction(Model):
     value: int = Field(0, ge=0, description="wei")
 
 
+class ForkSetup(Model):
+    """Rehearse on a fork of the live chain: the URL only by environment variable (it may carry an API key)."""
+
+    url_env: EnvName = Field(description="environment variable holding the live chain's RPC URL")
+    block: int | None = Field(None, ge=0, description="fork at this block (default: the latest)")
+
+
 class DrillSpec(Model):
     apiVersion: Literal["breakglass/v1"]  # noqa: N815 - the YAML key
     kind: Literal["Drill"]
@@ -54,6 +62,8 @@ class DrillSpec(Model):
     playbook: str = Field(description="the playbook file, relative to this spec")
     inventory: str | None = Field(None, description="the drill inventory, relative to this spec (default: the "
                                                     "playbook folder's inventories/drill.yaml)")
+    fork: ForkSetup | None = Field(None, description="fork the live chain instead of deploying the fixture protocol "
+                                                     "(needs --inventory LIVE)")
     scenario: str = Field("", description="what happened, for the scorecard")
     actions: list[ScenarioAction] = Field(default_factory=list, description="the attacker's actions, executed on the "
                                                                            "drill chain before the alert")

@@ -55,8 +55,9 @@ def score(spec: DrillSpec, record: RunRecord, incident_dir: Path, paused: dict[s
     checks: list[dict[str, Any]] = []
     wanted = [s.id for s in record.steps] if expect.steps_completed == "all" else expect.steps_completed
     for sid in wanted:
-        status = record.step(sid).status
-        checks.append({"expectation": f"step {sid} completed", "met": status == "completed", "observed": status})
+        step = record.step(sid)
+        observed = step.status + (f" ({step.error})" if step.error else "")  # the reason is the useful part of a gap
+        checks.append({"expectation": f"step {sid} completed", "met": step.status == "completed", "observed": observed})
     for name in expect.paused:
         checks.append({"expectation": f"{name} paused on chain", "met": paused.get(name, False),
                        "observed": "paused" if paused.get(name) else "not paused"})
