@@ -192,7 +192,15 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
             raise BreakglassError("--fork-url needs --inventory LIVE_INVENTORY: the live deployment is what a fork "
                                   "drill rehearses")
         work = Path(tempfile.mkdtemp(prefix="fork-", dir=home))
-        inventory, fork = forkdrill.prepare(inventory, fork_url, fork_block, work)
+        try:
+            inventory, fork = forkdrill.prepare(inventory, fork_url, fork_block, work)
+        except BreakglassError as exc:
+            if spec_path is None or spec.fork is None or not str(exc).startswith("--fork-block"):
+                raise
+            from breakglass.flows.yamlpos import load as load_yaml
+
+            line, col = load_yaml(spec_path).where(("fork", "block"))  # the block came from the spec: say where
+            raise BreakglassError(f"{spec_path}:{line}:{col}: fork.block: {str(exc).removeprefix('--fork-block ')}") from None
         fork["url"] = fork_url
     record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=given, incident=incident,
                            home=home, api=_api, auto_approve=auto_approve, keep_chain=keep_chain, initiator=as_,

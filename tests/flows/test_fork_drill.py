@@ -119,11 +119,15 @@ def test_a_fork_drill_pauses_through_impersonation_and_catches_a_lost_role(prefe
 
 
 def test_fork_drill_inputs_are_checked_before_anything_starts(prefect_api, chain, tmp_path) -> None:
-    book, _, inventory = _files(tmp_path, chain)
+    book, spec, inventory = _files(tmp_path, chain)
     gone = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", "http://127.0.0.1:9/secret-key-123")
     assert gone.returncode == 1 and "does not answer" in gone.stderr and "secret-key-123" not in gone.stderr
     future = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", chain.url, "--fork-block", "99999999")
     assert future.returncode == 1 and "in the future" in future.stderr
+    spec.write_text(spec.read_text() + "fork: {url_env: BG_TEST_LIVE_RPC, block: 99999999}\n")
+    in_spec = cli("drill", str(book), "--inventory", str(inventory), env={"BG_TEST_LIVE_RPC": chain.url})
+    line = len(spec.read_text().splitlines())
+    assert in_spec.returncode == 1 and f"fork-pause.yaml:{line}:" in in_spec.stderr and "in the future" in in_spec.stderr
     wrong = inventory.read_text().replace("chain_id: 31337", "chain_id: 1")
     other = tmp_path / "mainnet.yaml"
     other.write_text(wrong)
