@@ -126,7 +126,7 @@ class Service:
         thread = threading.Thread(target=work, name=f"run-{name}", daemon=True)
         thread.start()
         ready.wait(60)
-        if failure and not created:
+        if failure and (not created or self.pool):  # a failed hand-off is the caller's to know, run or not
             raise failure[0]
         self.runs[f"{created.get('incident')}/{created.get('run')}"] = thread
         return created
@@ -136,17 +136,24 @@ class Service:
                   failure: list[BaseException]) -> None:
         """Create the run and broadcast its prepared pause here, then let a worker of the pool execute it."""
         from breakglass.flows import deploy
+        from breakglass.flows.runstore import RecordWriter
 
         try:
             handle, _ = entry.begin(playbook_path=path, inventory_path=self.inventory_path, given=inputs,
                                     incident=incident, home=self.home, initiator=initiator,
                                     initiator_via=via or ("serve" if initiator is None else "cli"))
             created.update(incident=handle.dir.parent.parent.name, run=handle.dir.name)
-            result = deploy.hand_off(self.api, handle, name, self.pool or "", idempotency_key=idempotency_key)
+            try:
+                result = deploy.hand_off(self.api, handle, name, self.pool or "", idempotency_key=idempotency_key)
+            except Exception as exc:  # noqa: BLE001 - the run exists (its pause may be out): never left silently
+                why = str(exc) if isinstance(exc, BreakglassError) else f"{type(exc).__name__}: {str(exc)[:200]}"
+                RecordWriter(handle).update(status="crashed", error=f"hand-off to pool '{self.pool}' failed ({why}); "
+                                            f"continue it with `breakglass resume {created['incident']}`")
+                raise BreakglassError(f"run {created['incident']}/{created['run']} was created (its prepared pause "
+                                      f"went out), but the hand-off to pool '{self.pool}' failed: {why}. Continue it "
+                                      f"with `breakglass resume {created['incident']}`") from None
             created["flow_run"] = result["flow_run"]
             if result["run"] != f"{created['incident']}/{created['run']}":  # another replica created it first
-                from breakglass.flows.runstore import RecordWriter
-
                 RecordWriter(handle).update(status="cancelled", error=f"duplicate: run {result['run']} handles "
                                                                       f"this alert (idempotency key {idempotency_key})")
                 created["duplicate_of"] = result["run"]

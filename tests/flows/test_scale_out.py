@@ -238,6 +238,17 @@ def test_machines_without_a_shared_home_serialize_a_signer_through_prefect(clust
     assert _overlaps(cluster, tmp_path, "prefect") == 0  # a global concurrency limit of 1, strict
 
 
+def test_a_failed_hand_off_is_recorded_on_the_run_never_left_silent(cluster) -> None:
+    other = cluster.serve(cluster.inventory_path, cluster.books, name="serve-wrong-pool", pool="nobody-deployed-here")
+    assert httpx.get(other + "/readyz", timeout=10).status_code == 503  # it says so before any alert
+    incident = post(other, {"id": "3030", "title": "Rate limit 3030", "severity": "high"})["incidents"][0]
+    record = wait_for(lambda: [r for r in runs(cluster.home, incident) if r["status"] == "crashed"], timeout=30,
+                      what="the run marked crashed")[0]
+    assert "hand-off to pool 'nobody-deployed-here' failed" in record["error"] and "breakglass resume" in record["error"]
+    log = (cluster.home / "intake" / "log.jsonl").read_text()
+    assert '"status":"failed"' in log and "nobody-deployed-here" in log
+
+
 def test_server_start_database_urls_are_checked_and_never_shown_with_their_password(tmp_path) -> None:
     from breakglass.flows.server import redact_url
     from tests.conftest import cli

@@ -69,10 +69,10 @@ class Cluster:
         self.processes[name] = process
         return process
 
-    def serve(self, inventory: Path, books: Path, name: str = "serve") -> str:
+    def serve(self, inventory: Path, books: Path, name: str = "serve", pool: str = POOL) -> str:
         port = free_port()
         process = self._spawn(name, ["serve", "--inventory", str(inventory), "--playbooks", str(books), "--port",
-                                     str(port), "--pool", POOL])
+                                     str(port), "--pool", pool])
         base = f"http://127.0.0.1:{port}"
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
