@@ -67,6 +67,35 @@ def start_serve(home: Path, inventory: Path, books: Path, env: dict[str, str], *
     return process, base
 
 
+def inventory_head(name: str, block_time: float, multicall: str, chain_extra: str = "") -> str:
+    """The start of every benchmark inventory: one local chain (chain id 31337), read through BENCH_RPC_URL."""
+    return f"""apiVersion: breakglass/v1
+kind: Inventory
+name: {name}
+chains:
+  ethereum:
+    chain_id: 31337
+    block_time: {block_time:g}s
+    rpc: [{{env: BENCH_RPC_URL}}]
+    multicall3: "{multicall}"
+{chain_extra}"""
+
+
+def shut_down(home: Path, node: Any, *children: subprocess.Popen | None) -> None:
+    """Stop the benchmark's children, its local Prefect server and its anvil, whatever happened before."""
+    from breakglass.flows import server
+
+    for child in children:
+        if child is not None and child.poll() is None:
+            child.terminate()
+            try:
+                child.wait(30)
+            except subprocess.TimeoutExpired:
+                child.kill()
+    server.stop(home)
+    node.stop()
+
+
 def receipt(rpc: Any, tx_hash: str) -> int:
     """The block a transaction landed in (polled: anvil's receipts can trail its answers)."""
     deadline = time.monotonic() + 30

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from _common import receipt
+from _common import inventory_head, receipt
 from eth_account import Account
 from eth_utils import keccak
 
@@ -50,16 +50,7 @@ def files(home: Path, deployed: list[dict[str, str]], block_time: float, extra: 
                         for i, p in enumerate(deployed))
     people = "".join(f'    {n}: {{address: "{a["fixture:" + n]}", slack: {SLACK_IDS[n]}}}\n' for n in SLACK_IDS)
     inventory = home / "inventory.yaml"
-    inventory.write_text(f"""apiVersion: breakglass/v1
-kind: Inventory
-name: bench-gate
-chains:
-  ethereum:
-    chain_id: 31337
-    block_time: {block_time:g}s
-    rpc: [{{env: BENCH_RPC_URL}}]
-    multicall3: "{a['fixture:multicall']}"
-contracts:
+    inventory.write_text(inventory_head("bench-gate", block_time, a["fixture:multicall"]) + f"""contracts:
 {contracts}signers:
   guardian: {{kind: env, env: BENCH_GUARDIAN_KEY, address: "{a['fixture:guardian']}"}}
 roster:

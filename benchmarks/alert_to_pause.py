@@ -22,7 +22,7 @@ import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-from _common import ROOT, Bare, isolate, race, receipt, start_serve, until  # noqa: E402
+from _common import ROOT, Bare, inventory_head, isolate, race, receipt, shut_down, start_serve, until  # noqa: E402
 
 HOME = isolate("bench-alert-")
 
@@ -111,11 +111,7 @@ def main() -> None:
         print(f"same block in {same}/{TRIALS}; intake {intake:.0f}/s vs healthz {healthz:.0f}/s", file=sys.stderr)
         print(json.dumps({"benchmark": "alert_to_pause", "metrics": metrics, "targets": TARGET, "met": met}))
     finally:
-        if serve is not None and serve.poll() is None:
-            serve.terminate()
-            serve.wait(30)
-        server.stop(home)
-        node.stop()
+        shut_down(home, node, serve)
 
 
 def _fastpath(home: Path, trial: int) -> tuple[str, float]:
@@ -145,16 +141,7 @@ def _load(url: str, kind: str) -> float:
 
 def _files(home: Path, ours: dict[str, str]) -> tuple[Path, Path]:
     inventory = home / "inventory.yaml"
-    inventory.write_text(f"""apiVersion: breakglass/v1
-kind: Inventory
-name: bench-alert
-chains:
-  ethereum:
-    chain_id: 31337
-    block_time: {BLOCK_TIME}s
-    rpc: [{{env: BENCH_RPC_URL}}]
-    multicall3: "{ours['fixture:multicall']}"
-contracts:
+    inventory.write_text(inventory_head("bench-alert", BLOCK_TIME, ours["fixture:multicall"]) + f"""contracts:
   vault: {{chain: ethereum, address: "{ours['fixture:vault']}", guardian: guardian}}
 signers:
   guardian: {{kind: env, env: BENCH_GUARDIAN_KEY, address: "{ours['fixture:guardian']}"}}

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-from _common import isolate, receipt  # noqa: E402
+from _common import inventory_head, isolate, receipt  # noqa: E402
 
 isolate("bench-fast-pause-")
 
@@ -53,17 +53,8 @@ def main() -> None:
         _mine(rpc, admin, theirs["fixture:vault"], grant)
 
         inventory_path = tmp / "inventory.yaml"
-        inventory_path.write_text(f"""apiVersion: breakglass/v1
-kind: Inventory
-name: bench
-chains:
-  ethereum:
-    chain_id: 31337
-    block_time: {BLOCK_TIME}s
-    rpc: [{{env: BENCH_RPC_URL}}]
-    multicall3: "{ours['fixture:multicall']}"
-    fees: {{max_fee_gwei: 200, priority_fee_gwei: 2}}
-contracts:
+        inventory_path.write_text(inventory_head("bench", BLOCK_TIME, ours["fixture:multicall"],
+                                                  "    fees: {max_fee_gwei: 200, priority_fee_gwei: 2}\n") + f"""contracts:
   vault: {{chain: ethereum, address: "{ours['fixture:vault']}", guardian: guardian}}
 signers:
   guardian: {{kind: env, env: BENCH_GUARDIAN_KEY, address: "{guardian}"}}

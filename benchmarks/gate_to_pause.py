@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-from _common import ROOT, isolate, receipt, until  # noqa: E402
+from _common import ROOT, isolate, receipt, shut_down, until  # noqa: E402
 
 HOME = isolate("bench-gate-")
 
@@ -112,10 +112,7 @@ def main() -> None:
               f"{metrics['to_broadcast_median_ms']} ms median", file=sys.stderr)
         print(json.dumps({"benchmark": "gate_to_pause", "metrics": metrics, "targets": TARGET, "met": met}))
     finally:
-        if runner is not None and runner.poll() is None:
-            runner.kill()
-        server.stop(home)
-        node.stop()
+        shut_down(home, node, runner)
 
 
 def _open_gate(home: Path, incident: str, step: str, runner: subprocess.Popen[str]) -> voting.Gate:

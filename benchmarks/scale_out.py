@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-from _common import isolate  # noqa: E402
+from _common import inventory_head, isolate  # noqa: E402
 
 ROOT_DIR = isolate("bench-scale-")
 
@@ -71,16 +71,7 @@ steps:
 def files(root: Path, vaults: list[str], multicall: str, guardian: str) -> tuple[Path, Path]:
     contracts = "".join(f'  v{n:02d}: {{chain: ethereum, address: "{v}", guardian: guardian}}\n' for n, v in enumerate(vaults))
     inventory = root / "inventory.yaml"
-    inventory.write_text(f"""apiVersion: breakglass/v1
-kind: Inventory
-name: bench-scale
-chains:
-  ethereum:
-    chain_id: 31337
-    block_time: 1s
-    rpc: [{{env: BENCH_RPC_URL}}]
-    multicall3: "{multicall}"
-contracts:
+    inventory.write_text(inventory_head("bench-scale", BLOCK_TIME, multicall) + f"""contracts:
 {contracts}signers:
   guardian: {{kind: env, env: BENCH_GUARDIAN_KEY, address: "{guardian}"}}
 alert_sources:

@@ -23,7 +23,7 @@ from pathlib import Path
 from urllib.parse import urlencode
 
 sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parent)]
-from _common import Bare, isolate, race, receipt, start_serve, until  # noqa: E402
+from _common import Bare, isolate, race, receipt, shut_down, start_serve, until  # noqa: E402
 
 HOME = isolate("bench-slack-")
 
@@ -109,11 +109,7 @@ def main() -> None:
               f"{metrics['to_broadcast_median_ms']} ms median", file=sys.stderr)
         print(json.dumps({"benchmark": "slack_click_to_pause", "metrics": metrics, "targets": TARGET, "met": met}))
     finally:
-        if serve is not None and serve.poll() is None:
-            serve.terminate()
-            serve.wait(30)
-        server.stop(home)
-        node.stop()
+        shut_down(home, node, serve)
 
 
 def _waiting(run_dir: Path, step: str):
