@@ -56,8 +56,8 @@ def deploy(api: Api, pool: str, books: dict[str, tuple[Path, Any]]) -> dict[str,
     return out
 
 
-def hand_off(api: Api, handle: RunHandle, playbook: str, pool: str, *, idempotency_key: str | None = None,
-             resume: bool = False) -> dict[str, str]:
+def hand_off(api: Api, handle: RunHandle, playbook: str, pool: str, *,
+             idempotency_key: str | None = None) -> dict[str, str]:
     """Create the flow run on the pool; returns {flow_run, run}. ``run`` names the run that the flow run executes:
     with an idempotency key another replica may have created it first, for a run of its own."""
     from breakglass.flows.runner import key_of, settings
@@ -73,13 +73,13 @@ def hand_off(api: Api, handle: RunHandle, playbook: str, pool: str, *, idempoten
             raise BreakglassError(f"deployment {FLOW}/{playbook} is in pool '{deployment.work_pool_name}', not '{pool}': "
                                   f"run `breakglass deploy --pool {pool}`")
         flow_run = client.create_flow_run_from_deployment(
-            deployment.id, parameters={"run": key, "resume": resume}, name=key, idempotency_key=idempotency_key,
-            tags=["breakglass", "resume" if resume else "start"])
-    record = {"pool": pool, "deployment": str(deployment.id), "playbook": playbook, "flow_run": str(flow_run.id),
-              "runs": key if flow_run.parameters.get("run") == key else flow_run.parameters.get("run")}
-    if record["runs"] == key:
+            deployment.id, parameters={"run": key, "resume": False}, name=key, idempotency_key=idempotency_key,
+            tags=["breakglass", "start"])
+    runs = str(flow_run.parameters.get("run"))  # another run's name when another replica used the key first
+    if runs == key:  # resume and the crash sweep hand it back to the same deployment
+        record = {"pool": pool, "deployment": str(deployment.id), "playbook": playbook, "flow_run": str(flow_run.id)}
         write_private(handle.dir / "handoff.json", json.dumps(record, indent=2).encode())
-    return {"flow_run": record["flow_run"], "run": str(record["runs"])}
+    return {"flow_run": str(flow_run.id), "run": runs}
 
 
 def handed_off(handle: RunHandle) -> dict[str, str] | None:

@@ -99,10 +99,11 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
                      scenario=getattr(spec, "scenario", "") or ("fork of the live chain" if fork else
                                                                  "fixture attack: the admin key drains the vault"))
 
+        fixtures = {k.split(":", 1)[1]: v for k, v in values.items()}  # {{ fixture.NAME }} in actions and alerts
         for action in spec.actions if spec is not None else []:  # the attack, actually executed on the chain
-            _act(action, values, inventory, bindings, home / "incidents" / incident)
+            _act(action, fixtures, inventory, bindings, home / "incidents" / incident)
         if spec is not None and spec.alert is not None:  # the monitor's alert, as it would arrive, fills the inputs
-            given = {**_inject(spec.alert, values, home / "incidents" / incident), **given}
+            given = {**_inject(spec.alert, fixtures, home / "incidents" / incident), **given}
 
         def keep(handle: Any) -> None:
             if approver is not None:
@@ -127,12 +128,12 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
                 node.stop()
 
 
-def _act(action: Any, values: dict[str, str], inventory: Inventory, bindings: Bindings, incident_dir: Path) -> None:
+def _act(action: Any, fixtures: dict[str, str], inventory: Inventory, bindings: Bindings, incident_dir: Path) -> None:
     from breakglass.flows import audit, templating
     from breakglass.flows.context import resolve_address
     from breakglass.integrations.chain import abi
 
-    context = {"fixture": {k.split(":", 1)[1]: v for k, v in values.items()}}
+    context = {"fixture": fixtures}
     try:
         sender = str(templating.render(action.sender, context))
         to = str(templating.render(action.to, context))
@@ -159,11 +160,10 @@ def _act(action: Any, values: dict[str, str], inventory: Inventory, bindings: Bi
                               f"(tx {tx}); fix the drill spec's actions")
 
 
-def _inject(alert_spec: Any, values: dict[str, str], incident_dir: Path) -> dict[str, Any]:
+def _inject(alert_spec: Any, fixtures: dict[str, str], incident_dir: Path) -> dict[str, Any]:
     from breakglass.flows import audit, templating, triggers
     from breakglass.integrations.alerts import ADAPTERS, AdapterError
 
-    fixtures = {k.split(":", 1)[1]: v for k, v in values.items()}
     try:
         body = json.loads(templating.render(Path(alert_spec.file).read_text(), {"fixture": fixtures}))
         alert = ADAPTERS[alert_spec.kind].parse(body)[0]
