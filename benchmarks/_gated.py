@@ -86,7 +86,10 @@ def broadcast_of(run_dir: Path, step: str) -> tuple[str, float]:
     while time.monotonic() < deadline:
         if journal.exists():
             for line in journal.read_text().splitlines():
-                entry = json.loads(line)
+                try:
+                    entry = json.loads(line)
+                except ValueError:  # the runner is writing this line right now: read it on the next pass
+                    break
                 if entry["event"] == "broadcast" and f"/{step}/" in entry["intent"]:
                     return entry["hash"], datetime.fromisoformat(entry["at"].replace("Z", "+00:00")).timestamp()
         time.sleep(0.005)
