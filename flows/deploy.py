@@ -16,6 +16,7 @@ from typing import Any
 
 from prefect.client.orchestration import get_client
 
+from breakglass.flows import prefectapi
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import write_private
 from breakglass.flows.runstore import RunHandle
@@ -63,7 +64,8 @@ def hand_off(api: Api, handle: RunHandle, playbook: str, pool: str, *,
     from breakglass.flows.runner import key_of, settings
 
     key = key_of(handle.dir)
-    with settings(api), get_client(sync_client=True) as client:
+    with settings(api):
+        client = prefectapi.client()
         try:
             deployment = client.read_deployment_by_name(f"{FLOW}/{playbook}")
         except Exception as exc:  # noqa: BLE001 - ObjectNotFound or an API error: said plainly

@@ -104,6 +104,17 @@ def deploy_safe(rpc: JsonRpc, owners: list[str], threshold: int, *, grant_on: li
     return safe
 
 
+def grant_guardian(rpc: JsonRpc, contracts: list[str], account: str, *, fund_wei: int = 10**18) -> None:
+    """Give ``account`` GUARDIAN_ROLE on ``contracts`` (as the fixture admin) and gas money (anvil only)."""
+    from eth_utils import keccak
+
+    chain = _Chain(rpc)
+    rpc.call("anvil_setBalance", [account, hex(fund_wei)])
+    for contract in contracts:
+        chain.call(chain.accounts[ACCOUNTS["admin"]], contract, "grantRole(bytes32,address)", ["bytes32", "address"],
+                   [keccak(text="GUARDIAN_ROLE"), account])
+
+
 def deploy(rpc: JsonRpc, *, attack: bool = True) -> Deployed:
     """Deploy the fixture protocol, fund it, and (optionally) run the attack scenario."""
     chain = _Chain(rpc)

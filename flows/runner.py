@@ -26,10 +26,9 @@ from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
 from prefect.context import get_run_context
 from prefect.logging import get_run_logger
-from prefect.settings import temporary_settings
 from prefect.states import Completed, Failed
 
-from breakglass.flows import audit, intents, planner, signerlock, templating
+from breakglass.flows import audit, intents, planner, prefectapi, signerlock, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
@@ -298,18 +297,7 @@ def publish_artifacts(record: RunRecord, log: Any, home: Path) -> None:
 
 
 def settings(api: Api) -> Any:
-    from prefect.settings import (
-        PREFECT_API_AUTH_STRING,
-        PREFECT_API_URL,
-        PREFECT_HOME,
-        PREFECT_LOCAL_STORAGE_PATH,
-    )
-
-    updates: dict[Any, Any] = {PREFECT_API_URL: api.url, PREFECT_HOME: str(api.prefect_home),
-                               PREFECT_LOCAL_STORAGE_PATH: str(api.prefect_home / "storage")}
-    if api.auth:
-        updates[PREFECT_API_AUTH_STRING] = api.auth
-    return temporary_settings(updates=updates)
+    return prefectapi.settings(api)
 
 
 def _mark_crashed(record: RunRecord) -> RunRecord:

@@ -37,7 +37,7 @@ from breakglass.flows.home import write_private
 LEASE = 60.0  # seconds; Prefect's minimum lease for a global concurrency slot
 _LOCKS: dict[tuple[int, str], tuple[threading.Lock, list[int]]] = {}
 _GUARD = threading.Lock()
-_CREATED: set[str] = set()
+_CREATED: set[tuple[str, str]] = set()  # (API, limit name)
 _distributed = False
 
 
@@ -117,41 +117,40 @@ def _global(chain_id: int, address: str, timeout: float) -> Iterator[None]:
         yield
         return
     import httpx
-    from prefect.client.orchestration import get_client
+
+    from breakglass.flows import prefectapi
 
     name = limit_name(chain_id, address)
-    _ensure(name)
+    client = prefectapi.client()
+    _ensure(client, name)
     deadline = time.monotonic() + timeout
-    with get_client(sync_client=True) as client:
-        while True:
-            try:
-                answer = client.increment_concurrency_slots_with_lease([name], 1, "concurrency", LEASE).json()
-                break
-            except httpx.HTTPStatusError as exc:
-                if exc.response.status_code != 423:  # 423 Locked: someone else holds the signer
-                    raise
-                if time.monotonic() > deadline:
-                    raise BreakglassError(f"signer {address} on chain {chain_id}: another machine held its nonce slot "
-                                          f"({name}) for over {timeout:g}s") from None
-                time.sleep(random.uniform(0.01, 0.04))
-        if not answer.get("limits"):  # strict: a limit that does not exist (deleted by hand) is never a free pass
-            raise BreakglassError(f"the global concurrency limit {name} does not exist; nothing was signed")
+    while True:
         try:
-            yield
-        finally:
-            client.release_concurrency_slots_with_lease(answer["lease_id"])
+            answer = client.increment_concurrency_slots_with_lease([name], 1, "concurrency", LEASE).json()
+            break
+        except httpx.HTTPStatusError as exc:
+            if exc.response.status_code != 423:  # 423 Locked: someone else holds the signer
+                raise
+            if time.monotonic() > deadline:
+                raise BreakglassError(f"signer {address} on chain {chain_id}: another machine held its nonce slot "
+                                      f"({name}) for over {timeout:g}s") from None
+            time.sleep(random.uniform(0.01, 0.04))
+    if not answer.get("limits"):  # strict: a limit that does not exist (deleted by hand) is never a free pass
+        raise BreakglassError(f"the global concurrency limit {name} does not exist; nothing was signed")
+    try:
+        yield
+    finally:
+        client.release_concurrency_slots_with_lease(answer["lease_id"])
 
 
-def _ensure(name: str) -> None:
-    if name in _CREATED:
+def _ensure(client: Any, name: str) -> None:
+    if (str(client.api_url), name) in _CREATED:
         return
-    from prefect.client.orchestration import get_client
     from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
     from prefect.exceptions import ObjectAlreadyExists
 
-    with get_client(sync_client=True) as client:
-        try:
-            client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-        except ObjectAlreadyExists:
-            pass
-    _CREATED.add(name)
+    try:
+        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    except ObjectAlreadyExists:
+        pass
+    _CREATED.add((str(client.api_url), name))

@@ -1,0 +1,69 @@
+"""The Prefect API settings and one shared client per process.
+
+Entering Prefect's ``temporary_settings`` rebuilds the whole settings model (environment, dotenv
+and profile files: 20-40 ms), and every ``get_client()`` builds an HTTP client with a fresh TLS
+context (another 10-30 ms). A worker that starts twenty runs at once paid both several times per
+run, on the same core as the runs themselves. Here the settings for an API are computed once per
+base settings, and one thread-safe client serves every caller of the process.
+"""
+
+from __future__ import annotations
+
+import atexit
+import threading
+from typing import Any
+
+from breakglass.flows.server import Api
+
+_LOCK = threading.Lock()
+_SETTINGS: dict[tuple[int, str, str, str], tuple[Any, Any]] = {}
+_CLIENTS: dict[tuple[str, str | None, str | None], Any] = {}
+
+
+def settings(api: Api) -> Any:
+    """A context manager that points Prefect at ``api`` (its URL, auth string and home)."""
+    import prefect.context
+    from prefect.settings import PREFECT_API_AUTH_STRING, PREFECT_API_URL, PREFECT_HOME, PREFECT_LOCAL_STORAGE_PATH
+
+    context = prefect.context.get_settings_context()
+    key = (id(context.settings), api.url, api.auth or "", str(api.prefect_home))
+    with _LOCK:
+        cached = _SETTINGS.get(key)
+        if cached is None or cached[0] is not context.settings:  # an id can be reused once its object is gone
+            updates: dict[Any, Any] = {PREFECT_API_URL: api.url, PREFECT_HOME: str(api.prefect_home),
+                                       PREFECT_LOCAL_STORAGE_PATH: str(api.prefect_home / "storage")}
+            if api.auth:
+                updates[PREFECT_API_AUTH_STRING] = api.auth
+            if len(_SETTINGS) > 64:
+                _SETTINGS.clear()
+            cached = _SETTINGS[key] = (context.settings, context.settings.copy_with_update(updates=updates))
+    return prefect.context.SettingsContext(profile=context.profile, settings=cached[1])
+
+
+def client() -> Any:
+    """The process's client for the API of the current settings. Use it without ``with``: it stays open.
+
+    Built directly, not through ``get_client()``, which inside a flow run returns the run's own
+    client, closed when that run ends.
+    """
+    from prefect.client.orchestration import SyncPrefectClient
+    from prefect.settings import get_current_settings
+
+    current = get_current_settings().api
+    secrets = tuple(s.get_secret_value() if s is not None else None for s in (current.auth_string, current.key))
+    key = (str(current.url), *secrets)
+    with _LOCK:
+        found = _CLIENTS.get(key)
+        if found is None:
+            found = SyncPrefectClient(str(current.url), auth_string=secrets[0], api_key=secrets[1]).__enter__()
+            _CLIENTS[key] = found
+    return found
+
+
+@atexit.register
+def _close() -> None:
+    for found in _CLIENTS.values():
+        try:
+            found.__exit__(None, None, None)
+        except Exception:  # noqa: BLE001, S110 - the process is ending
+            pass
