@@ -30,7 +30,7 @@ def key(name: str) -> Any:
 
 def protocols(rpc: JsonRpc, trials: int) -> tuple[list[dict[str, str]], list[Any]]:
     """One protocol per trial (automine), and the bare script's pre-signed pause of each bridge."""
-    deployed = [fixture.deploy(rpc, attack=False).addresses for _ in range(trials)]
+    deployed = [fixture.deploy(rpc, attack=False, library=False).addresses for _ in range(trials)]
     bare = key("backup-guardian")
     admin = deployed[0]["fixture:admin"]
     for p in deployed:  # the bare script's key may pause every bridge

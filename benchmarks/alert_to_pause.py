@@ -47,8 +47,8 @@ def main() -> None:
     serve = None
     try:
         rpc = JsonRpc([Endpoint("bench", node.url)])
-        ours = fixture.deploy(rpc, attack=False).addresses
-        theirs = fixture.deploy(rpc, attack=False).addresses
+        ours = fixture.deploy(rpc, attack=False, library=False).addresses
+        theirs = fixture.deploy(rpc, attack=False, library=False).addresses
         bare_key = key("backup-guardian")
         from eth_utils import keccak
 

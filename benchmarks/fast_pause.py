@@ -44,8 +44,8 @@ def main() -> None:
     node = anvil.start(block_time=BLOCK_TIME, log_dir=tmp / "anvil")
     try:
         rpc = JsonRpc([Endpoint("bench", node.url)])
-        ours = fixture.deploy(rpc, attack=False).addresses
-        theirs = fixture.deploy(rpc, attack=False).addresses
+        ours = fixture.deploy(rpc, attack=False, library=False).addresses
+        theirs = fixture.deploy(rpc, attack=False, library=False).addresses
         admin, guardian = ours["fixture:admin"], ours["fixture:guardian"]
         Account.enable_unaudited_hdwallet_features()
         bare_key = Account.from_mnemonic(ANVIL_MNEMONIC, account_path="m/44'/60'/0'/0/6")  # backup-guardian

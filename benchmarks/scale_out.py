@@ -196,7 +196,7 @@ def trial(shared: bool) -> tuple[list[dict], dict]:
     cluster = None
     try:
         rpc = JsonRpc([Endpoint("bench", node.url)])
-        deployed = [fixture.deploy(rpc, attack=False).addresses for _ in range(ALONE + AT_ONCE)]
+        deployed = [fixture.deploy(rpc, attack=False, library=False).addresses for _ in range(ALONE + AT_ONCE)]
         vaults = [d["fixture:vault"] for d in deployed]
         keys = signers(rpc, vaults, shared)
         root = ROOT_DIR / ("shared" if shared else "distinct")

@@ -51,7 +51,7 @@ def main() -> None:
     node = anvil.start(log_dir=tmp)
     try:
         with JsonRpc([Endpoint("bench", node.url)]) as rpc:
-            deployed = fixture.deploy(rpc, attack=False)
+            deployed = fixture.deploy(rpc, attack=False, library=False)
             block = int(rpc.call("eth_blockNumber"), 16)
         token = deployed.addresses["fixture:token"]
         accounts = [Web3.to_checksum_address(f"0x{i:040x}") for i in range(1, N + 1)]

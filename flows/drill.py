@@ -68,7 +68,8 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
             nodes.append(node)
             if fork is None:
                 with JsonRpc([Endpoint("fixture:anvil", node.url)]) as rpc:
-                    deployed = fixture.deploy(rpc)
+                    here = fixture.deploy(rpc)  # the same addresses on every chain (same deployer, same nonces)
+                deployed = deployed or here  # the first chain's attack transaction is the drill's attack_tx
         values = deployed.placeholder_values() if deployed is not None else {}
         bindings = Bindings(addresses=values, rpc={name: node.url for name, node in zip(chains, nodes, strict=True)})
         drill_values = {} if fork else {name: _drill_value(spec.drill, values) for name, spec in playbook.inputs.items()
@@ -99,11 +100,14 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
                      scenario=getattr(spec, "scenario", "") or ("fork of the live chain" if fork else
                                                                  "fixture attack: the admin key drains the vault"))
 
-        fixtures = {k.split(":", 1)[1]: v for k, v in values.items()}  # {{ fixture.NAME }} in actions and alerts
+        # {{ fixture.NAME }} and {{ actions.ID.tx_hash }} in actions and alerts
+        context: dict[str, Any] = {"fixture": {k.split(":", 1)[1]: v for k, v in values.items()}, "actions": {}}
         for action in spec.actions if spec is not None else []:  # the attack, actually executed on the chain
-            _act(action, fixtures, inventory, bindings, home / "incidents" / incident)
+            done = _act(action, context, inventory, bindings, home / "incidents" / incident)
+            if action.id:
+                context["actions"][action.id] = done
         if spec is not None and spec.alert is not None:  # the monitor's alert, as it would arrive, fills the inputs
-            given = {**_inject(spec.alert, fixtures, home / "incidents" / incident), **given}
+            given = {**_inject(spec.alert, context, home / "incidents" / incident), **given}
 
         def keep(handle: Any) -> None:
             if approver is not None:
@@ -128,18 +132,23 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
                 node.stop()
 
 
-def _act(action: Any, fixtures: dict[str, str], inventory: Inventory, bindings: Bindings, incident_dir: Path) -> None:
+def _act(action: Any, context: dict[str, Any], inventory: Inventory, bindings: Bindings,
+         incident_dir: Path) -> dict[str, Any]:
     from breakglass.flows import audit, templating
+    from breakglass.flows.callargs import coerce_args
     from breakglass.flows.context import resolve_address
     from breakglass.integrations.chain import abi
 
-    context = {"fixture": fixtures}
     try:
         sender = str(templating.render(action.sender, context))
         to = str(templating.render(action.to, context))
         to = resolve_address(inventory, bindings, to) if to in inventory.contracts else to
         args = templating.render(action.args, context)
-        data = "0x" + (abi.parse(action.function).encode(args).hex() if action.function else "")
+        if action.function:
+            fn = abi.parse(action.function)
+            data = "0x" + fn.encode(coerce_args(fn.inputs, args)).hex()
+        else:
+            data = "0x"
     except (templating.TemplateError, ValueError) as exc:
         raise BreakglassError(f"drill action from {action.sender} to {action.to}: {exc}") from None
     chain = inventory.contracts[action.to].chain if action.to in inventory.contracts else sorted(inventory.chains)[0]
@@ -158,14 +167,16 @@ def _act(action: Any, fixtures: dict[str, str], inventory: Inventory, bindings: 
     if not ok:
         raise BreakglassError(f"drill action {action.function or 'transfer'} from {sender} to {to} did not succeed "
                               f"(tx {tx}); fix the drill spec's actions")
+    logs = [{"address": entry["address"], "topics": entry["topics"], "data": entry["data"]} for entry in receipt["logs"]]
+    return {"tx_hash": tx, "block": int(receipt["blockNumber"], 16), "logs": logs}
 
 
-def _inject(alert_spec: Any, fixtures: dict[str, str], incident_dir: Path) -> dict[str, Any]:
+def _inject(alert_spec: Any, context: dict[str, Any], incident_dir: Path) -> dict[str, Any]:
     from breakglass.flows import audit, templating, triggers
     from breakglass.integrations.alerts import ADAPTERS, AdapterError
 
     try:
-        body = json.loads(templating.render(Path(alert_spec.file).read_text(), {"fixture": fixtures}))
+        body = json.loads(templating.render(Path(alert_spec.file).read_text(), context))
         alert = ADAPTERS[alert_spec.kind].parse(body)[0]
     except (templating.TemplateError, ValueError, AdapterError) as exc:
         raise BreakglassError(f"drill alert {alert_spec.file}: {exc}") from None

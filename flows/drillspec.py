@@ -40,6 +40,8 @@ class ScenarioAction(Model):
     """One thing the attacker does on the drill chain before the alert, sent from ``from`` impersonated on
     anvil (no key): a fixture account, an address, or on a fork the live signer believed compromised."""
 
+    id: Name | None = Field(None, description="names the action: later actions and the alert may use "
+                                              "'{{ actions.<id>.tx_hash }}', '.block' and '.logs' (address, topics, data)")
     sender: str = Field(alias="from", description="address or template, e.g. '{{ fixture.admin }}'")
     to: str = Field(description="a contract of the inventory, an address, or a template")
     function: str | None = Field(None, description="e.g. 'transfer(address,uint256)'; none for a plain transfer")

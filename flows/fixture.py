@@ -24,10 +24,16 @@ ACCOUNTS = {
     "backup-guardian": 6, "alice": 7, "bob": 8, "carol": 9,
 }
 CONTRACTS = ("token", "vault", "bridge", "multicall")
+LIBRARY = ("collateral", "oracle", "market", "timelock", "governor", "safe")  # the playbook library's drills
 TXS = ("attack_tx",)
-FIXTURE_NAMES = tuple(ACCOUNTS) + CONTRACTS + TXS
+FIXTURE_NAMES = tuple(ACCOUNTS) + CONTRACTS + LIBRARY + TXS
 DEPOSIT = 1_000 * 10**18
 BRIDGE_FLOAT = 500 * 10**18
+ORACLE_PRICE = 2_000 * 10**18  # fUSD per fETH
+MARKET_RESERVES = 100_000 * 10**18
+TIMELOCK_DELAY = 3_600  # seconds
+QUORUM = 150 * 10**18  # fUSD of votes
+ATTACKER_FUNDS = 200 * 10**18  # fUSD and fETH the attacker starts with (a flash loan, say)
 
 
 def artifact(name: str) -> dict[str, Any]:
@@ -115,8 +121,41 @@ def grant_guardian(rpc: JsonRpc, contracts: list[str], account: str, *, fund_wei
                    [keccak(text="GUARDIAN_ROLE"), account])
 
 
-def deploy(rpc: JsonRpc, *, attack: bool = True) -> Deployed:
-    """Deploy the fixture protocol, fund it, and (optionally) run the attack scenario."""
+def _library(rpc: JsonRpc, chain: _Chain, acct: dict[str, str], token: str, vault: str, bridge: str) -> dict[str, str]:
+    """What the playbook library's drills act on: a lending market priced by a manipulable oracle (with one
+    healthy borrower), a token-vote governor queueing into a timelock that administers the vault, and the
+    protocol's 2-of-3 Safe (owners admin, bob, carol) holding the admin role on vault, bridge and market."""
+    from eth_utils import keccak
+
+    me, admin = acct["deployer"], acct["admin"]
+    role = {name: keccak(text=name) for name in ("PROPOSER_ROLE", "CANCELLER_ROLE")} | {"DEFAULT_ADMIN_ROLE": bytes(32)}
+    grant = "grantRole(bytes32,address)"
+    collateral = chain.deploy(me, "FixtureToken", ["string", "string"], ["Fixture ETH", "fETH"])
+    oracle = chain.deploy(me, "PriceOracle", ["address"] * 3 + ["uint256"], [admin, acct["guardian"], acct["relayer"], ORACLE_PRICE])
+    market = chain.deploy(me, "LendingMarket", ["address"] * 5 + ["uint256"],
+                          [collateral, token, oracle, admin, acct["guardian"], 7_500])
+    chain.call(me, token, "mint(address,uint256)", ["address", "uint256"], [market, MARKET_RESERVES])
+    for who in ("user", "attacker"):
+        chain.call(me, collateral, "mint(address,uint256)", ["address", "uint256"], [acct[who], 10 * 10**18])
+    chain.call(acct["user"], collateral, "approve(address,uint256)", ["address", "uint256"], [market, 10 * 10**18])
+    chain.call(acct["user"], market, "depositCollateral(uint256)", ["uint256"], [10 * 10**18])
+    chain.call(acct["user"], market, "borrow(uint256)", ["uint256"], [5_000 * 10**18])
+    timelock = chain.deploy(me, "FixtureTimelock", ["address", "address", "uint256"], [admin, acct["guardian"], TIMELOCK_DELAY])
+    governor = chain.deploy(me, "FixtureGovernor", ["address"] * 4 + ["uint256"], [token, timelock, admin, acct["guardian"], QUORUM])
+    for name in ("PROPOSER_ROLE", "CANCELLER_ROLE"):
+        chain.call(admin, timelock, grant, ["bytes32", "address"], [role[name], governor])
+    chain.call(admin, vault, grant, ["bytes32", "address"], [role["DEFAULT_ADMIN_ROLE"], timelock])
+    chain.call(me, token, "mint(address,uint256)", ["address", "uint256"], [acct["attacker"], ATTACKER_FUNDS])
+    safe = deploy_safe(rpc, [admin, acct["bob"], acct["carol"]], 2)
+    for contract in (vault, bridge, market):
+        chain.call(admin, contract, grant, ["bytes32", "address"], [role["DEFAULT_ADMIN_ROLE"], safe])
+    return {"collateral": collateral, "oracle": oracle, "market": market, "timelock": timelock, "governor": governor,
+            "safe": safe}
+
+
+def deploy(rpc: JsonRpc, *, attack: bool = True, library: bool = True) -> Deployed:
+    """Deploy the fixture protocol, fund it, and (optionally) run the attack scenario. ``library=False`` leaves
+    out the playbook library's contracts (benchmarks on interval-mined chains, where each transaction waits)."""
     chain = _Chain(rpc)
     acct = {name: chain.accounts[i] for name, i in ACCOUNTS.items()}
     me = acct["deployer"]
@@ -129,6 +168,7 @@ def deploy(rpc: JsonRpc, *, attack: bool = True) -> Deployed:
     chain.call(me, token, "mint(address,uint256)", ["address", "uint256"], [bridge, BRIDGE_FLOAT])
     chain.call(acct["user"], token, "approve(address,uint256)", ["address", "uint256"], [vault, DEPOSIT])
     chain.call(acct["user"], vault, "deposit(uint256)", ["uint256"], [DEPOSIT])
+    extra = _library(rpc, chain, acct, token, vault, bridge) if library else {}
     attack_tx = None
     if attack:
         # The compromised admin key drains the vault to the attacker.
@@ -136,5 +176,6 @@ def deploy(rpc: JsonRpc, *, attack: bool = True) -> Deployed:
     addresses = {f"fixture:{name}": address for name, address in acct.items()}
     addresses.update({"fixture:token": token, "fixture:vault": vault, "fixture:bridge": bridge,
                       "fixture:multicall": multicall})
+    addresses.update({f"fixture:{name}": address for name, address in extra.items()})
     addresses = {k: to_checksum_address(v) for k, v in addresses.items()}
     return Deployed(addresses, attack_tx)

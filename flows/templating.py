@@ -7,6 +7,7 @@ title containing ``{{ ... }}`` comes out literally.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -134,6 +135,13 @@ def _unwrap(value: Any) -> Any:
         str(value)  # StrictUndefined raises with the name that is missing
     return value
 
+
+def _tojson(value: Any) -> str:
+    """``{{ x | tojson }}``: plain JSON of mappings and lists (a drill alert embeds receipt logs this way)."""
+    return json.dumps(_unwrap(value))
+
+
+ENV.filters["tojson"] = _tojson
 
 NO_ALERT = _NoAlert(hint="this run was not started by an alert, so 'alert' has no fields; pass the value as an input")
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from eth_utils import keccak
 from pydantic import Field
 
+from breakglass.flows.callargs import coerce_args
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.steps.base import Ref, StepBase
 from breakglass.flows.types import HEX32_RE, AccountRef, Expr, Model, Name, NameExpr, RoleId, StorageSlot, is_template
@@ -174,11 +175,16 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
             data = HAS_ROLE.encode([bytes.fromhex(role_id[2:]), account])
             plan.append(("role", entry, multicall.Call(ctx.address(role.contract), data)))
     calls = []
-    for call in p.calls:
+    for i, call in enumerate(p.calls):
         fn = abi.parse(call.signature)
+        try:
+            data = fn.encode(coerce_args(fn.inputs, call.args))
+        except Exception as exc:  # noqa: BLE001 - eth_abi raises several types; all mean the same to the author
+            raise BreakglassError(f"with.calls[{i}] ({call.signature}): cannot encode the arguments {call.args}: "
+                                  f"{type(exc).__name__}: {exc}") from None
         calls.append(fn)
         entry = {"contract": call.contract, "signature": call.signature, "args": call.args, "label": call.label}
-        plan.append(("call", entry, multicall.Call(ctx.address(call.contract), fn.encode(call.args))))
+        plan.append(("call", entry, multicall.Call(ctx.address(call.contract), data)))
 
     results = multicall.read(rpc, [c for _, _, c in plan if c is not None], number, multicall_address)
     extra = rpc.batch(

@@ -8,14 +8,14 @@ import hashlib
 import json
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from eth_utils import keccak
 from pydantic import Field
 
 from breakglass.flows import onchain, safe
+from breakglass.flows.callargs import coerce_args
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
 from breakglass.flows.steps.base import Ref, StepBase
-from breakglass.flows.types import NAME_RE, Model, Name
+from breakglass.flows.types import Model, Name
 from breakglass.integrations.chain import abi
 
 if TYPE_CHECKING:
@@ -51,21 +51,7 @@ class TransactOutputs(Model):
     safe_owners_signed: list[str] = Field(default_factory=list)
 
 
-def _coerce(types: tuple[str, ...], args: list[Any]) -> list[Any]:
-    """YAML-friendly arguments: hex strings for bytes, role names for bytes32 roles, decimal strings for ints."""
-    if len(types) != len(args):
-        raise ValueError(f"{len(types)} argument(s) expected, {len(args)} given")
-    out = []
-    for kind, arg in zip(types, args, strict=True):
-        if kind == "bytes32" and isinstance(arg, str) and NAME_RE.match(arg):
-            out.append(bytes(32) if arg == "DEFAULT_ADMIN_ROLE" else keccak(text=arg))
-        elif kind.startswith("bytes") and isinstance(arg, str) and arg.startswith("0x"):
-            out.append(bytes.fromhex(arg[2:]))
-        elif kind.startswith(("uint", "int")) and isinstance(arg, str):
-            out.append(int(arg, 0))
-        else:
-            out.append(arg)
-    return out
+_coerce = coerce_args  # the name flows/intents.py uses
 
 
 class Transact:
@@ -88,7 +74,7 @@ class Transact:
         contract = ctx.inventory.contracts[p.contract]
         try:
             fn = abi.parse(p.function)
-            data = fn.encode(_coerce(fn.inputs, p.args))
+            data = fn.encode(coerce_args(fn.inputs, p.args))
         except (abi.SignatureError, ValueError, TypeError) as exc:
             raise BreakglassError(f"with.function/args: cannot encode {p.function} with {p.args}: {exc}") from None
         io = onchain.ChainIO(ctx, contract.chain)

@@ -1,0 +1,27 @@
+"""Arguments for a contract call as YAML gives them: hex strings for bytes, role names for bytes32 roles,
+decimal or 0x strings for integers. Used by ``transact``, ``snapshot`` view calls and drill actions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from eth_utils import keccak
+
+from breakglass.flows.types import NAME_RE
+
+
+def coerce_args(types: tuple[str, ...], args: list[Any]) -> list[Any]:
+    """YAML-friendly arguments: hex strings for bytes, role names for bytes32 roles, decimal strings for ints."""
+    if len(types) != len(args):
+        raise ValueError(f"{len(types)} argument(s) expected, {len(args)} given")
+    out = []
+    for kind, arg in zip(types, args, strict=True):
+        if kind == "bytes32" and isinstance(arg, str) and NAME_RE.match(arg):
+            out.append(bytes(32) if arg == "DEFAULT_ADMIN_ROLE" else keccak(text=arg))
+        elif kind.startswith("bytes") and isinstance(arg, str) and arg.startswith("0x"):
+            out.append(bytes.fromhex(arg[2:]))
+        elif kind.startswith(("uint", "int")) and isinstance(arg, str):
+            out.append(int(arg, 0))
+        else:
+            out.append(arg)
+    return out
