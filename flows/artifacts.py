@@ -41,6 +41,21 @@ def _note(kind: str, out: dict[str, Any]) -> str:
                                                           if out.get("failed_recipients") else "")
     if kind == "approval" and out.get("decision"):
         return f"{out['decision']} by {', '.join(out.get('approvers', []))}"
+    if kind in ("diff", "revoke", "rotate"):
+        return step_line(kind, out)
+    return ""
+
+
+def step_line(kind: str, out: dict[str, Any]) -> str:
+    """One line for the steps that say more than a transaction: diff, revoke and rotate."""
+    if kind == "diff":
+        return str(out.get("headline", ""))
+    if kind == "revoke":
+        revoked = ", ".join(f"{r.get('contract')}:{r.get('role')}" for r in out.get("revoked", []))
+        return f"revoked {revoked or 'nothing'} from {out.get('account')}; {len(out.get('not_held', []))} not held" + (
+            "" if out.get("verified") else "; NOT verified")
+    if kind == "rotate":
+        return f"{out.get('status')}: {out.get('removed')} -> {out.get('added')}, threshold {out.get('threshold')}"
     return ""
 
 

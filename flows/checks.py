@@ -108,6 +108,8 @@ def check_playbook(loaded: Loaded, inventory: Inventory | None, inventory_path: 
         if hook is not None:
             for loc, message, hint in hook(step, inventory, playbook_dir):
                 out.append(_diag(doc, ("steps", i, *loc), message, hint))
+        for loc, message, hint in getattr(REGISTRY[step.kind], "check_steps", lambda *_: [])(step, playbook):  # spans steps
+            out.append(_diag(doc, ("steps", i, *loc), message, hint))
     out += _check_triggers(doc, playbook, inventory)
     for i, loc, message, hint in check_gates(playbook, inventory):
         out.append(_diag(doc, ("steps", i, *loc), message, hint))
@@ -116,7 +118,7 @@ def check_playbook(loaded: Loaded, inventory: Inventory | None, inventory_path: 
     return out
 
 
-PROTECTIVE = {"pause", "snapshot", "wait", "approval"}
+PROTECTIVE = {"pause", "snapshot", "wait", "approval", "diff"}
 
 
 def check_gates(playbook: Playbook, inventory: Inventory | None) -> list[tuple[int, tuple[Any, ...], str, str]]:

@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as click_exceptions
 from rich.table import Table
 
-from breakglass.flows import __version__
+from breakglass.flows import __version__, artifacts
 from breakglass.flows.cli_base import (  # noqa: E402
     AsOpt,
     IncidentOpt,
@@ -110,7 +110,9 @@ def _print_record(record: Any) -> None:
     for step in record.steps:
         detail = step.error or step.reason or ""
         outputs = step.outputs or {}
-        if outputs.get("block_hash"):
+        if step.kind in ("diff", "revoke", "rotate") and outputs:
+            detail = artifacts.step_line(step.kind, outputs) + (f"; {step.error}" if step.error else "")
+        elif outputs.get("block_hash"):
             detail = f"block {outputs['block_number']} {outputs['block_hash'][:12]}… → {outputs.get('artifact', '')}"
         elif outputs.get("results"):
             detail = ", ".join(f"{r['contract']} {r['status']}" + (f" ({r['tx_hash'][:12]}…)" if r.get("tx_hash") else "")

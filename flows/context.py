@@ -92,6 +92,7 @@ class StepContext:
     severity: str = ""
     journal: Any = None
     gate: Any = None  # for approval steps: the runner's GateHost
+    outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # of the steps completed so far, by id
     cancel: threading.Event = field(default_factory=threading.Event)
     _rpcs: dict[str, JsonRpc] = field(default_factory=dict)
 

@@ -16,10 +16,14 @@ import hashlib
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from breakglass.flows import planner, templating
+from eth_utils import to_checksum_address
+
+from breakglass.flows import onchain, planner, templating
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
 from breakglass.flows.steps import notify as notify_kind
+from breakglass.flows.steps import revoke as revoke_kind
+from breakglass.flows.steps import rotate as rotate_kind
 from breakglass.flows.steps import transact as transact_kind
 from breakglass.integrations.chain import abi
 
@@ -77,6 +81,40 @@ def _transact(ctx: StepContext, step: Any) -> list[dict[str, Any]]:
              "signer": _signer(ctx, p.signer), "value": p.value}]
 
 
+def _revoke(ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+    """Every revokeRole the step may send; at run time only those for roles the account holds are sent."""
+    p = step.with_
+    fn = revoke_kind.REVOKE_ROLE
+    return [{"step": step.id, "item": f"{name}:{role}", "kind": "revoke", **_fees(ctx, ctx.inventory.contracts[name].chain),
+             "target": ctx.address(name), "function": "revokeRole(bytes32,address)", "selector": "0x" + fn.selector.hex(),
+             "args": [role, p.account], "calldata_sha256": revoke_kind.calldata_sha256(role, p.account),
+             "signer": _signer(ctx, p.signer), "value": 0, "condition": f"sent only if hasRole({role}, {p.account}) reads true"}
+            for name in dict.fromkeys(p.contracts) for role in dict.fromkeys(p.roles)]
+
+
+def _rotate(ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+    """The swapOwner self-call (prevOwner as proposed in this run, else read from the Safe now) and any changeThreshold."""
+    p = step.with_
+    spec = ctx.inventory.signers[p.safe]
+    safe_address, remove, add = ctx.address(p.safe), p.remove, ctx.address(p.add)
+    base = {"step": step.id, "kind": "rotate", **_fees(ctx, spec.chain), "target": safe_address,
+            "signer": _signer(ctx, p.safe), "value": 0}
+    data = rotate_kind.swap_data(ctx, onchain.ChainIO(ctx, spec.chain), safe_address, remove, add)
+    fn = rotate_kind.SWAP_OWNER
+    args = [to_checksum_address(data[16:36]) if data else "(none)", remove, add]
+    out = [{**base, "item": f"{p.safe}:swapOwner", "function": "swapOwner(address,address,address)", "selector": "0x" + fn.selector.hex(),
+            "args": args, "calldata_sha256": hashlib.sha256(data).hexdigest() if data else None,
+            "condition": (f"signed by owners other than {remove}, whose signature does not count" if data
+                          else f"not sent: {remove} is not an owner of the Safe")}]
+    if p.threshold is not None:
+        data = rotate_kind.CHANGE_THRESHOLD.encode([p.threshold])
+        out.append({**base, "item": f"{p.safe}:changeThreshold", "function": "changeThreshold(uint256)",
+                    "selector": "0x" + rotate_kind.CHANGE_THRESHOLD.selector.hex(), "args": [str(p.threshold)],
+                    "calldata_sha256": hashlib.sha256(data).hexdigest(),
+                    "condition": f"sent only if the threshold is not already {p.threshold}"})
+    return out
+
+
 def _notify(ctx: StepContext, step: Any) -> list[dict[str, Any]]:
     out = []
     for name, message in notify_kind.compose(ctx, step.with_, NOW_AT_SENDING):
@@ -93,7 +131,8 @@ def _generic(ctx: StepContext, step: Any) -> list[dict[str, Any]]:
     return [{"step": step.id, "item": "", "kind": step.kind, "params": step.with_.model_dump(mode="json", by_alias=True)}]
 
 
-INTENTS: dict[str, Callable[[Any, Any], list[dict[str, Any]]]] = {"pause": _pause, "transact": _transact, "notify": _notify}
+INTENTS: dict[str, Callable[[Any, Any], list[dict[str, Any]]]] = {"pause": _pause, "transact": _transact, "notify": _notify,
+                                                                   "revoke": _revoke, "rotate": _rotate}
 
 
 def of_step(ctx: StepContext, step: Any, context: dict[str, Any]) -> list[dict[str, Any]]:
@@ -112,11 +151,12 @@ def describe(intent: dict[str, Any]) -> str:
     kind = intent.get("kind")
     if intent.get("unresolved"):
         return f"{intent['step']} [{kind}]: parameters as written ({intent['unresolved']})"
-    if kind in ("pause", "transact"):
+    if kind in ("pause", "transact", "revoke", "rotate"):
         args = f"({', '.join(intent['args'])})" if intent.get("args") else ""
         return (f"{intent['step']}: {intent['function'].split('(')[0]}{args} on {intent['item']} {intent['target']} "
                 f"(chain {intent['chain']}, id {intent['chain_id']}) selector {intent['selector']} "
-                f"signed by {intent['signer']}, value {intent['value']}, fee cap {intent['fee_cap_gwei']:g} gwei")
+                f"signed by {intent['signer']}, value {intent['value']}, fee cap {intent['fee_cap_gwei']:g} gwei"
+                + (f"; {intent['condition']}" if intent.get("condition") else ""))
     if kind == "notify":
         return (f"{intent['step']}: template {intent['template']} to {intent['item']} ({intent['recipient_kind']}) "
                 f"via {', '.join(intent['addresses'])}; text sha256 {intent['text_sha256'][:16]}…")

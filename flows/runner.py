@@ -67,6 +67,7 @@ class _Run:
             home=self.home, log=_logger(step_id, gate), signers=self.signers,
             journal=self.journal, playbook=self.playbook.name, severity=self.playbook.severity,
             gate=GateView(self, step_id) if gate else None,
+            outputs={s.id: s.outputs or {} for s in record.steps if s.status == "completed"},
         )
 
     def intents(self, gate: str) -> list[dict[str, Any]]:

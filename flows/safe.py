@@ -5,7 +5,9 @@
    the proposal, and log the hash and decoded call so that owners can verify on their devices.
 2. Collect: owner signatures from the owner keys this process holds, and from ``breakglass
    sign`` (files under the incident). Every signature is recovered and must come from a current
-   owner over this exact hash; anything else is refused and journaled, never counted.
+   owner over this exact hash; anything else is refused and journaled, never counted. Owners
+   excluded at proposal (an owner whose key is compromised, being removed by this very
+   transaction) are never asked and never counted.
 3. Execute: once the threshold is met, and only if owners, threshold and nonce are what they
    were at proposal, ``execTransaction`` goes through the same exactly-once engine as any
    transaction.
@@ -15,7 +17,7 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +47,8 @@ def _read(io: onchain.ChainIO, address: str) -> tuple[int, int, list[str]]:
 
 
 def send(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, intent: onchain.Intent, *,
-         skip: Callable[[], bool] | None = None, wait_seconds: float = 3600) -> tuple[onchain.Outcome, dict[str, Any]]:
+         skip: Callable[[], bool] | None = None, wait_seconds: float = 3600,
+         exclude: Collection[str] = ()) -> tuple[onchain.Outcome, dict[str, Any]]:
     journal = ctx.journal
     key = intent.key + "/safe"
     proposal = next((e for e in journal.entries(key) if e["event"] == "safe_proposed"), None)
@@ -59,13 +62,19 @@ def send(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, intent: 
         if on_chain[:32] != digest:
             raise SafeRefused(f"Safe {guardian.address}: its getTransactionHash disagrees with ours "
                                   f"(0x{on_chain[:32].hex()} vs 0x{digest.hex()}); refusing to collect signatures")
+        excluded = sorted(set(exclude) & set(owners))
+        if len(owners) - len(excluded) < threshold:
+            raise SafeRefused(f"Safe {guardian.address}: {threshold} signatures are needed, but only "
+                              f"{len(owners) - len(excluded)} owners may sign ({', '.join(excluded)} may not)")
         io.call(guardian.address, intent.to, intent.data, value=intent.value)  # the inner call, from the Safe
         journal.append(key, "safe_proposed", safe_tx_hash="0x" + digest.hex(), safe=guardian.address, nonce=nonce,
                        threshold=threshold, owners=owners, to=intent.to, data="0x" + intent.data.hex(), value=intent.value,
-                       call=intent.label)
+                       call=intent.label, **({"excluded": excluded} if excluded else {}))
         ctx.log.warning("Safe transaction 0x%s: %s on %s (Safe %s, nonce %d, %d of %d owners). Owners: verify this "
                         "safeTxHash on your own device before signing.", digest.hex(), intent.label, intent.to,
                         guardian.address, nonce, threshold, len(owners))
+        if excluded:
+            ctx.log.warning("Signatures of %s do not count for this Safe transaction.", ", ".join(excluded))
         proposal = next(e for e in journal.entries(key) if e["event"] == "safe_proposed")
     digest = bytes.fromhex(proposal["safe_tx_hash"][2:])
     tx = safe_tx.SafeTx(guardian.address, io.spec.chain_id, intent.to, intent.value, intent.data, proposal["nonce"])
@@ -98,6 +107,7 @@ def send(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, intent: 
 def _collect(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, key: str, digest: bytes,
              proposal: dict[str, Any], wait_seconds: float) -> dict[str, bytes]:
     owners = set(proposal["owners"])
+    excluded = set(proposal.get("excluded", []))  # fixed at proposal, so a resume excludes the same owners
     accepted: dict[str, bytes] = {}
     refused: set[str] = set()
 
@@ -109,6 +119,8 @@ def _collect(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, key:
             owner = None
         else:
             reason = None if owner in owners else f"{owner} is not an owner of the Safe (or signed another safeTxHash)"
+            if owner in excluded:
+                reason = f"{owner} is excluded from this Safe transaction (it removes that owner); its signature does not count"
         if reason is None and owner is not None:
             if owner not in accepted:
                 accepted[owner] = signature
@@ -119,7 +131,7 @@ def _collect(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, key:
             ctx.log.warning("refused a Safe signature from %s: %s", source, reason)
 
     for name, signer in guardian.owners.items():
-        if isinstance(signer, LocalSigner):
+        if isinstance(signer, LocalSigner) and signer.address not in excluded:  # an excluded key never signs
             consider(f"held owner {name}", signer.sign_digest(digest))
     folder = signatures_dir(ctx.artifacts_dir.parent.parent.parent, proposal["safe_tx_hash"])
     deadline = time.monotonic() + wait_seconds
@@ -160,6 +172,9 @@ def submit_signature(incident_dir: Path, safe_tx_hash: str, signature: bytes) ->
     if owner not in proposal["owners"]:
         raise BreakglassError(f"signature refused: it recovers to {owner}, which is not an owner of Safe {proposal['safe']} "
                               f"(or it was made over another safeTxHash than {safe_tx_hash})")
+    if owner in proposal.get("excluded", []):
+        raise BreakglassError(f"signature refused: {owner} is excluded from {safe_tx_hash} (the transaction removes "
+                              "that owner from the Safe); another owner must sign")
     folder = signatures_dir(incident_dir, safe_tx_hash)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     (folder / f"{owner}.json").write_text(json.dumps({"owner": owner, "signature": "0x" + signature.hex()}))

@@ -10,9 +10,9 @@ from typing import Annotated, Union
 
 from pydantic import Field
 
-from breakglass.flows.steps import approval, notify, pause, snapshot, transact, wait, watchlist
+from breakglass.flows.steps import approval, diff, notify, pause, revoke, rotate, snapshot, transact, wait, watchlist
 from breakglass.flows.steps.base import StepKind
 
-REGISTRY: dict[str, StepKind] = {handler.kind: handler for handler in (snapshot.HANDLER, pause.HANDLER, transact.HANDLER, notify.HANDLER, watchlist.HANDLER, wait.HANDLER, approval.HANDLER)}
+REGISTRY: dict[str, StepKind] = {handler.kind: handler for handler in (snapshot.HANDLER, pause.HANDLER, transact.HANDLER, notify.HANDLER, watchlist.HANDLER, wait.HANDLER, approval.HANDLER, diff.HANDLER, revoke.HANDLER, rotate.HANDLER)}
 
 AnyStep = Annotated[Union[tuple(h.spec for h in REGISTRY.values())], Field(discriminator="kind")]  # noqa: UP007

@@ -39,7 +39,7 @@ class Entry(Model):
 
 class WatchlistParams(Model):
     add: list[Entry] = Field(default_factory=list)
-    retract: list[AddressExpr] = Field(default_factory=list, description="addresses to mark retracted (kept, never deleted)")
+    retract: list[AddressExpr] | Expr = Field(default_factory=list, description="addresses to mark retracted (kept, never deleted); a list or one template that gives a list")
     publish: list[Name] = Field(default_factory=list, description="contacts or groups that get each version once")
     tlp: Literal["CLEAR", "GREEN", "AMBER", "AMBER+STRICT", "RED"] = "AMBER"
 

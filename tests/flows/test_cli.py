@@ -89,7 +89,8 @@ def test_plan_prints_the_graph_and_touches_no_chain(monkeypatch) -> None:
     plan = json.loads(result.stdout)
     assert plan["waves"] == [["snapshot-detection", "pause-all", "alert-war-room"],
                              ["watchlist", "confirmations"], ["approve-external"],
-                             ["freeze-request", "seal-911", "bridge-rate-limit-zero"], ["snapshot-followup"]]
+                             ["freeze-request", "seal-911", "bridge-rate-limit-zero", "revoke-compromised"],
+                             ["rotate-safe"], ["snapshot-followup"]]
     gate = next(s for s in plan["steps"] if s["id"] == "approve-external")
     assert gate["gate"] is True and "2 of roster group responders, not the initiator" in gate["targets"][0]
     assert plan["mode"] == "live"

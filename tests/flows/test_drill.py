@@ -36,7 +36,7 @@ def test_flagship_drill_completes_with_one_json_document(drill_result) -> None:
     assert record["status"] == "completed"
     assert record["mode"] == "drill"
     assert record["incident"].startswith("DRILL-")
-    assert [s["status"] for s in record["steps"]] == ["completed"] * 10
+    assert [s["status"] for s in record["steps"]] == ["completed"] * 12
     assert "Traceback" not in result.stderr
 
 
@@ -56,11 +56,34 @@ def test_flagship_drill_pauses_vault_and_bridge_with_one_transaction_each(drill_
             assert receipt["from"].lower() == addresses["fixture:guardian"].lower()
             raw = rpc.call("eth_call", [{"to": result["address"], "data": "0x" + PAUSED.encode().hex()}, "latest"])
             assert PAUSED.decode(bytes.fromhex(raw[2:]))[0] is True
-        # pause vault, pause bridge, setRateLimit(0): three transactions from the guardian, no more
-        assert int(rpc.call("eth_getTransactionCount", [addresses["fixture:guardian"], "latest"]), 16) == 3
+        # pause vault, pause bridge, setRateLimit(0), and as the Safe's executor two revokeRole and one swapOwner:
+        # six transactions from the guardian, no more
+        assert int(rpc.call("eth_getTransactionCount", [addresses["fixture:guardian"], "latest"]), 16) == 6
     assert steps["bridge-rate-limit-zero"]["outputs"]["status"] == "mined"
     followup = steps["snapshot-followup"]["outputs"]
     assert followup["paused"] == {"vault": True, "bridge": True}
+
+
+def test_flagship_drill_revokes_the_key_and_rotates_it_out_of_the_admin_safe(drill_result) -> None:
+    _, record, run_dir, url = drill_result
+    steps = {s["id"]: s for s in record["steps"]}
+    key = record["inputs"]["compromised_signer"]
+    revoke = steps["revoke-compromised"]["outputs"]
+    assert sorted((r["contract"], r["role"]) for r in revoke["revoked"]) == [("bridge", "DEFAULT_ADMIN_ROLE"),
+                                                                              ("vault", "DEFAULT_ADMIN_ROLE")]
+    assert revoke["verified"] is True and len(revoke["not_held"]) == 2  # it never was a guardian
+    rotate = steps["rotate-safe"]["outputs"]
+    assert rotate["status"] == "rotated" and key in rotate["owners_before"] and key not in rotate["owners_after"]
+    addresses = json.loads((run_dir / "bindings.json").read_text())["addresses"]
+    assert addresses["fixture:backup-guardian"] in rotate["owners_after"]
+    with JsonRpc([Endpoint("test", url)]) as rpc:  # the chain agrees
+        for name in ("vault", "bridge"):
+            raw = rpc.call("eth_call", [{"to": addresses[f"fixture:{name}"], "data": "0x" + HAS_ROLE.encode(
+                [bytes(32), key]).hex()}, "latest"])
+            assert HAS_ROLE.decode(bytes.fromhex(raw[2:]))[0] is False
+    # the compromised key's signature never counted: the Safe transactions carry only other owners' signatures
+    for out in (*revoke["revoked"], rotate):
+        assert key not in out["safe_owners_signed"] and len(out["safe_owners_signed"]) == 2
 
 
 def test_drill_messages_go_to_the_outbox_marked_drill_once_per_recipient(drill_result, home: Path) -> None:

@@ -27,7 +27,7 @@ def _errors(text: str, name: str = "inv.yaml") -> list[str]:
 
 
 def test_every_step_kind_is_registered_with_spec_outputs_and_handler() -> None:
-    assert set(REGISTRY) == {"snapshot", "pause", "transact", "notify", "watchlist", "wait", "approval"}
+    assert set(REGISTRY) == {"snapshot", "pause", "transact", "notify", "watchlist", "wait", "approval", "diff", "revoke", "rotate"}
     for kind, handler in REGISTRY.items():
         assert isinstance(handler, StepKind)
         assert handler.kind == kind
