@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 from eth_utils import to_checksum_address
 
 from breakglass.flows import onchain, planner, templating
+from breakglass.flows.callargs import coerce_args
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
 from breakglass.flows.steps import notify as notify_kind
 from breakglass.flows.steps import revoke as revoke_kind
 from breakglass.flows.steps import rotate as rotate_kind
-from breakglass.flows.steps import transact as transact_kind
 from breakglass.integrations.chain import abi
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ def _transact(ctx: StepContext, step: Any) -> list[dict[str, Any]]:
     p = step.with_
     contract = ctx.inventory.contracts[p.contract]
     fn = abi.parse(p.function)
-    data = fn.encode(transact_kind._coerce(fn.inputs, p.args))
+    data = fn.encode(coerce_args(fn.inputs, p.args))
     return [{"step": step.id, "item": p.contract, "kind": "transact", **_fees(ctx, contract.chain),
              "target": ctx.address(p.contract), "function": p.function, "selector": "0x" + fn.selector.hex(),
              "args": [str(a) for a in p.args], "calldata_sha256": hashlib.sha256(data).hexdigest(),

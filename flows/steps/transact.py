@@ -51,9 +51,6 @@ class TransactOutputs(Model):
     safe_owners_signed: list[str] = Field(default_factory=list)
 
 
-_coerce = coerce_args  # the name flows/intents.py uses
-
-
 class Transact:
     kind: ClassVar[str] = "transact"
     spec: ClassVar[type[StepBase]] = TransactStep
