@@ -134,12 +134,15 @@ def test_frontend_drill_warns_users_first_and_pauses_nothing(drills) -> None:
 
 
 def test_active_drain_pauses_before_anything_else_happens(drills) -> None:
-    _, record, _ = drills["active-drain"]
-    steps = _steps(record)
-    pause = steps["pause-all"]["outputs"]
+    _, record, run_dir = drills["active-drain"]
+    pause = _steps(record)["pause-all"]["outputs"]
     assert all(r["fast_path"].startswith("sent from the prepared transaction") for r in pause["results"])
-    paused_at = min(r["block_number"] for r in pause["results"])
-    assert paused_at <= steps["snapshot-detection"]["outputs"]["block_number"]
+    audit = [json.loads(line) for line in (run_dir.parents[1] / "audit.jsonl").read_text().splitlines()]
+    first_broadcast = next(i for i, e in enumerate(audit) if e["event"] == "journal.broadcast")
+    first_step = next(i for i, e in enumerate(audit) if e["event"] == "step.started")
+    assert first_broadcast < first_step  # both pauses were on the wire before the run's first task began
+    assert {e["to"] for e in audit[:first_step] if e["event"] == "journal.broadcast"} == {
+        r["address"] for r in pause["results"]}
 
 
 def test_unpause_needs_two_signed_votes_proves_nothing_moved_and_reopens_vault_before_bridge(drills) -> None:

@@ -55,14 +55,18 @@ steps:
 
 
 def inventory(tmp: Path, chain) -> Path:
-    """The drill inventory of the flagship, made live for this anvil: real addresses, keys by environment."""
+    """The drill inventory of the flagship, made live for this anvil: real addresses, keys by environment
+    (BG_TEST_<ACCOUNT>_KEY for each fixture signer), the one generic alert source of these tests."""
     text = (REPO / "playbooks" / "inventories" / "drill.yaml").read_text()
     text = text.replace("mode: drill\n", "").replace("name: drill\n", "name: scale-test\n")
     text = text.replace("      - fixture: anvil", "      - env: BG_TEST_RPC_URL")
-    text = re.sub(r"signers:\n(.*?)\n\n", (
-        "signers:\n"
-        f"  guardian: {{kind: env, env: BG_TEST_GUARDIAN_KEY, address: \"{chain.addresses['fixture:guardian']}\"}}\n\n"),
-        text, flags=re.S)
+    text = re.sub(r"  ([a-z-]+):\n    kind: fixture\n    account: ([a-z-]+)\n", lambda m: (
+        f"  {m.group(1)}: {{kind: env, env: BG_TEST_{m.group(2).upper().replace('-', '_')}_KEY, "
+        f"address: \"{chain.addresses['fixture:' + m.group(2)]}\"}}\n"), text)
+    text = re.sub(r"\nalert_sources:.*?(\n\n|$)", "\n", text, flags=re.S)
+    # one anvil here: the bridge's second chain (and what lives on it) is left out
+    text = re.sub(r"  l2:  #.*?\n(?=contracts:)", "\n", text, flags=re.S)
+    text = re.sub(r"  [a-z-]+-l2:\n    chain: l2\n(    .*\n)*", "", text).replace(", l2]", "]")
     text = re.sub(r'"?(fixture:[a-z-]+)"?', lambda m: f'"{chain.addresses[m.group(1)]}"', text)
     text += "\nalert_sources:\n  generic: {kind: generic, token_env: GENERIC_TOKEN, dedupe_window: 10m}\n"
     path = tmp / "inventory.yaml"
@@ -86,6 +90,8 @@ def cluster(chain, tmp_path_factory):
     protocol = fresh_protocol(chain)
     proxy = RpcProxy(protocol.url, delays={"eth_sendRawTransaction": 0.3})
     env = {"BG_TEST_RPC_URL": proxy.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"),
+           "BG_TEST_BACKUP_GUARDIAN_KEY": dev_key("backup-guardian"), "BG_TEST_BOB_KEY": dev_key("bob"),
+           "BG_TEST_CAROL_KEY": dev_key("carol"),  # the admin Safe's owners held here (revoke, rotate)
            "BG_TEST_ALICE": dev_key("alice"), "BG_TEST_BOB": dev_key("bob")}
     up = Cluster(tmp, env).up()
     try:
@@ -99,7 +105,8 @@ def cluster(chain, tmp_path_factory):
     finally:
         up.down()
         proxy.close()
-        secrets = [env["BG_TEST_GUARDIAN_KEY"], env["BG_TEST_ALICE"], env["BG_TEST_BOB"], TOKEN]
+        secrets = [env["BG_TEST_GUARDIAN_KEY"], env["BG_TEST_ALICE"], env["BG_TEST_BOB"], env["BG_TEST_CAROL_KEY"],
+                   env["BG_TEST_BACKUP_GUARDIAN_KEY"], TOKEN]
         for path in [*tmp.rglob("*.log"), *up.home.rglob("*.json*")]:
             text = path.read_text(errors="replace")
             leaked = [s[:10] for s in secrets if s in text or s.removeprefix("0x") in text]
