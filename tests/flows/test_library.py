@@ -172,3 +172,18 @@ def test_closing_an_incident_retracts_false_positives_and_keeps_the_rest(drills)
     assert status[admin.lower()] == "retracted" and list(status.values()).count("active") == 1
     closing = (run_dir / "artifacts" / "outbox")
     assert any("1 active, 1 retracted" in p.read_text(errors="replace") for p in closing.rglob("*") if p.is_file())
+
+
+@pytest.mark.parametrize("name", LIBRARY)
+def test_each_docs_page_names_every_gate_of_its_playbook_and_why(name: str) -> None:
+    import yaml
+
+    book = yaml.safe_load((REPO / "playbooks" / f"{name}.yaml").read_text())
+    gates = [s["id"] for s in book["steps"] if s["kind"] == "approval"]
+    page = (REPO / "docs" / "playbooks" / f"{name}.md").read_text()
+    assert "## Gates and why they are there" in page
+    section = page.split("## Gates and why they are there", 1)[1].split("\n## ", 1)[0]
+    assert gates, f"{name} has no approval gate"
+    for gate in gates:
+        assert f"`{gate}`" in section, f"{name}: the page's gate section does not name {gate}"
+    assert "Why" in section or "why" in section
