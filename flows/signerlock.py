@@ -8,7 +8,10 @@
   at a shared Prefect server): a slot of a Prefect global concurrency limit of 1, strict (a
   missing limit is an error and never a silent pass). It is named
   ``breakglass-signer-<chain id>-<address>`` and created on first use. A holder that dies frees
-  its slot when its lease (60 s, Prefect's minimum) runs out.
+  its slot when its lease (60 s, Prefect's minimum) runs out; sooner on its own machine: the
+  holder notes its lease in ``signers/<chain id>-<address>.lease``, and the next process there
+  that holds the ``flock`` (so no live local holder can exist) releases a lease whose holder
+  process is gone.
 
 The slot also carries the signer's last transaction: ``signers/<chain id>-<address>.json`` holds
 its nonce and hash, written under the lock. The sender (``onchain``) trusts it over the node's
@@ -21,8 +24,10 @@ from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import random
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +38,8 @@ from typing import Any
 
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import write_private
+
+log = logging.getLogger("breakglass.signerlock")
 
 LEASE = 60.0  # seconds; Prefect's minimum lease for a global concurrency slot
 _LOCKS: dict[tuple[int, str], tuple[threading.Lock, list[int]]] = {}
@@ -84,7 +91,7 @@ def hold(home: Path, chain_id: int, address: str, timeout: float = 120.0) -> Ite
         fd = os.open(base / f"{chain_id}-{address}.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             _flock(fd, timeout, address, chain_id)
-            with _global(chain_id, address, timeout):
+            with _global(chain_id, address, timeout, base / f"{chain_id}-{address}.lease"):
                 yield Slot(base / f"{chain_id}-{address}.json", local)
         finally:
             os.close(fd)  # releases the flock
@@ -106,12 +113,12 @@ def _flock(fd: int, timeout: float, address: str, chain_id: int) -> None:
 
 
 @contextmanager
-def _global(chain_id: int, address: str, timeout: float) -> Iterator[None]:
+def _global(chain_id: int, address: str, timeout: float, note: Path) -> Iterator[None]:
     """A slot of the signer's global concurrency limit, held by a lease.
 
     Prefect's own ``concurrency()`` waits the server's ``Retry-After`` after a refusal, which grows
     with every refused request (seconds under a burst of incidents); a nonce lock is held for
-    milliseconds, so this asks again within 10-40 ms instead.
+    milliseconds, so this asks again within 10-40 ms instead. Called with the ``flock`` held.
     """
     if not _distributed:
         yield
@@ -131,16 +138,49 @@ def _global(chain_id: int, address: str, timeout: float) -> Iterator[None]:
         except httpx.HTTPStatusError as exc:
             if exc.response.status_code != 423:  # 423 Locked: someone else holds the signer
                 raise
+            if _release_dead_local_holder(client, note, name):
+                continue
             if time.monotonic() > deadline:
                 raise BreakglassError(f"signer {address} on chain {chain_id}: another machine held its nonce slot "
                                       f"({name}) for over {timeout:g}s") from None
             time.sleep(random.uniform(0.01, 0.04))
     if not answer.get("limits"):  # strict: a limit that does not exist (deleted by hand) is never a free pass
         raise BreakglassError(f"the global concurrency limit {name} does not exist; nothing was signed")
+    write_private(note, json.dumps({"lease_id": answer["lease_id"], "host": socket.gethostname(),
+                                    "pid": os.getpid()}).encode())
     try:
         yield
     finally:
+        note.unlink(missing_ok=True)
         client.release_concurrency_slots_with_lease(answer["lease_id"])
+
+
+def _release_dead_local_holder(client: Any, note: Path, name: str) -> bool:
+    """With the flock held, a lease noted by a process of this machine that no longer exists is stale:
+    release it now instead of waiting out its 60 s. Holders on other machines are never touched."""
+    try:
+        holder = json.loads(note.read_text())
+    except (OSError, ValueError):
+        return False
+    if holder.get("host") != socket.gethostname() or holder.get("pid") == os.getpid() or _alive(int(holder["pid"])):
+        return False
+    try:
+        client.release_concurrency_slots_with_lease(holder["lease_id"])
+    except Exception:  # noqa: BLE001 - expired meanwhile, or never ours: the next attempt tells
+        pass
+    note.unlink(missing_ok=True)
+    log.warning("released the nonce slot %s of process %s on this machine, which died holding it", name, holder["pid"])
+    return True
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _ensure(client: Any, name: str) -> None:
