@@ -24,7 +24,7 @@ from pathlib import Path
 import httpx
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.home import write_private
+from breakglass.flows.home import pid_alive, write_private
 
 
 @dataclass(frozen=True)
@@ -62,16 +62,6 @@ def _state(home: Path) -> dict | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def healthy(api: Api, timeout: float = 2.0) -> bool:
     try:
         response = httpx.get(api.url.rstrip("/") + "/health", headers=api.headers(), timeout=timeout)
@@ -89,7 +79,7 @@ def configured(home: Path) -> Api | None:
 
 def local(home: Path) -> Api | None:
     state = _state(home)
-    if not state or not _alive(state["pid"]):
+    if not state or not pid_alive(state["pid"]):
         return None
     return Api(f"http://127.0.0.1:{state['port']}/api", state["auth"], True, _dir(home))
 
@@ -176,7 +166,7 @@ def _wait(api: Api, pid: int, timeout: float, base: Path) -> Api:
     while time.monotonic() < deadline:
         if healthy(api, timeout=1.0):
             return api
-        if not _alive(pid):
+        if not pid_alive(pid):
             raise BreakglassError(f"the local Prefect server exited while starting; see {base / 'server.log'}")
         time.sleep(0.2)
     raise BreakglassError(f"the local Prefect server did not answer within {timeout:.0f}s; see {base / 'server.log'}")
@@ -184,18 +174,18 @@ def _wait(api: Api, pid: int, timeout: float, base: Path) -> Api:
 
 def stop(home: Path) -> bool:
     state = _state(home)
-    if not state or not _alive(state["pid"]):
+    if not state or not pid_alive(state["pid"]):
         (_dir(home) / "server.json").unlink(missing_ok=True)
         return False
     os.killpg(state["pid"], signal.SIGTERM)
     deadline = time.monotonic() + 15
-    while _alive(state["pid"]) and time.monotonic() < deadline:
+    while pid_alive(state["pid"]) and time.monotonic() < deadline:
         try:
             os.waitpid(state["pid"], os.WNOHANG)
         except ChildProcessError:
             pass
         time.sleep(0.1)
-    if _alive(state["pid"]):
+    if pid_alive(state["pid"]):
         os.killpg(state["pid"], signal.SIGKILL)
     (_dir(home) / "server.json").unlink(missing_ok=True)
     return True

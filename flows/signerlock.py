@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.home import write_private
+from breakglass.flows.home import pid_alive, write_private
 
 log = logging.getLogger("breakglass.signerlock")
 
@@ -162,7 +162,7 @@ def _release_dead_local_holder(client: Any, note: Path, name: str) -> bool:
         holder = json.loads(note.read_text())
     except (OSError, ValueError):
         return False
-    if holder.get("host") != socket.gethostname() or holder.get("pid") == os.getpid() or _alive(int(holder["pid"])):
+    if holder.get("host") != socket.gethostname() or holder.get("pid") == os.getpid() or pid_alive(int(holder["pid"])):
         return False
     try:
         client.release_concurrency_slots_with_lease(holder["lease_id"])
@@ -172,15 +172,6 @@ def _release_dead_local_holder(client: Any, note: Path, name: str) -> bool:
     log.warning("released the nonce slot %s of process %s on this machine, which died holding it", name, holder["pid"])
     return True
 
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _ensure(client: Any, name: str) -> None:
