@@ -22,7 +22,7 @@ from breakglass.flows.records import RunRecord
 from breakglass.flows.server import Api
 from breakglass.flows.validate import load_playbook
 from breakglass.integrations.chain import anvil
-from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
+from breakglass.integrations.chain.rpc import Endpoint, JsonRpc, RpcError
 
 
 def default_inventory(playbook_path: Path) -> Path:
@@ -154,7 +154,15 @@ def _act(action: Any, context: dict[str, Any], inventory: Inventory, bindings: B
     chain = inventory.contracts[action.to].chain if action.to in inventory.contracts else sorted(inventory.chains)[0]
     with JsonRpc([Endpoint("fixture:anvil", bindings.rpc[chain])]) as rpc:
         rpc.call("anvil_impersonateAccount", [sender])
-        tx = rpc.call("eth_sendTransaction", [{"from": sender, "to": to, "data": data, "value": hex(action.value)}])
+        call = {"from": sender, "to": to, "data": data, "value": hex(action.value)}
+        # headroom over the estimate: a write of block.timestamp estimated within the previous block's second
+        # costs less than the same write mined a second later (an out-of-gas that fails one drill in four)
+        try:
+            call["gas"] = hex(int(int(rpc.call("eth_estimateGas", [call]), 16) * 1.5) + 20_000)
+        except RpcError as exc:
+            raise BreakglassError(f"drill action {action.function or 'transfer'} from {sender} to {to} would revert: "
+                                  f"{exc.rpc_message}; fix the drill spec's actions") from None
+        tx = rpc.call("eth_sendTransaction", [call])
         receipt = None
         for _ in range(500):
             receipt = rpc.call("eth_getTransactionReceipt", [tx])
@@ -162,10 +170,10 @@ def _act(action: Any, context: dict[str, Any], inventory: Inventory, bindings: B
                 break
             time.sleep(0.01)
     ok = receipt is not None and int(receipt["status"], 16) == 1
-    audit.append(incident_dir, "drill.action", sender=sender, to=to, function=action.function, tx_hash=tx,
-                 status="mined" if ok else "reverted or not mined")
+    status = "mined" if ok else ("not mined within 5 s" if receipt is None else "reverted")
+    audit.append(incident_dir, "drill.action", sender=sender, to=to, function=action.function, tx_hash=tx, status=status)
     if not ok:
-        raise BreakglassError(f"drill action {action.function or 'transfer'} from {sender} to {to} did not succeed "
+        raise BreakglassError(f"drill action {action.function or 'transfer'} from {sender} to {to}: {status} "
                               f"(tx {tx}); fix the drill spec's actions")
     logs = [{"address": entry["address"], "topics": entry["topics"], "data": entry["data"]} for entry in receipt["logs"]]
     return {"tx_hash": tx, "block": int(receipt["blockNumber"], 16), "logs": logs}
