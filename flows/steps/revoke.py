@@ -12,14 +12,14 @@ import hashlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from eth_utils import keccak
 from pydantic import Field
 
 from breakglass.flows import onchain, safe
+from breakglass.flows.callargs import role_id
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
 from breakglass.flows.steps.base import Ref, StepBase
-from breakglass.flows.types import HEX32_RE, AddressExpr, Model, Name, RoleId, is_template
+from breakglass.flows.types import AddressExpr, Model, Name, RoleId, is_template
 from breakglass.integrations.chain import abi, multicall
 from breakglass.integrations.chain.rpc import RpcError
 
@@ -75,13 +75,6 @@ class RevokeFailed(BreakglassError):
     def __init__(self, message: str, outputs: RevokeOutputs) -> None:
         super().__init__(message)
         self.outputs = outputs
-
-
-def role_id(role: str) -> bytes:
-    """A role name hashed as OpenZeppelin's AccessControl does (DEFAULT_ADMIN_ROLE is zero), or a bytes32 id."""
-    if HEX32_RE.match(role):
-        return bytes.fromhex(role[2:])
-    return bytes(32) if role == "DEFAULT_ADMIN_ROLE" else keccak(text=role)
 
 
 def intent_key(ctx: StepContext, chain: str, contract: str, role: str, account: str) -> str:

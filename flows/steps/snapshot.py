@@ -11,13 +11,12 @@ import time
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
-from eth_utils import keccak
 from pydantic import Field
 
-from breakglass.flows.callargs import coerce_args
+from breakglass.flows.callargs import coerce_args, role_id
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.steps.base import Ref, StepBase
-from breakglass.flows.types import HEX32_RE, AccountRef, Expr, Model, Name, NameExpr, RoleId, StorageSlot, is_template
+from breakglass.flows.types import AccountRef, Expr, Model, Name, NameExpr, RoleId, StorageSlot, is_template
 from breakglass.integrations.chain import abi, multicall
 from breakglass.integrations.chain.rpc import RpcError
 
@@ -167,12 +166,10 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
         paused_fn[name] = fn
         plan.append(("paused", {"contract": name, "address": ctx.address(name)}, multicall.Call(ctx.address(name), fn.encode())))
     for role in p.roles:
-        role_id = role.role.lower() if HEX32_RE.match(role.role) else "0x" + keccak(text=role.role).hex()
-        if role.role == "DEFAULT_ADMIN_ROLE":
-            role_id = "0x" + "00" * 32
+        rid = "0x" + role_id(role.role).hex()
         for account in [ctx.address(a) for a in role.accounts]:
-            entry = {"contract": role.contract, "role": role.role, "role_id": role_id, "account": account}
-            data = HAS_ROLE.encode([bytes.fromhex(role_id[2:]), account])
+            entry = {"contract": role.contract, "role": role.role, "role_id": rid, "account": account}
+            data = HAS_ROLE.encode([role_id(role.role), account])
             plan.append(("role", entry, multicall.Call(ctx.address(role.contract), data)))
     calls = []
     for i, call in enumerate(p.calls):
