@@ -18,6 +18,7 @@ from breakglass.flows.server import Api
 _LOCK = threading.Lock()
 _SETTINGS: dict[tuple[int, str, str, str], tuple[Any, Any]] = {}
 _CLIENTS: dict[tuple[str, str | None, str | None], Any] = {}
+_CREATED: set[tuple[str, str]] = set()
 
 
 def settings(api: Api) -> Any:
@@ -58,6 +59,26 @@ def client() -> Any:
             found = SyncPrefectClient(str(current.url), auth_string=secrets[0], api_key=secrets[1]).__enter__()
             _CLIENTS[key] = found
     return found
+
+
+def create_flow_run_input(api: Api, flow_run_id: Any, key: str, value: str) -> None:
+    """Post one input (a vote) to a flow run through the process's client for ``api``."""
+    with settings(api):
+        client().create_flow_run_input(flow_run_id, key, value)
+
+
+def ensure_global_limit(client_: Any, name: str) -> None:
+    """Create the global concurrency limit ``name`` (limit 1) once per process and API; existing is fine."""
+    if (str(client_.api_url), name) in _CREATED:
+        return
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.exceptions import ObjectAlreadyExists
+
+    try:
+        client_.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
+    except ObjectAlreadyExists:
+        pass
+    _CREATED.add((str(client_.api_url), name))
 
 
 @atexit.register

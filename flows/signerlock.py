@@ -44,7 +44,6 @@ log = logging.getLogger("breakglass.signerlock")
 LEASE = 60.0  # seconds; Prefect's minimum lease for a global concurrency slot
 _LOCKS: dict[tuple[int, str], tuple[threading.Lock, list[int]]] = {}
 _GUARD = threading.Lock()
-_CREATED: set[tuple[str, str]] = set()  # (API, limit name)
 _distributed = False
 
 
@@ -129,7 +128,7 @@ def _global(chain_id: int, address: str, timeout: float, note: Path) -> Iterator
 
     name = limit_name(chain_id, address)
     client = prefectapi.client()
-    _ensure(client, name)
+    prefectapi.ensure_global_limit(client, name)
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -171,17 +170,3 @@ def _release_dead_local_holder(client: Any, note: Path, name: str) -> bool:
     note.unlink(missing_ok=True)
     log.warning("released the nonce slot %s of process %s on this machine, which died holding it", name, holder["pid"])
     return True
-
-
-
-def _ensure(client: Any, name: str) -> None:
-    if (str(client.api_url), name) in _CREATED:
-        return
-    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
-    from prefect.exceptions import ObjectAlreadyExists
-
-    try:
-        client.create_global_concurrency_limit(GlobalConcurrencyLimitCreate(name=name, limit=1))
-    except ObjectAlreadyExists:
-        pass
-    _CREATED.add((str(client.api_url), name))

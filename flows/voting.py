@@ -131,17 +131,14 @@ def refuse(gate: Gate, vote: approvals.Vote, reason: str, via: str) -> None:
 
 def submit(api: Api, gate: Gate, vote: approvals.Vote) -> str:
     """Send the vote to the run's current flow run; returns the input key."""
-    from prefect.client.orchestration import get_client
-
-    from breakglass.flows.runner import settings
+    from breakglass.flows import prefectapi
 
     record = gate.handle.load()
     flow_run_id = record.attempts[-1].flow_run_id if record.attempts else None
     if not flow_run_id:
         raise BreakglassError(f"run {record.run_id} has no flow run yet; try again in a moment")
     key = approvals.input_key(vote)
-    with settings(api), get_client(sync_client=True) as client:
-        client.create_flow_run_input(flow_run_id, key, vote.model_dump_json())
+    prefectapi.create_flow_run_input(api, flow_run_id, key, vote.model_dump_json())
     audit.append(gate.incident_dir, "vote.submitted", run_key=gate.record.run_key, step=vote.step, id=vote.id,
                  name=vote.name, decision=vote.decision, channel=vote.channel, digest=vote.digest)
     return key

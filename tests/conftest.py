@@ -32,6 +32,27 @@ def pytest_configure(config: pytest.Config) -> None:
     config._breakglass_home = home  # type: ignore[attr-defined]
 
 
+_SLOW_FIXTURES = {"prefect_api", "cluster"}
+_SLOW_CALLS = ("cli(", "subprocess.", "Popen(", "run_drill(", "drill(")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """The fast lane (`pytest -m "not slow"`) leaves out every test that needs the Prefect server or
+    starts processes: such a test is marked `slow` here unless it says so itself."""
+    import inspect
+
+    for item in items:
+        if item.get_closest_marker("slow"):
+            continue
+        function = getattr(item, "function", None)
+        try:
+            source = inspect.getsource(function) if function is not None else ""
+        except (OSError, TypeError):
+            source = ""
+        if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(call in source for call in _SLOW_CALLS):
+            item.add_marker(pytest.mark.slow)
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     home = getattr(config, "_breakglass_home", None)
     if home is not None:

@@ -28,7 +28,7 @@ def distributed(prefect_api):
 def _orphan(client, home: Path, host: str) -> str:
     """A slot taken by a process that is gone, noted the way a holder notes it."""
     name = signerlock.limit_name(CHAIN, SIGNER)
-    signerlock._ensure(client, name)
+    prefectapi.ensure_global_limit(client, name)
     lease = client.increment_concurrency_slots_with_lease([name], 1, "concurrency", signerlock.LEASE).json()["lease_id"]
     dead = subprocess.Popen(["true"])
     dead.wait()

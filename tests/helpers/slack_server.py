@@ -4,6 +4,7 @@ auth.test. Scripted per channel: 429 with Retry-After, ``ok: false`` errors, 500
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 import time
@@ -23,6 +24,7 @@ class SlackServer:
         self.script: dict[str, list[str]] = defaultdict(list)  # channel -> actions for the next posts
         self.calls: list[tuple[str, str | None, float]] = []
         self.uploads: dict[str, bytes] = {}
+        self._file_ids = itertools.count(1)  # unique even for two URLs asked for in the same millisecond
         self.files: dict[str, list[dict[str, Any]]] = defaultdict(list)  # channel -> shared files
         self._lock = threading.Lock()
         self._ts = 1767225590.0
@@ -103,7 +105,7 @@ class SlackServer:
                 message = self._store(channel, params)
                 return 200, {"ok": True, "channel": channel, "ts": message["ts"], "message": message}, {}
             if method == "files.getUploadURLExternal":
-                file_id = f"F{len(self.uploads) + len(self.files) + 1:08d}{int(time.monotonic() * 1000) % 100000}"
+                file_id = f"F{next(self._file_ids):08d}"
                 return 200, {"ok": True, "upload_url": f"{self.base_url.removesuffix('/api/')}/upload/{file_id}",
                              "file_id": file_id}, {}
             if method == "files.completeUploadExternal":
