@@ -30,6 +30,29 @@ def coerce_args(types: tuple[str, ...], args: list[Any]) -> list[Any]:
             out.append(bytes.fromhex(arg[2:]))
         elif kind.startswith(("uint", "int")) and isinstance(arg, str):
             out.append(int(arg, 0))
+        elif kind == "bool" and isinstance(arg, str) and arg.lower() in ("true", "false"):
+            out.append(arg.lower() == "true")
         else:
             out.append(arg)
     return out
+
+
+def signature_problem(signature: str, args: list[Any], *, view: bool = False) -> tuple[str, str] | None:
+    """(where, what) when ``signature`` does not parse or literal ``args`` do not fit it; where is 'function' or 'args'.
+    Arguments written as templates are checked at run time, when they have values."""
+    from breakglass.flows.types import is_template
+    from breakglass.integrations.chain import abi
+
+    try:
+        fn = abi.parse(signature)
+    except abi.SignatureError as exc:
+        return "function", str(exc)
+    if view and not fn.outputs:
+        return "function", f"{signature!r} declares no outputs: write them, e.g. 'totalAssets()(uint256)'"
+    if any(isinstance(a, str) and is_template(a) for a in args):
+        return None
+    try:
+        fn.encode(coerce_args(fn.inputs, list(args)))
+    except Exception as exc:  # noqa: BLE001 - eth_abi raises several types; all mean the same to the author
+        return "args", f"{signature} cannot take {list(args)!r}: {exc}"
+    return None

@@ -11,17 +11,17 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-from breakglass.flows import onchain
+from breakglass.flows import checkrows, onchain, preflight
 from breakglass.flows.context import Bindings, endpoints, resolve_address
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import Inventory, SafeSigner
 from breakglass.flows.signers import Prompt, unlock_one
-from breakglass.flows.steps.pause import view_fn
-from breakglass.integrations.chain import abi
 from breakglass.integrations.chain.rpc import JsonRpc, RpcError, RpcUnavailable
 
 STALE_CONTACT_DAYS = 90
+BALANCE_MARGIN = 2.5  # a guardian holds 2.5x what its pauses cost (LI.FI's 2026 drill failed on an underfunded pauser)
 
 
 @dataclass(frozen=True)
@@ -32,15 +32,23 @@ class Finding:
     detail: str
 
 
-def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, today: date | None = None) -> list[Finding]:
+def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, today: date | None = None,
+        playbooks: dict[str, Any] | None = None) -> list[Finding]:
     if inventory.is_drill:
         raise BreakglassError("`check` reads a live deployment; a drill inventory's placeholders exist only inside "
                               "`breakglass drill` (which checks the same things on every rehearsal)")
     out: list[Finding] = []
+    missing = preflight.missing_env(inventory, playbooks or {"(every playbook)": None})
+    for var, what, users in missing:
+        out.append(Finding(f"env {var}", "set", "fail", f"not set: {what}; blocks {', '.join(users)}"))
+    if not missing:
+        out.append(Finding("environment", "set", "ok", "every variable the playbooks read is set"))
     rpcs: dict[str, JsonRpc] = {}
     for name, chain in inventory.chains.items():
-        try:
-            rpc = JsonRpc(endpoints(inventory, name, Bindings()), timeout=5)
+        try:  # an unset backup is its own row above: the endpoints that are set still get checked
+            usable = [r for r in chain.rpc if not (r.env and preflight.unset(r.env))] or chain.rpc
+            view = inventory.model_copy(update={"chains": {**inventory.chains, name: chain.model_copy(update={"rpc": usable})}})
+            rpc = JsonRpc(endpoints(view, name, Bindings()), timeout=5)
             got = int(rpc.call("eth_chainId"), 16)
         except (BreakglassError, RpcUnavailable, RpcError) as exc:
             out.append(Finding(f"chain {name}", "rpc", "fail", str(exc)))
@@ -56,31 +64,29 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
             continue
         try:
             signer = unlock_one(inventory, name, prompt=prompt)
-        except BreakglassError as exc:
-            out.append(Finding(f"signer {name}", "unlock", "fail", str(exc)))
+        except Exception as exc:  # noqa: BLE001 - one signer's problem is its row
+            out.append(Finding(f"signer {name}", "unlock", "fail", str(exc) if isinstance(exc, BreakglassError)
+                               else f"{type(exc).__name__}: {exc}"))
             continue
         unlocked[name] = signer.address
         out.append(Finding(f"signer {name}", "unlock", "ok", f"unlocks as {signer.address}"))
+    costs: dict[tuple[str, str], tuple[str, int]] = {}  # (payer, chain) -> (address, wei its pauses cost at 2x base fee)
     for name, contract in inventory.contracts.items():
-        if contract.guardian is None:
+        try:
+            out += _contract(inventory, rpcs, unlocked, name, contract, pauses, costs)
+        except Exception as exc:  # noqa: BLE001 - one contract's problem is its row; the others still run
+            out.append(Finding(f"contract {name}", "check", "fail", f"could not be checked: {type(exc).__name__}: {exc}"))
+    for (payer, chain_name), (address, cost) in costs.items():
+        rpc = rpcs[chain_name]
+        try:
+            balance = int(rpc.call("eth_getBalance", [address, "latest"]), 16)
+        except (RpcError, RpcUnavailable) as exc:
+            out.append(Finding(f"signer {payer}", f"balance on {chain_name}", "fail", f"cannot read the balance of {address}: {exc}"))
             continue
-        subject = f"contract {name}"
-        rpc = rpcs.get(contract.chain)
-        guardian = inventory.signers.get(contract.guardian)
-        if rpc is None:
-            out.append(Finding(subject, "pause path", "fail", f"chain {contract.chain} is not reachable"))
-            continue
-        if guardian is None:
-            out.append(Finding(subject, "pause path", "fail", f"guardian '{contract.guardian}' is not a signer in this inventory"))
-            continue
-        address = resolve_address(inventory, Bindings(), name)
-        sender = unlocked.get(contract.guardian) or getattr(guardian, "address", None)
-        payer = (contract.guardian, sender)
-        if isinstance(guardian, SafeSigner):  # the Safe calls pause(); its executor pays for execTransaction
-            executor = inventory.signers.get(guardian.executor)
-            payer = (guardian.executor, unlocked.get(guardian.executor) or getattr(executor, "address", sender))
-        out += _contract(rpc, subject, address, contract.pause, contract.paused, sender, contract.guardian,
-                         inventory.chains[contract.chain].fees.priority_fee_gwei, pauses, payer)
+        need = int(cost * BALANCE_MARGIN)
+        out.append(Finding(f"signer {payer}", f"balance on {chain_name}", "ok" if balance >= need else "fail",
+                           f"holds {balance / 1e18:.6f}; pausing everything it guards costs about {cost / 1e18:.6f} at 2x "
+                           f"the base fee, and {BALANCE_MARGIN:g}x that is {need / 1e18:.6f}"))
     for name, spec in inventory.signers.items():
         if isinstance(spec, SafeSigner) and spec.chain in rpcs:
             out += _safe(rpcs[spec.chain], name, spec)
@@ -93,33 +99,37 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
     return out
 
 
-def _contract(rpc: JsonRpc, subject: str, address: str, pause_sig: str, paused_sig: str, sender: str, guardian: str,
-              tip_gwei: float, pauses: int, payer: tuple[str, str]) -> list[Finding]:
-    out: list[Finding] = []
-    try:
-        fn = view_fn(paused_sig)
-        raw = rpc.call("eth_call", [{"to": address, "data": "0x" + fn.encode().hex()}, "latest"])
-        is_paused = bool(fn.decode(bytes.fromhex(raw[2:]))[0])
-        out.append(Finding(subject, "not paused", "fail" if is_paused else "ok",
-                           "already paused" if is_paused else f"{paused_sig} is false"))
-    except (RpcError, ValueError) as exc:
-        out.append(Finding(subject, "not paused", "fail", f"{paused_sig} cannot be read: {exc}"))
-    call = {"from": sender, "to": address, "data": "0x" + abi.parse(pause_sig).encode().hex()}
-    try:
-        gas = int(rpc.call("eth_estimateGas", [call]), 16)
-        out.append(Finding(subject, "guardian can pause", "ok", f"{pause_sig} from {guardian} ({sender}) simulates fine"))
-    except RpcError as exc:
-        from breakglass.integrations.chain.revert import revert_data
-
-        data = revert_data(exc)
-        reason = onchain.decoder().decode(data) if data else exc.rpc_message
-        out.append(Finding(subject, "guardian can pause", "fail", f"{pause_sig} from {guardian} ({sender}) reverts: {reason}"))
-        return out
+def _contract(inventory: Inventory, rpcs: dict[str, JsonRpc], unlocked: dict[str, str], name: str, contract: Any,
+              pauses: int, costs: dict[tuple[str, str], tuple[str, int]]) -> list[Finding]:
+    subject = f"contract {name}"
+    rpc = rpcs.get(contract.chain)
+    if rpc is None:
+        return [Finding(subject, "pause path" if contract.guardian else "code", "fail", f"chain {contract.chain} is not reachable")]
+    guardian = inventory.signers.get(contract.guardian) if contract.guardian else None
+    if contract.guardian is not None and guardian is None:
+        return [Finding(subject, "pause path", "fail", f"guardian '{contract.guardian}' is not a signer in this inventory")]
+    address = resolve_address(inventory, Bindings(), name)
     block = rpc.call("eth_getBlockByNumber", ["latest", False])
+    sender = payer = None
+    if guardian is not None:
+        sender = unlocked.get(contract.guardian) or getattr(guardian, "address", None)
+        payer = (contract.guardian, sender)
+        if isinstance(guardian, SafeSigner):  # the Safe calls pause(); its executor pays for execTransaction
+            executor = inventory.signers.get(guardian.executor)
+            payer = (guardian.executor, unlocked.get(guardian.executor) or getattr(executor, "address", sender))
+    rows, gas = checkrows.contract_rows(rpc, contract, address, contract.chain,
+                                        (contract.guardian, sender) if guardian is not None else None,
+                                        int(block["timestamp"], 16))
+    out = [Finding(subject, r.check, r.status, r.detail) for r in rows]
+    if gas is None or payer is None:
+        return out
     base = int(block.get("baseFeePerGas") or "0x0", 16)
-    need = pauses * gas * (2 * base + int(tip_gwei * onchain.GWEI))
+    cost = gas * (2 * base + int(inventory.chains[contract.chain].fees.priority_fee_gwei * onchain.GWEI))
     if payer[1] != sender:
-        need = need * 3  # execTransaction costs a multiple of the bare pause
+        cost = cost * 3  # execTransaction costs a multiple of the bare pause
+    need = pauses * cost
+    key = (payer[0], contract.chain)
+    costs[key] = (payer[1], costs.get(key, ("", 0))[1] + cost)
     balance = int(rpc.call("eth_getBalance", [payer[1], "latest"]), 16)
     out.append(Finding(subject, "guardian balance", "ok" if balance >= need else "fail",
                        f"{payer[0]} holds {balance / 1e18:.6f}, {pauses} pause(s) at 2x base fee need {need / 1e18:.6f}"))

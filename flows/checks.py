@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import templating
+from breakglass.flows import pausespec, templating
 from breakglass.flows.errors import Diagnostic
 from breakglass.flows.inventory import FIXTURE_RE, FixtureSigner, Inventory, SafeSigner
 from breakglass.flows.loader import Loaded, label
@@ -305,6 +305,8 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
         if FIXTURE_RE.match(contract.address) and not drill:
             out.append(_diag(doc, ("contracts", name, "address"), "fixture placeholders are only allowed in a drill inventory",
                              "Write the contract's real address."))
+        for loc, message in pausespec.problems(contract):
+            out.append(_diag(doc, ("contracts", name, *loc), message, "See 'Pausing real protocols' in docs/language.md."))
     for name, signer in inv.signers.items():
         if isinstance(signer, FixtureSigner) and not drill:
             out.append(_diag(doc, ("signers", name, "kind"), "fixture signers are only allowed in a drill inventory",

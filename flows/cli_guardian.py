@@ -91,7 +91,11 @@ def check(inventory: Annotated[Path, typer.Argument(help="a live inventory")],
 
     if not inventory.is_file():
         raise BreakglassError(f"{inventory}: no such inventory file")
-    findings = check_mod.run(check_mod.load(inventory), pauses=pauses, prompt=interactive_prompt())
+    from breakglass.flows import preflight
+
+    loaded = check_mod.load(inventory)
+    findings = check_mod.run(loaded, pauses=pauses, prompt=interactive_prompt(),
+                             playbooks=preflight.playbooks_near(inventory, loaded))
     if as_json:
         _emit(check_mod.to_json(findings), True)
     else:

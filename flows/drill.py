@@ -203,9 +203,7 @@ def _score(spec: Any, record: RunRecord, home: Path, inventory: Inventory, bindi
     for name in spec.expectations.paused:
         contract = inventory.contracts[name]
         with JsonRpc(endpoints(inventory, contract.chain, bindings)) as rpc:
-            answer = rpc.call("eth_call", [{"to": resolve_address(inventory, bindings, name), "data": scorecard.PAUSED},
-                                           "latest"])
-        paused[name] = int(answer, 16) == 1
+            paused[name] = scorecard.read_paused(rpc, contract, resolve_address(inventory, bindings, name))
     voters = [e.get("name") for e in audit.entries(incident_dir) if e["event"] == "vote.counted"]
     people = sorted({p for p in [initiator, *voters] if p})
     card = scorecard.score(spec, record, incident_dir, paused, auto_approve, people)

@@ -24,13 +24,14 @@ ACCOUNTS = {
     "backup-guardian": 6, "alice": 7, "bob": 8, "carol": 9,
 }
 CONTRACTS = ("token", "vault", "bridge", "multicall")
-LIBRARY = ("collateral", "oracle", "market", "timelock", "governor", "safe")  # the playbook library's drills
+LIBRARY = ("collateral", "oracle", "market", "timelock", "governor", "safe", "bridge-config", "pool")  # the playbook library's drills
 TXS = ("attack_tx",)
 FIXTURE_NAMES = tuple(ACCOUNTS) + CONTRACTS + LIBRARY + TXS
 DEPOSIT = 1_000 * 10**18
 BRIDGE_FLOAT = 500 * 10**18
 ORACLE_PRICE = 2_000 * 10**18  # fUSD per fETH
 MARKET_RESERVES = 100_000 * 10**18
+POOL_PAUSE_WINDOW = 90 * 86400  # Balancer v2: the Vault can be paused for 90 days after deployment
 TIMELOCK_DELAY = 3_600  # seconds
 QUORUM = 150 * 10**18  # fUSD of votes
 ATTACKER_FUNDS = 200 * 10**18  # fUSD and fETH the attacker starts with (a flash loan, say)
@@ -149,8 +150,12 @@ def _library(rpc: JsonRpc, chain: _Chain, acct: dict[str, str], token: str, vaul
     safe = deploy_safe(rpc, [admin, acct["bob"], acct["carol"]], 2)
     for contract in (vault, bridge, market):
         chain.call(admin, contract, grant, ["bytes32", "address"], [role["DEFAULT_ADMIN_ROLE"], safe])
+    # Real protocols' pause shapes: Optimism's pause(string) guardian, and a Compound/Balancer/EigenLayer-style
+    # pool that needs two calls (five flags, then setPaused) read through a bitmap and a tuple view.
+    bridge_config = chain.deploy(me, "GuardedBridgeConfig", ["address"], [acct["guardian"]])
+    pool = chain.deploy(me, "MultiFlagPool", ["address", "uint256", "uint256"], [acct["guardian"], POOL_PAUSE_WINDOW, 30 * 86400])
     return {"collateral": collateral, "oracle": oracle, "market": market, "timelock": timelock, "governor": governor,
-            "safe": safe}
+            "safe": safe, "bridge-config": bridge_config, "pool": pool}
 
 
 def deploy(rpc: JsonRpc, *, attack: bool = True, library: bool = True) -> Deployed:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from eth_utils import to_checksum_address
 
-from breakglass.flows import onchain, planner, templating
+from breakglass.flows import onchain, pausespec, planner, templating
 from breakglass.flows.callargs import coerce_args
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
@@ -63,10 +63,13 @@ def _pause(ctx: StepContext, step: Any) -> list[dict[str, Any]]:
     out = []
     for name in step.with_.contracts:
         contract = ctx.inventory.contracts[name]
-        fn = abi.parse(contract.pause)
-        out.append({"step": step.id, "item": name, "kind": "pause", **_fees(ctx, contract.chain),
-                    "target": ctx.address(name), "function": contract.pause, "selector": "0x" + fn.selector.hex(),
-                    "args": [], "signer": _signer(ctx, step.with_.signer), "value": 0})
+        actions = pausespec.actions(contract)
+        for action in actions:
+            out.append({"step": step.id, "item": name if len(actions) == 1 else f"{name}:{action.suffix}", "kind": "pause",
+                        **_fees(ctx, contract.chain), "target": ctx.address(name), "function": action.signature,
+                        "selector": "0x" + action.fn.selector.hex(), "args": [str(a) for a in action.args],
+                        **({"calldata_sha256": hashlib.sha256(action.data).hexdigest()} if action.args else {}),
+                        "signer": _signer(ctx, step.with_.signer), "value": 0})
     return out
 
 
@@ -140,7 +143,7 @@ def of_step(ctx: StepContext, step: Any, context: dict[str, Any]) -> list[dict[s
     try:
         resolved = planner.resolve_step(step, context)
         return INTENTS.get(step.kind, _generic)(ctx, resolved)
-    except (templating.TemplateError, KeyError, BreakglassError) as exc:
+    except (templating.TemplateError, KeyError, BreakglassError, abi.SignatureError) as exc:
         unresolved = _generic(ctx, step)[0]
         unresolved["unresolved"] = f"decided after the gate: {exc}"
         return [unresolved]

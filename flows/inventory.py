@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, Field, model_validator
 
+from breakglass.flows.pausespec import PausedSpec, PauseSpec
 from breakglass.flows.types import Address, Duration, Model, Name, check_address
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
@@ -78,8 +79,11 @@ class Contract(Model):
     address: AddressOrFixture
     interface: Name | None = Field(None, description="artifact name in contracts/artifacts, for decoding")
     guardian: Name | None = Field(None, description="the signer expected to be able to pause it (checked by `breakglass check`)")
-    pause: str = Field("pause()", description="the function that pauses it")
-    paused: str = Field("paused()", description="the view that says whether it is paused")
+    pause: PauseSpec = Field("pause()", description="the function that pauses it: a signature without arguments, "
+                             "{function: 'pause(string)', args: [...]}, or a list of them (each sent exactly once)")
+    paused: PausedSpec = Field("paused()", description="the view that says whether it is paused: a signature, "
+                               "{view: ..., args: [...], result: N, paused_when: {equals: N} | {bits: MASK}}, or a list "
+                               "(paused only when every view says so)")
 
 
 class EnvSigner(Model):

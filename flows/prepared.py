@@ -20,14 +20,13 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from breakglass.flows import failpoints
+from breakglass.flows import failpoints, pausespec
 from breakglass.flows.context import Bindings, endpoints, resolve_address
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import write_private
 from breakglass.flows.inventory import Inventory
 from breakglass.flows.journal import Journal
 from breakglass.flows.records import now
-from breakglass.integrations.chain import abi
 from breakglass.integrations.chain.rpc import JsonRpc, RpcError
 from breakglass.integrations.chain.signers import Signer
 
@@ -52,6 +51,7 @@ class PreparedTx:
     raw: str
     hash: str
     prepared_at: str
+    suffix: str = "pause"  # the pause action's journal key: pause, pause.2, ... (several calls per contract)
 
 
 def prepared_steps(playbook: Playbook, *, gated: bool | None = False) -> list[Any]:
@@ -117,20 +117,24 @@ def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], 
                 for name in names:
                     contract = inventory.contracts[name]
                     to = resolve_address(inventory, bindings, name)
-                    data = abi.parse(contract.pause).encode()
-                    call = {"from": signer.address, "to": to, "data": "0x" + data.hex()}
-                    try:
-                        gas = int(rpc.call("eth_estimateGas", [call]), 16)
-                    except RpcError as exc:
-                        skipped.append(f"{name}: pause would revert now ({exc.rpc_message}); not prepared")
+                    if rpc.call("eth_getCode", [to, "latest"]) in ("0x", "0x0", None):
+                        skipped.append(f"{name}: no contract code at {to} on {chain}; not prepared. Fix its address in the inventory")
                         continue
-                    max_fee, tip = int(spec.fees.max_fee_gwei * GWEI), int(spec.fees.priority_fee_gwei * GWEI)
-                    tx = {"type": 2, "chainId": spec.chain_id, "nonce": nonce, "to": to, "value": 0, "data": "0x" + data.hex(),
-                          "gas": int(gas * 1.25) + 10_000, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
-                    signed = signer.sign(tx)
-                    txs.append(PreparedTx(name, chain, spec.chain_id, signer.address, to, "0x" + data.hex(), nonce,
-                                          tx["gas"], max_fee, tip, "0x" + signed.raw.hex(), signed.hash, now()))
-                    nonce += 1
+                    for action in pausespec.actions(contract):
+                        data = action.data
+                        call = {"from": signer.address, "to": to, "data": "0x" + data.hex()}
+                        try:
+                            gas = int(rpc.call("eth_estimateGas", [call]), 16)
+                        except RpcError as exc:
+                            skipped.append(f"{name}: {action.label} would revert now ({exc.rpc_message}); not prepared")
+                            continue
+                        max_fee, tip = int(spec.fees.max_fee_gwei * GWEI), int(spec.fees.priority_fee_gwei * GWEI)
+                        tx = {"type": 2, "chainId": spec.chain_id, "nonce": nonce, "to": to, "value": 0, "data": "0x" + data.hex(),
+                              "gas": int(gas * 1.25) + 10_000, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
+                        signed = signer.sign(tx)
+                        txs.append(PreparedTx(name, chain, spec.chain_id, signer.address, to, "0x" + data.hex(), nonce,
+                                              tx["gas"], max_fee, tip, "0x" + signed.raw.hex(), signed.hash, now(), action.suffix))
+                        nonce += 1
                 next_nonce[(signer.address, chain)] = nonce
         save(home, inventory, playbook.name, step.id, txs)
         summary.append({"step": step.id, "prepared": [(t.contract, t.nonce) for t in txs], "skipped": skipped})
@@ -158,10 +162,12 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
             group = [t for t in txs if t.chain == chain]
             try:
                 rpc = JsonRpc(endpoints(inventory, chain, bindings), timeout=5)
-                chain_id, pending, block = rpc.batch([("eth_chainId", []),
-                                                      ("eth_getTransactionCount", [group[0].signer, "pending"]),
-                                                      ("eth_getBlockByNumber", ["latest", False])])
-                reason = _stale(group, chain_id, pending, block, inventory)
+                targets = sorted({t.to for t in group})
+                chain_id, pending, block, *codes = rpc.batch([("eth_chainId", []),
+                                                              ("eth_getTransactionCount", [group[0].signer, "pending"]),
+                                                              ("eth_getBlockByNumber", ["latest", False])]
+                                                             + [("eth_getCode", [to, "latest"]) for to in targets])
+                reason = _stale(group, chain_id, pending, block, inventory) or _no_code(dict(zip(targets, codes, strict=True)))
             except Exception as exc:  # noqa: BLE001 - the normal path takes over; the reason is kept
                 reason = f"freshness check failed: {type(exc).__name__}"
             if reason:
@@ -169,11 +175,11 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
                 continue
             submit = JsonRpc(endpoints(_submit_view(inventory, chain), chain, bindings)) if inventory.chains[chain].submit else rpc
             for t in group:
-                key = f"{run_key}/{step.id}/{t.chain}/{t.contract}/pause"
+                key = f"{run_key}/{step.id}/{t.chain}/{t.contract}/{t.suffix}"
                 if any(e.get("event") == "broadcast" for e in journal.entries(key)):
                     continue  # sent before a crash; the step reconciles it
                 journal.append(key, "signed", hash=t.hash, raw=t.raw, nonce=t.nonce, max_fee=t.max_fee, tip=t.tip, gas=t.gas,
-                               chain_id=t.chain_id, to=t.to, signer=t.signer, label=f"{t.contract}.pause", source="prepared")
+                               chain_id=t.chain_id, to=t.to, signer=t.signer, label=f"{t.contract}.{t.suffix}", source="prepared")
                 try:
                     submit.call("eth_sendRawTransaction", [t.raw])
                 except Exception as exc:  # noqa: BLE001 - journaled: the step reconciles and re-sends
@@ -202,6 +208,16 @@ def _stale(group: list[PreparedTx], chain_id: Any, pending: Any, block: Any, inv
     base = int(block.get("baseFeePerGas") or "0x0", 16)
     if min(t.max_fee for t in group) < base:
         return f"fee cap {group[0].max_fee / GWEI:g} gwei is below the base fee {base / GWEI:g} gwei: signed afresh"
+    return None
+
+
+def _no_code(codes: dict[str, Any]) -> str | None:
+    """The fast path never broadcasts to an address with no code (a wrong address in the inventory burns nonces)."""
+    for to, code in codes.items():
+        if isinstance(code, Exception):
+            return "freshness check failed: the RPC answered with an error"
+        if code in ("0x", "0x0", None):
+            return f"no contract code at {to}: not sent. Fix the address in the inventory"
     return None
 
 

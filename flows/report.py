@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import audit
+from breakglass.flows import audit, pausespec
 from breakglass.flows.runstore import Store
 from breakglass.flows.validate import load_playbook
 
@@ -43,7 +43,7 @@ def build(home: Path, incident: str) -> dict[str, Any]:
                 if isinstance(result, dict) and result.get("tx_hash"):
                     chain = inventory.chains.get(str(result.get("chain", "")))
                     explorer = chain.explorer.rstrip("/") if chain is not None and chain.explorer else None
-                    what = f"{result.get('contract')}.{'pause()' if step.kind == 'pause' else result.get('function')}"
+                    what = f"{result.get('contract')}.{_pause_call(inventory, result) if step.kind == 'pause' else result.get('function')}"
                     actions.append({"step": step.id, "what": what, "status": result.get("status"),
                                     "tx_hash": result["tx_hash"], "block": result.get("block_number"),
                                     "note": result.get("fast_path") or "",
@@ -132,3 +132,9 @@ def render(report: dict[str, Any], fmt: str) -> str:
         env.autoescape = False
         return env.get_template("report.md.j2").render(r=report)
     return env.get_template("report.html.j2").render(r=report, c=chart(report))
+
+
+def _pause_call(inventory: Any, result: dict[str, Any]) -> str:
+    """The pause as the inventory wrote it (pause("breakglass"), setPaused(true) + ...), not a generic pause()."""
+    contract = inventory.contracts.get(str(result.get("contract", "")))
+    return pausespec.describe(contract) if contract is not None else "pause()"

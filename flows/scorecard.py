@@ -8,11 +8,19 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import audit
+from breakglass.flows import audit, pausespec
 from breakglass.flows.drillspec import METRICS, DrillSpec
 from breakglass.flows.records import RunRecord
 
-PAUSED = "0x5c975abb"  # paused()
+
+def read_paused(rpc: Any, contract: Any, address: str) -> bool:
+    """The contract's own ``paused`` views (not a hard-coded paused()); a view that cannot be read counts as not paused."""
+    def call(to: str, data: bytes) -> bytes:
+        return bytes.fromhex(rpc.call("eth_call", [{"to": to, "data": "0x" + data.hex()}, "latest"])[2:])
+    try:
+        return pausespec.is_paused(contract, call, address)
+    except Exception:  # noqa: BLE001 - the scorecard reports "not paused"; it must not crash the drill
+        return False
 
 
 def _t(stamp: str) -> float:

@@ -67,11 +67,11 @@ def _yaml_files(path: Path) -> list[Path]:
     )
 
 
-def _drill_problems(path: Path) -> list[Diagnostic]:
+def _drill_problems(path: Path, inventory_path: Path | None = None) -> list[Diagnostic]:
     from breakglass.flows import drillspec
 
     try:
-        drillspec.load(path)
+        drillspec.load(path, inventory_path.resolve() if inventory_path else None)
     except SpecError as exc:
         return list(exc.diagnostics)
     except BreakglassError as exc:
@@ -96,7 +96,7 @@ def validate(paths: list[Path], inventory_path: Path | None = None) -> Report:
             report.files.append(item.path)
             report.diagnostics += item.diagnostics
             if item.kind == "Drill" and item.model is not None and not item.diagnostics:
-                report.diagnostics += _drill_problems(Path(item.path))
+                report.diagnostics += _drill_problems(Path(item.path), inventory_path)
             if item.kind == "Playbook" and item.model is not None and not item.diagnostics:
                 against = [extra_inventory] if extra_inventory else (inventories if root.is_dir() else [])
                 playbooks.append((item, against))

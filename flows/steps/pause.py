@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from breakglass.flows import onchain, prepared, safe
+from breakglass.flows import onchain, pausespec, prepared, safe
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
 from breakglass.flows.steps.base import Ref, StepBase
@@ -68,13 +68,14 @@ class PauseOutputs(Model):
     tx_hashes: list[str]
 
 
-def view_fn(signature: str) -> abi.Function:
-    return abi.parse(signature if ")(" in signature else signature + "(bool)")
-
-
-def read_paused(io: onchain.ChainIO, address: str, signature: str, block: str = "latest") -> bool:
-    fn = view_fn(signature)
-    return bool(fn.decode(io.call(address, address, fn.encode(), block=block))[0])
+def read_paused(io: onchain.ChainIO, address: str, contract: Any, block: str = "latest") -> bool:
+    """Every ``paused`` view of the contract says paused. Raises TxRejected when a view cannot be read as declared."""
+    def call(to: str, data: bytes) -> bytes:
+        return io.call(to, to, data, block=block)
+    try:
+        return pausespec.is_paused(contract, call, address)
+    except (ValueError, abi.SignatureError) as exc:  # empty answer (no code), or not the declared shape
+        raise onchain.TxRejected(str(exc)) from None
 
 
 class Pause:
@@ -99,7 +100,8 @@ class Pause:
         out = []
         for name in step.with_.contracts:
             c = inventory.contracts.get(name)
-            out.append(f"{c.pause} on {name} ({c.address}, chain {c.chain}) via signer {step.with_.signer}" if c else name)
+            out.append(f"{pausespec.describe(c)} on {name} ({c.address}, chain {c.chain}) via signer {step.with_.signer}"
+                       if c else name)
         return out
 
     def run(self, ctx: StepContext, step: Any) -> PauseOutputs:
@@ -126,59 +128,81 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
     contract = ctx.inventory.contracts[name]
     io = onchain.ChainIO(ctx, contract.chain)
     address = ctx.address(name)
-    fn = abi.parse(contract.pause)
-    intent = onchain.Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{name}/pause", chain=contract.chain,
-                            to=address, data=fn.encode(), label=f"{name}.{contract.pause}")
     base = {"contract": name, "chain": contract.chain, "address": address,
             "fast_path": prepared.fastpath_note(ctx.artifacts_dir.parent, ctx.step_id, name) if p.prepared else None}
+    views = pausespec.describe_views(contract)
     try:
-        read_paused(io, address, contract.paused)
+        actions = pausespec.actions(contract)
+        read_paused(io, address, contract)
+    except abi.SignatureError as exc:
+        return ContractResult(**base, status="failed", paused=False, note=f"the inventory's pause for {name} is wrong: {exc}")
     except onchain.TxRejected as exc:
         return ContractResult(**base, status="failed", paused=False,
-                              note=f"cannot read {contract.paused} on {address} ({exc}): is it the right address, and does "
+                              note=f"cannot read {views} on {address} ({exc}): is it the right address, and does "
                               f"the contract have this view? Set 'paused:' (and 'pause:') for it in the inventory")
+    results = [_send_action(ctx, io, signer, name, contract, address, action, p) for action in actions]
+    if len(results) == 1:
+        return ContractResult(**base, **results[0])
+    paused = read_paused(io, address, contract)
+    sent = [r for r in results if r.get("tx_hash")]
+    status = "paused" if paused and sent else "already_paused" if paused else "failed"
+    notes = [f"{a.label}: {r['note'] or r['status']}" for a, r in zip(actions, results, strict=True)]
+    last = sent[-1] if sent else {}
+    return ContractResult(**base, status=status, paused=paused, tx_hash=last.get("tx_hash"),
+                          block_number=last.get("block_number"), gas_used=sum(r.get("gas_used") or 0 for r in sent) or None,
+                          transactions=[h for r in results for h in r.get("transactions", [])],
+                          submitted_via=last.get("submitted_via"), safe_tx_hash=last.get("safe_tx_hash"),
+                          safe_owners_signed=last.get("safe_owners_signed", []),
+                          note=None if status == "paused" and all(r["status"] == "paused" for r in results) else "; ".join(notes))
+
+
+def _send_action(ctx: StepContext, io: onchain.ChainIO, signer: Any, name: str, contract: Any, address: str,
+                 action: pausespec.Action, p: PauseParams) -> dict[str, Any]:
+    """One pause call, exactly once: skipped when the contract already reads paused."""
+    intent = onchain.Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{name}/{action.suffix}", chain=contract.chain,
+                            to=address, data=action.data, label=f"{name}.{action.label}")
     safe_info: dict[str, Any] = {}
     try:
         if isinstance(signer, SafeGuardian):
-            outcome, safe_info = safe.send(ctx, io, signer, intent, skip=lambda: read_paused(io, address, contract.paused))
+            outcome, safe_info = safe.send(ctx, io, signer, intent, skip=lambda: read_paused(io, address, contract))
         else:
-            outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal,
-                                        skip=lambda: read_paused(io, address, contract.paused))
+            outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal, skip=lambda: read_paused(io, address, contract))
     except (onchain.FeeCapTooLow, safe.SafeRefused) as exc:
-        return ContractResult(**base, status="failed", paused=read_paused(io, address, contract.paused), note=str(exc))
+        return {"status": "failed", "paused": read_paused(io, address, contract), "note": str(exc)}
     except onchain.TxRejected as exc:
-        paused = read_paused(io, address, contract.paused) or _pending_pause_lands(ctx, io, address, contract.paused)
-        return ContractResult(**base, status="already_paused" if paused else "failed", paused=paused,
-                              note=f"simulation from {signer.address} reverted: {exc}"
-                              + (" (another pause was already on its way)" if paused else ""))
+        paused = read_paused(io, address, contract) or _pending_pause_lands(ctx, io, address, contract)
+        return {"status": "already_paused" if paused else "failed", "paused": paused,
+                "note": f"simulation of {action.label} from {signer.address} reverted: {exc}"
+                + (" (another pause was already on its way)" if paused else "")}
     if outcome.status == "skipped":
-        return ContractResult(**base, status="already_paused", paused=True, note="was already paused; no transaction sent")
+        return {"status": "already_paused", "paused": True, "note": "was already paused; no transaction sent"}
     if outcome.block_number is not None:
         onchain.wait_confirmations(ctx, io, outcome.block_number, p.confirmations)
-    paused = read_paused(io, address, contract.paused)
-    common = {**base, "paused": paused, "tx_hash": outcome.tx_hash, "block_number": outcome.block_number,
+    paused = read_paused(io, address, contract)
+    common = {"paused": paused, "tx_hash": outcome.tx_hash, "block_number": outcome.block_number,
               "gas_used": outcome.gas_used, "transactions": outcome.hashes, "submitted_via": outcome.submitted_via,
               "safe_tx_hash": safe_info.get("safe_tx_hash"), "safe_owners_signed": safe_info.get("owners_signed", [])}
     if outcome.status == "mined":
-        return ContractResult(**common, status="paused" if paused else "failed",
-                              note=None if paused else "the transaction succeeded but the contract reads as not paused")
+        # With several actions the contract reads paused only after the last one; an earlier one is judged by its receipt.
+        return {**common, "status": "paused" if paused or action.index < len(pausespec.actions(contract)) - 1 else "failed",
+                "note": None if paused else "the transaction succeeded but the contract reads as not paused"}
     if outcome.status == "reverted":
-        return ContractResult(**common, status="already_paused" if paused else "failed",
-                              note=f"transaction reverted: {outcome.reason}" + (" (someone else paused it first)" if paused else ""))
-    return ContractResult(**common, status="already_paused" if paused else "failed", note=outcome.reason)
+        return {**common, "status": "already_paused" if paused else "failed",
+                "note": f"transaction reverted: {outcome.reason}" + (" (someone else paused it first)" if paused else "")}
+    return {**common, "status": "already_paused" if paused else "failed", "note": outcome.reason}
 
 
-def _pending_pause_lands(ctx: StepContext, io: onchain.ChainIO, address: str, signature: str) -> bool:
+def _pending_pause_lands(ctx: StepContext, io: onchain.ChainIO, address: str, contract: Any) -> bool:
     """Someone else's pause is in the mempool (our simulation saw it): wait for it instead of failing."""
-    if not read_paused(io, address, signature, block="pending"):
+    if not read_paused(io, address, contract, block="pending"):
         return False
     deadline = io.block_number() + 3 * max(1, io.spec.fees.bump_after_blocks)
     while io.block_number() <= deadline:
-        if read_paused(io, address, signature):
+        if read_paused(io, address, contract):
             return True
         ctx.check_cancelled()
         time.sleep(io.poll)
-    return read_paused(io, address, signature)
+    return read_paused(io, address, contract)
 
 
 HANDLER = Pause()

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows.callargs import coerce_args, role_id
+from breakglass.flows import pausespec
+from breakglass.flows.callargs import coerce_args, role_id, signature_problem
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.steps.base import Ref, StepBase
 from breakglass.flows.types import AccountRef, Expr, Model, Name, NameExpr, RoleId, StorageSlot, is_template
@@ -105,6 +106,15 @@ class Snapshot:
         refs += [Ref("contract", s.contract, ("with", "storage", i, "contract")) for i, s in enumerate(p.storage)]
         return refs
 
+    def check(self, step: SnapshotStep, inventory: Inventory | None, playbook_dir: Any) -> list[tuple[tuple[Any, ...], str, str]]:
+        out = []
+        for i, call in enumerate(step.with_.calls):
+            problem = signature_problem(call.signature, call.args, view=True)
+            if problem:
+                out.append((("with", "calls", i, "signature" if problem[0] == "function" else "args"), problem[1],
+                            "A view call is written 'name(inputs)(outputs)', e.g. 'balanceOf(address)(uint256)'."))
+        return out
+
     def targets(self, step: SnapshotStep, inventory: Inventory) -> list[str]:
         p = step.with_
         parts = [f"chain {p.chain} at block {p.block}"]
@@ -112,7 +122,8 @@ class Snapshot:
             n = len(p.balances.accounts) if isinstance(p.balances.accounts, list) else "templated"
             parts.append(f"balances of {n} account(s) in {', '.join(p.balances.tokens)}")
         if p.paused:
-            parts.append("paused(): " + ", ".join(f"{c} ({inventory.contracts[c].address})" for c in p.paused if c in inventory.contracts))
+            parts.append("paused: " + ", ".join(f"{c} ({inventory.contracts[c].address}, {pausespec.describe_views(inventory.contracts[c])})"
+                                               for c in p.paused if c in inventory.contracts))
         if p.roles:
             parts.append(f"{len(p.roles)} role check(s)")
         if p.calls or p.storage:
@@ -160,11 +171,12 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
                 else:
                     entry["token_address"] = ctx.address(token)
                     plan.append(("balance", entry, multicall.Call(entry["token_address"], BALANCE_OF.encode([account]))))
-    paused_fn = {}
+    paused_views: dict[str, list[pausespec.View]] = {}
     for name in p.paused:
-        fn = abi.parse(ctx.inventory.contracts[name].paused + "(bool)" if ")(" not in ctx.inventory.contracts[name].paused else ctx.inventory.contracts[name].paused)
-        paused_fn[name] = fn
-        plan.append(("paused", {"contract": name, "address": ctx.address(name)}, multicall.Call(ctx.address(name), fn.encode())))
+        paused_views[name] = pausespec.views(ctx.inventory.contracts[name])
+        for k, view in enumerate(paused_views[name]):
+            plan.append(("paused", {"contract": name, "address": ctx.address(name), "view": view.signature, "k": k},
+                         multicall.Call(ctx.address(name), view.data)))
     for role in p.roles:
         rid = "0x" + role_id(role.role).hex()
         for account in [ctx.address(a) for a in role.accounts]:
@@ -199,11 +211,13 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
             entry = {**entry, "error": result.error or "reverted"}
         else:
             try:
-                entry = {**entry, **_decode(what, result.data, fn, paused_fn.get(entry.get("contract", "")))}
+                view = paused_views[entry["contract"]][entry["k"]] if what == "paused" else None
+                entry = {**entry, **_decode(what, result.data, fn, view)}
             except Exception as exc:  # a contract that answers garbage must not kill the evidence
                 failed += 1
                 entry = {**entry, "error": f"cannot decode: {exc}"}
         out[_SECTION[what]].append(entry)
+    out["paused"] = _per_contract(out["paused"])
     for entry, answer in zip(native, extra[: len(native)], strict=True):
         if isinstance(answer, RpcError):
             failed += 1
@@ -245,16 +259,31 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
     )
 
 
-def _decode(what: str, data: bytes, fn: abi.Function | None, paused_fn: abi.Function | None) -> dict[str, Any]:
+def _decode(what: str, data: bytes, fn: abi.Function | None, view: pausespec.View | None) -> dict[str, Any]:
     if what == "balance":
         return {"raw": str(int.from_bytes(data[:32], "big"))} if len(data) >= 32 else {"error": "empty answer"}
     if what == "paused":
-        assert paused_fn is not None
-        return {"paused": bool(paused_fn.decode(data)[0])}
+        assert view is not None
+        return {"paused": view.is_paused(data)}
     if what == "role":
         return {"has_role": bool(HAS_ROLE.decode(data)[0])}
     assert fn is not None
     return {"result": [_jsonable(v) for v in fn.decode(data)]}
+
+
+def _per_contract(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One pause entry per contract: paused only when every view says so (a failed view makes the entry an error)."""
+    merged: dict[str, dict[str, Any]] = {}
+    for e in entries:
+        row = merged.setdefault(e["contract"], {"contract": e["contract"], "address": e["address"], "views": []})
+        row["views"].append({k: v for k, v in e.items() if k in ("view", "paused", "error")})
+    for row in merged.values():
+        errors = [f"{v['view']}: {v['error']}" for v in row["views"] if "error" in v]
+        if errors:
+            row["error"] = "; ".join(errors)
+        else:
+            row["paused"] = all(v["paused"] for v in row["views"])
+    return list(merged.values())
 
 
 def _jsonable(value: Any) -> Any:

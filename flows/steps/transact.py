@@ -11,11 +11,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from breakglass.flows import onchain, safe
-from breakglass.flows.callargs import coerce_args
+from breakglass.flows.callargs import coerce_args, signature_problem
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
 from breakglass.flows.steps.base import Ref, StepBase
-from breakglass.flows.types import Model, Name
+from breakglass.flows.types import Model, Name, is_template
 from breakglass.integrations.chain import abi
 
 if TYPE_CHECKING:
@@ -59,6 +59,14 @@ class Transact:
 
     def references(self, step: TransactStep) -> list[Ref]:
         return [Ref("contract", step.with_.contract, ("with", "contract")), Ref("signer", step.with_.signer, ("with", "signer"))]
+
+    def check(self, step: TransactStep, inventory: Inventory | None, playbook_dir: Any) -> list[tuple[tuple[Any, ...], str, str]]:
+        p = step.with_
+        if is_template(p.function) or isinstance(p.args, str):
+            return []
+        problem = signature_problem(p.function, p.args)
+        return [(("with", problem[0]), problem[1], "Arguments are typed by the signature, e.g. "
+                 "function: 'setRateLimit(uint256)', args: [0].")] if problem else []
 
     def targets(self, step: TransactStep, inventory: Inventory) -> list[str]:
         p = step.with_
