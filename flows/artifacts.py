@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from breakglass.flows.records import RunRecord
+from breakglass.flows.steps import REGISTRY
 
 
 def key(record: RunRecord) -> str:
@@ -31,32 +32,12 @@ def summary(record: RunRecord) -> str:
 
 
 def _note(kind: str, out: dict[str, Any]) -> str:
-    if kind == "pause":
-        return ", ".join(f"{r.get('contract')} {r.get('status')} {str(r.get('tx_hash') or '')[:12]}"
-                         for r in out.get("results", []) if isinstance(r, dict))
-    if kind == "transact" and out.get("tx_hash"):
-        return f"{out.get('function')} {out.get('status')} {str(out['tx_hash'])[:12]}"
-    if kind == "notify":
-        return f"{out.get('delivered', 0)} delivered" + (f", failed: {', '.join(out['failed_recipients'])}"
-                                                          if out.get("failed_recipients") else "")
-    if kind == "approval" and out.get("decision"):
-        return f"{out['decision']} by {', '.join(out.get('approvers', []))}"
-    if kind in ("diff", "revoke", "rotate"):
-        return step_line(kind, out)
-    return ""
+    return step_line(kind, out)
 
 
 def step_line(kind: str, out: dict[str, Any]) -> str:
-    """One line for the steps that say more than a transaction: diff, revoke and rotate."""
-    if kind == "diff":
-        return str(out.get("headline", ""))
-    if kind == "revoke":
-        revoked = ", ".join(f"{r.get('contract')}:{r.get('role')}" for r in out.get("revoked", []))
-        return f"revoked {revoked or 'nothing'} from {out.get('account')}; {len(out.get('not_held', []))} not held" + (
-            "" if out.get("verified") else "; NOT verified")
-    if kind == "rotate":
-        return f"{out.get('status')}: {out.get('removed')} -> {out.get('added')}, threshold {out.get('threshold')}"
-    return ""
+    """The kind's own one line about its outputs."""
+    return REGISTRY[kind].summary(out) if kind in REGISTRY else ""
 
 
 def deliveries(record: RunRecord) -> list[dict[str, Any]]:

@@ -104,11 +104,8 @@ def check_playbook(loaded: Loaded, inventory: Inventory | None, inventory_path: 
     out += _check_templates(doc, playbook)
     playbook_dir = Path(loaded.path).resolve().parent
     for i, step in enumerate(playbook.steps):
-        hook = getattr(REGISTRY[step.kind], "check", None)
-        if hook is not None:
-            for loc, message, hint in hook(step, inventory, playbook_dir):
-                out.append(_diag(doc, ("steps", i, *loc), message, hint))
-        for loc, message, hint in getattr(REGISTRY[step.kind], "check_steps", lambda *_: [])(step, playbook):  # spans steps
+        kind = REGISTRY[step.kind]
+        for loc, message, hint in [*kind.check(step, inventory, playbook_dir), *kind.check_steps(step, playbook)]:
             out.append(_diag(doc, ("steps", i, *loc), message, hint))
     out += _check_triggers(doc, playbook, inventory)
     for i, loc, message, hint in check_gates(playbook, inventory):
@@ -118,37 +115,29 @@ def check_playbook(loaded: Loaded, inventory: Inventory | None, inventory_path: 
     return out
 
 
-PROTECTIVE = {"pause", "snapshot", "wait", "approval", "diff"}
-
-
 def check_gates(playbook: Playbook, inventory: Inventory | None) -> list[tuple[int, tuple[Any, ...], str, str]]:
     """Rules that span steps: ``proceed`` only in front of protective steps; prepared pauses wait only for gates."""
     from breakglass.flows import delivery, intents  # intents imports the planner, which imports this module's users
 
     out: list[tuple[int, tuple[Any, ...], str, str]] = []
     index = {s.id: i for i, s in enumerate(playbook.steps)}
-    kinds = {s.id: s.kind for s in playbook.steps}
     for i, step in enumerate(playbook.steps):
-        if step.kind == "pause" and step.with_.prepared and any(kinds.get(n) not in (None, "approval") for n in step.needs):
-            out.append((i, ("needs",), "a prepared pause may wait only for approval gates",
-                        "It is broadcast before the run starts, or the moment its gates pass."))
-        if step.kind != "approval" or step.with_.on_timeout != "proceed":
+        if not REGISTRY[step.kind].gate or step.with_.on_timeout != "proceed":
             continue
         for sid in intents.guarded(playbook, step.id):
             guarded = playbook.steps[index[sid]]
             why = None
-            if guarded.kind not in PROTECTIVE | {"notify", "watchlist"}:
+            kind = REGISTRY[guarded.kind]
+            names = kind.contacts(guarded)
+            if not kind.protective and not names:
                 why = f"'{sid}' is a {guarded.kind} step"
-            elif guarded.kind in ("notify", "watchlist") and inventory is not None:
-                names = guarded.with_.to if guarded.kind == "notify" else guarded.with_.publish
+            elif names and inventory is not None:  # messages: protective while they stay inside the team
                 try:
                     external = [r for r in delivery.recipients(inventory, names, []) if inventory.contacts[r].kind != "internal"]
                 except KeyError:
                     external = []
                 if external:
                     why = f"'{sid}' tells external contacts ({', '.join(external)})"
-            elif guarded.kind in ("notify", "watchlist"):
-                why = None
             if why:
                 out.append((i, ("with", "on_timeout"), f"on_timeout: proceed, but {why}; only protective steps "
                             "(pause, snapshot, wait, internal notices) may go ahead without approval",

@@ -113,7 +113,7 @@ def plan(playbook: Playbook, inventory: Inventory, inputs: dict[str, Any]) -> Pl
             id=step.id, kind=step.kind, wave=wave, needs=tuple(step.needs),
             condition=None if step.if_ is None else str(step.if_),
             targets=tuple(REGISTRY[step.kind].targets(_preview(step, inputs), inventory)),
-            gate=bool(getattr(REGISTRY[step.kind], "gate", False)),
+            gate=REGISTRY[step.kind].gate,
             timeout=step.timeout, retries=step.retries,
         )
         for step, wave in order(playbook)

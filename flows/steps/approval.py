@@ -21,7 +21,7 @@ from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatestate import GateState, load_state, state_path
 from breakglass.flows.home import write_private
 from breakglass.flows.records import now
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.types import Duration, Model, Name
 
 if TYPE_CHECKING:
@@ -113,11 +113,15 @@ def eligible(inventory: Inventory, bindings: Any, groups: list[str]) -> dict[str
     return out
 
 
-class Approval:
+class Approval(KindBase):
     kind: ClassVar[str] = "approval"
     spec: ClassVar[type[StepBase]] = ApprovalStep
     outputs: ClassVar[type[Model]] = ApprovalOutputs
     gate: ClassVar[bool] = True
+    protective: ClassVar[bool] = True
+
+    def summary(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs['decision']} by {', '.join(outputs.get('approvers', []))}" if outputs.get("decision") else ""
 
     def references(self, step: ApprovalStep) -> list[Ref]:
         p = step.with_

@@ -1,4 +1,10 @@
-"""What every step kind provides: a spec model, an output model, its references, and a handler."""
+"""What every step kind provides: a spec model, an output model, its references, its rules and a handler.
+
+A kind owns everything that differs by kind: how it is checked at validate, what a gate in front
+of it authorises (its intents), whether it may go ahead when a gate times out with ``proceed``,
+and the one line that status and the Prefect UI show for its outputs. Adding a kind is one module
+here plus its line in the registry; nothing outside ``steps/`` asks ``if kind == ...``.
+"""
 
 from __future__ import annotations
 
@@ -35,14 +41,59 @@ class Ref:
     loc: tuple[str | int, ...]
 
 
+Problem = tuple[tuple[Any, ...], str, str]  # (location relative to the step, message, hint)
+
+
 @runtime_checkable
 class StepKind(Protocol):
     kind: ClassVar[str]
     spec: ClassVar[type[StepBase]]
     outputs: ClassVar[type[Model]]
+    protective: ClassVar[bool]  # only protects: may go ahead when a gate times out with on_timeout: proceed
+    gate: ClassVar[bool]  # an approval gate: the planner marks it, the runner parks the flow run while it waits
 
     def references(self, step: Any) -> Iterable[Ref]: ...
 
     def targets(self, step: Any, inventory: Inventory) -> list[str]: ...
 
+    def check(self, step: Any, inventory: Inventory | None, playbook_dir: Any) -> list[Problem]: ...
+
+    def check_steps(self, step: Any, playbook: Any) -> list[Problem]: ...
+
+    def contacts(self, step: Any) -> list[str]: ...
+
+    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]: ...
+
+    def summary(self, outputs: dict[str, Any]) -> str: ...
+
     def run(self, ctx: StepContext, step: Any) -> Model: ...
+
+
+class KindBase:
+    """The defaults of every hook, for kinds that have nothing to say there."""
+
+    protective: ClassVar[bool] = False
+    gate: ClassVar[bool] = False
+
+    def check(self, step: Any, inventory: Inventory | None, playbook_dir: Any) -> list[Problem]:
+        return []
+
+    def check_steps(self, step: Any, playbook: Any) -> list[Problem]:
+        """Rules that look at other steps of the playbook."""
+        return []
+
+    def contacts(self, step: Any) -> list[str]:
+        """Contacts and groups the step sends messages to (empty: it tells nobody)."""
+        return []
+
+    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+        """What a gate in front of this step authorises: by default its resolved parameters."""
+        return [generic_intent(step)]
+
+    def summary(self, outputs: dict[str, Any]) -> str:
+        """One line about the step's outputs, for `status` and the run's summary."""
+        return ""
+
+
+def generic_intent(step: Any) -> dict[str, Any]:
+    return {"step": step.id, "item": "", "kind": step.kind, "params": step.with_.model_dump(mode="json", by_alias=True)}

@@ -16,7 +16,7 @@ from pydantic import Field
 
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import write_private
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.suggest import closest
 from breakglass.flows.types import Ident, Model, Name, is_template
 
@@ -198,11 +198,14 @@ def violations(changes: dict[str, list[Any]], rules: list[str]) -> list[str]:
     return [f"{rule}: {x.line()}" for rule in rules for x in RULES[rule](changes)]
 
 
-class Diff:
+class Diff(KindBase):
     kind: ClassVar[str] = "diff"
     spec: ClassVar[type[StepBase]] = DiffStep
     outputs: ClassVar[type[Model]] = DiffOutputs
-    signing: ClassVar[bool] = False
+    protective: ClassVar[bool] = True
+
+    def summary(self, outputs: dict[str, Any]) -> str:
+        return str(outputs.get("headline", ""))
 
     def references(self, step: DiffStep) -> list[Ref]:
         return []  # it names steps, not inventory entries: check_steps checks them

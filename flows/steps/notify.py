@@ -7,6 +7,7 @@ paced per channel and 429s are honoured. In drills every message is marked ``[DR
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -15,13 +16,16 @@ from pydantic import Field
 
 from breakglass.flows import delivery, messages, watchlists
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.types import Model, Name, NameExpr, is_template
 from breakglass.integrations.notify.base import Message
 
 if TYPE_CHECKING:
     from breakglass.flows.context import StepContext
     from breakglass.flows.inventory import Inventory
+
+
+NOW_AT_SENDING = "(filled in when sent)"  # `now` in a gate's digest: it is filled in at sending
 
 
 class NotifyParams(Model):
@@ -55,7 +59,7 @@ class NotifyOutputs(Model):
     failed_recipients: list[str]
 
 
-class Notify:
+class Notify(KindBase):
     kind: ClassVar[str] = "notify"
     spec: ClassVar[type[StepBase]] = NotifyStep
     outputs: ClassVar[type[Model]] = NotifyOutputs
@@ -85,6 +89,24 @@ class Notify:
         except KeyError:
             names = p.to
         return [f"template {p.template} to {', '.join(names)}" + (f" (covering {', '.join(p.chains)})" if p.chains else "")]
+
+    def contacts(self, step: NotifyStep) -> list[str]:
+        return list(step.with_.to)
+
+    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+        out = []
+        for name, message in compose(ctx, step.with_, NOW_AT_SENDING):
+            text = f"{message.subject}\n{message.text}".encode()
+            out.append({"step": step.id, "item": name, "kind": "notify", "template": step.with_.template,
+                        "recipient_kind": ctx.inventory.contacts[name].kind,
+                        "addresses": [f"{c.via}:{c.to}" if c.to else c.via for c in ctx.inventory.contacts[name].channels],
+                        "text_sha256": hashlib.sha256(text).hexdigest(),
+                        "attachments": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(message.attachments.items())}})
+        return out
+
+    def summary(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs.get('delivered', 0)} delivered" + (f", failed: {', '.join(outputs['failed_recipients'])}"
+                                                              if outputs.get("failed_recipients") else "")
 
     def run(self, ctx: StepContext, step: Any) -> NotifyOutputs:
         p: NotifyParams = step.with_

@@ -8,6 +8,7 @@ state is read again, and that reading is what the step reports.
 
 from __future__ import annotations
 
+import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
@@ -17,7 +18,8 @@ from pydantic import Field, model_validator
 from breakglass.flows import onchain, pausespec, prepared, safe
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Problem, Ref, StepBase
+from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.flows.types import Model, Name
 from breakglass.integrations.chain import abi
 
@@ -78,11 +80,11 @@ def read_paused(io: onchain.ChainIO, address: str, contract: Any, block: str = "
         raise onchain.TxRejected(str(exc)) from None
 
 
-class Pause:
+class Pause(KindBase):
     kind: ClassVar[str] = "pause"
     spec: ClassVar[type[StepBase]] = PauseStep
     outputs: ClassVar[type[Model]] = PauseOutputs
-    signing: ClassVar[bool] = True
+    protective: ClassVar[bool] = True
 
     def references(self, step: PauseStep) -> list[Ref]:
         p = step.with_
@@ -103,6 +105,30 @@ class Pause:
             out.append(f"{pausespec.describe(c)} on {name} ({c.address}, chain {c.chain}) via signer {step.with_.signer}"
                        if c else name)
         return out
+
+    def check_steps(self, step: PauseStep, playbook: Any) -> list[Problem]:
+        kinds = {s.id: s.kind for s in playbook.steps}
+        if step.with_.prepared and any(kinds.get(n) not in (None, "approval") for n in step.needs):
+            return [(("needs",), "a prepared pause may wait only for approval gates",
+                     "It is broadcast before the run starts, or the moment its gates pass.")]
+        return []
+
+    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+        out = []
+        for name in step.with_.contracts:
+            contract = ctx.inventory.contracts[name]
+            actions = pausespec.actions(contract)
+            for action in actions:
+                out.append({"step": step.id, "item": name if len(actions) == 1 else f"{name}:{action.suffix}", "kind": "pause",
+                            **fees(ctx, contract.chain), "target": ctx.address(name), "function": action.signature,
+                            "selector": "0x" + action.fn.selector.hex(), "args": [str(a) for a in action.args],
+                            **({"calldata_sha256": hashlib.sha256(action.data).hexdigest()} if action.args else {}),
+                            "signer": signer_ref(ctx, step.with_.signer), "value": 0})
+        return out
+
+    def summary(self, outputs: dict[str, Any]) -> str:
+        return ", ".join(f"{r.get('contract')} {r.get('status')} {str(r.get('tx_hash') or '')[:12]}"
+                         for r in outputs.get("results", []) if isinstance(r, dict))
 
     def run(self, ctx: StepContext, step: Any) -> PauseOutputs:
         p: PauseParams = step.with_

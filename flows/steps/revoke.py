@@ -18,7 +18,8 @@ from breakglass.flows import onchain, safe
 from breakglass.flows.callargs import role_id
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Ref, StepBase
+from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.flows.types import AddressExpr, Model, Name, RoleId, is_template
 from breakglass.integrations.chain import abi, multicall
 from breakglass.integrations.chain.rpc import RpcError
@@ -81,11 +82,10 @@ def intent_key(ctx: StepContext, chain: str, contract: str, role: str, account: 
     return f"{ctx.run_key}/{ctx.step_id}/{chain}/{contract}/revokeRole/0x{role_id(role).hex()}/{account}"
 
 
-class Revoke:
+class Revoke(KindBase):
     kind: ClassVar[str] = "revoke"
     spec: ClassVar[type[StepBase]] = RevokeStep
     outputs: ClassVar[type[Model]] = RevokeOutputs
-    signing: ClassVar[bool] = True
 
     def references(self, step: RevokeStep) -> list[Ref]:
         p = step.with_
@@ -119,6 +119,21 @@ class Revoke:
             where = f"{name} ({c.address}, chain {c.chain})" if c else name
             out.append(f"revokeRole({', '.join(p.roles)}) from {p.account} on {where} via signer {p.signer}, where held")
         return out
+
+    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+        """Every revokeRole the step may send; at run time only those for roles the account holds are sent."""
+        p = step.with_
+        return [{"step": step.id, "item": f"{name}:{role}", "kind": "revoke", **fees(ctx, ctx.inventory.contracts[name].chain),
+                 "target": ctx.address(name), "function": "revokeRole(bytes32,address)",
+                 "selector": "0x" + REVOKE_ROLE.selector.hex(), "args": [role, p.account],
+                 "calldata_sha256": calldata_sha256(role, p.account), "signer": signer_ref(ctx, p.signer), "value": 0,
+                 "condition": f"sent only if hasRole({role}, {p.account}) reads true"}
+                for name in dict.fromkeys(p.contracts) for role in dict.fromkeys(p.roles)]
+
+    def summary(self, outputs: dict[str, Any]) -> str:
+        revoked = ", ".join(f"{r.get('contract')}:{r.get('role')}" for r in outputs.get("revoked", []))
+        return f"revoked {revoked or 'nothing'} from {outputs.get('account')}; {len(outputs.get('not_held', []))} not held" + (
+            "" if outputs.get("verified") else "; NOT verified")
 
     def run(self, ctx: StepContext, step: Any) -> RevokeOutputs:
         p: RevokeParams = step.with_

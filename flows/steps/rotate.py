@@ -10,6 +10,7 @@ again at the end, and that reading is what the step reports.
 
 from __future__ import annotations
 
+import hashlib
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from eth_utils import to_checksum_address
@@ -18,7 +19,8 @@ from pydantic import Field
 from breakglass.flows import onchain, safe
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Ref, StepBase
+from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.flows.types import AccountRef, AddressExpr, Model, Name, is_template
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain import safe as safe_tx
@@ -109,11 +111,10 @@ def swap_data(ctx: StepContext, io: onchain.ChainIO, safe_address: str, remove: 
     return SWAP_OWNER.encode([prev_owner(owners, remove), remove, add]) if remove in owners else None
 
 
-class Rotate:
+class Rotate(KindBase):
     kind: ClassVar[str] = "rotate"
     spec: ClassVar[type[StepBase]] = RotateStep
     outputs: ClassVar[type[Model]] = RotateOutputs
-    signing: ClassVar[bool] = True
 
     def references(self, step: RotateStep) -> list[Ref]:
         p = step.with_
@@ -139,6 +140,31 @@ class Rotate:
         where = f"Safe {p.safe} ({spec.address}, chain {spec.chain})" if spec is not None and spec.kind == "safe" else p.safe
         extra = f", then changeThreshold({p.threshold})" if p.threshold else ""
         return [f"swapOwner({p.remove} -> {p.add}) on {where}{extra}, signed by owners other than {p.remove}"]
+
+    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+        """The swapOwner self-call (prevOwner as proposed in this run, else read from the Safe now) and any changeThreshold."""
+        p = step.with_
+        spec = ctx.inventory.signers[p.safe]
+        safe_address, remove, add = ctx.address(p.safe), p.remove, ctx.address(p.add)
+        base = {"step": step.id, "kind": "rotate", **fees(ctx, spec.chain), "target": safe_address,
+                "signer": signer_ref(ctx, p.safe), "value": 0}
+        data = swap_data(ctx, onchain.ChainIO(ctx, spec.chain), safe_address, remove, add)
+        args = [to_checksum_address(data[16:36]) if data else "(none)", remove, add]
+        out = [{**base, "item": f"{p.safe}:swapOwner", "function": "swapOwner(address,address,address)",
+                "selector": "0x" + SWAP_OWNER.selector.hex(), "args": args,
+                "calldata_sha256": hashlib.sha256(data).hexdigest() if data else None,
+                "condition": (f"signed by owners other than {remove}, whose signature does not count" if data
+                              else f"not sent: {remove} is not an owner of the Safe")}]
+        if p.threshold is not None:
+            data = CHANGE_THRESHOLD.encode([p.threshold])
+            out.append({**base, "item": f"{p.safe}:changeThreshold", "function": "changeThreshold(uint256)",
+                        "selector": "0x" + CHANGE_THRESHOLD.selector.hex(), "args": [str(p.threshold)],
+                        "calldata_sha256": hashlib.sha256(data).hexdigest(),
+                        "condition": f"sent only if the threshold is not already {p.threshold}"})
+        return out
+
+    def summary(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs.get('status')}: {outputs.get('removed')} -> {outputs.get('added')}, threshold {outputs.get('threshold')}"
 
     def run(self, ctx: StepContext, step: Any) -> RotateOutputs:
         p: RotateParams = step.with_

@@ -16,7 +16,7 @@ from pydantic import Field
 from breakglass.flows import pausespec
 from breakglass.flows.callargs import coerce_args, role_id, signature_problem
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.types import AccountRef, Expr, Model, Name, NameExpr, RoleId, StorageSlot, is_template
 from breakglass.integrations.chain import abi, multicall
 from breakglass.integrations.chain.rpc import RpcError
@@ -87,10 +87,11 @@ def _names(values: list[str] | str) -> list[str]:
     return [v for v in values if not is_template(v) and not v.startswith("0x")] if isinstance(values, list) else []
 
 
-class Snapshot:
+class Snapshot(KindBase):
     kind: ClassVar[str] = "snapshot"
     spec: ClassVar[type[StepBase]] = SnapshotStep
     outputs: ClassVar[type[Model]] = SnapshotOutputs
+    protective: ClassVar[bool] = True
 
     def references(self, step: SnapshotStep) -> list[Ref]:
         p = step.with_

@@ -14,7 +14,8 @@ from breakglass.flows import onchain, safe
 from breakglass.flows.callargs import coerce_args, signature_problem
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.signers import SafeGuardian
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Ref, StepBase
+from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.flows.types import Model, Name, is_template
 from breakglass.integrations.chain import abi
 
@@ -51,7 +52,7 @@ class TransactOutputs(Model):
     safe_owners_signed: list[str] = Field(default_factory=list)
 
 
-class Transact:
+class Transact(KindBase):
     kind: ClassVar[str] = "transact"
     spec: ClassVar[type[StepBase]] = TransactStep
     outputs: ClassVar[type[Model]] = TransactOutputs
@@ -73,6 +74,19 @@ class Transact:
         c = inventory.contracts.get(p.contract)
         where = f"{p.contract} ({c.address}, chain {c.chain})" if c else p.contract
         return [f"{p.function} on {where} with args {p.args} via signer {p.signer}"]
+
+    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+        p = step.with_
+        contract = ctx.inventory.contracts[p.contract]
+        fn = abi.parse(p.function)
+        data = fn.encode(coerce_args(fn.inputs, p.args))
+        return [{"step": step.id, "item": p.contract, "kind": "transact", **fees(ctx, contract.chain),
+                 "target": ctx.address(p.contract), "function": p.function, "selector": "0x" + fn.selector.hex(),
+                 "args": [str(a) for a in p.args], "calldata_sha256": hashlib.sha256(data).hexdigest(),
+                 "signer": signer_ref(ctx, p.signer), "value": p.value}]
+
+    def summary(self, outputs: dict[str, Any]) -> str:
+        return f"{outputs.get('function')} {outputs.get('status')} {str(outputs['tx_hash'])[:12]}" if outputs.get("tx_hash") else ""
 
     def run(self, ctx: StepContext, step: Any) -> TransactOutputs:
         p: TransactParams = step.with_

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.types import Duration, Model, Name
 
 if TYPE_CHECKING:
@@ -39,10 +39,15 @@ class WaitOutputs(Model):
     block_number: int | None = None
 
 
-class Wait:
+class Wait(KindBase):
     kind: ClassVar[str] = "wait"
     spec: ClassVar[type[StepBase]] = WaitStep
     outputs: ClassVar[type[Model]] = WaitOutputs
+    protective: ClassVar[bool] = True
+
+    def summary(self, outputs: dict[str, Any]) -> str:
+        block = f" (block {outputs['block_number']})" if outputs.get("block_number") is not None else ""
+        return f"waited {outputs.get('waited_seconds', 0):g}s{block}"
 
     def references(self, step: WaitStep) -> list[Ref]:
         return [Ref("chain", step.with_.chain, ("with", "chain"))] if step.with_.chain else []

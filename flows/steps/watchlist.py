@@ -15,7 +15,7 @@ from pydantic import Field
 
 from breakglass.flows import delivery, watchlists
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.steps.base import Ref, StepBase
+from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.types import AddressExpr, Expr, Model, Name, NameExpr, TxHash
 from breakglass.integrations.notify.base import Message
 
@@ -59,7 +59,7 @@ class WatchlistOutputs(Model):
     deliveries: list[dict[str, Any]]
 
 
-class Watchlist:
+class Watchlist(KindBase):
     kind: ClassVar[str] = "watchlist"
     spec: ClassVar[type[StepBase]] = WatchlistStep
     outputs: ClassVar[type[Model]] = WatchlistOutputs
@@ -68,6 +68,9 @@ class Watchlist:
         refs = [Ref("contact", n, ("with", "publish", i)) for i, n in enumerate(step.with_.publish)]
         return refs + [Ref("chain", e.chain, ("with", "add", i, "chain")) for i, e in enumerate(step.with_.add)
                        if "{" not in e.chain]
+
+    def contacts(self, step: WatchlistStep) -> list[str]:
+        return list(step.with_.publish)
 
     def targets(self, step: WatchlistStep, inventory: Inventory) -> list[str]:
         p = step.with_
