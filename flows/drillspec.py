@@ -12,6 +12,7 @@ from pydantic import Field
 from breakglass.flows.errors import SpecError
 from breakglass.flows.inventory import EnvName
 from breakglass.flows.types import Duration, Model, Name
+from breakglass.integrations.alerts import AlertKind
 
 Metric = Literal["detect", "acknowledge", "decision", "pause_submitted", "pause_confirmed", "first_notification",
                  "watchlist_posted"]
@@ -30,7 +31,7 @@ class InjectedAlert(Model):
     """The alert the drill injects, in a real source format: a JSON file that may use ``{{ fixture.NAME }}``
     for the drill chain's addresses and transactions (``fixture.attack_tx``, ``fixture.attacker``)."""
 
-    kind: Literal["oz-monitor", "defender", "forta", "tenderly", "alertmanager", "generic"]
+    kind: AlertKind
     file: str = Field(description="the body, relative to the spec")
     inputs: dict[Name, str] = Field(default_factory=dict, description="playbook inputs from alert fields, "
                                                                        "e.g. attack_tx: '{{ alert.tx_hash }}'")

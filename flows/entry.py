@@ -1,7 +1,7 @@
-"""The run entry point: the one Python call behind ``breakglass run``, ``drill`` and, later, ``serve``.
+"""The run entry point: the one Python call behind ``breakglass run``, ``drill``, ``serve`` and workers.
 
 It validates, resolves inputs, creates the run under its incident, and executes it. Whatever
-must happen before Prefect starts (the fast-path pause of a later issue) belongs here.
+must happen before Prefect starts (the prepared pauses of the fast path) happens here.
 """
 
 from __future__ import annotations

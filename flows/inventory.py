@@ -15,6 +15,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from breakglass.flows.pausespec import PausedSpec, PauseSpec
 from breakglass.flows.types import Address, Duration, Model, Name, check_address
+from breakglass.integrations.alerts import AlertKind
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 FIXTURE_RE = re.compile(r"^fixture:([a-z][a-z0-9_-]{0,63})$")
@@ -215,7 +216,7 @@ class Paging(Model):
 class AlertSource(Model):
     """One inbound alert URL of `serve` (``/alerts/<name>``): which adapter parses it and how it is authenticated."""
 
-    kind: Literal["oz-monitor", "defender", "forta", "tenderly", "alertmanager", "generic"]
+    kind: AlertKind
     secret_env: EnvName | None = Field(None, description="oz-monitor, defender, tenderly: the HMAC secret")
     token_env: EnvName | None = Field(None, description="alertmanager, generic: a bearer token")
     username_env: EnvName | None = Field(None, description="alertmanager, generic: basic auth user")

@@ -1,6 +1,6 @@
 """The voter's side of a gate: find it, sign a vote, check it the way the runner will, send it.
 
-Used by ``breakglass approve``, by ``drill --auto-approve`` and (later) by ``serve`` for Slack.
+Used by ``breakglass approve``, by ``drill --auto-approve`` and by ``serve`` for Slack clicks.
 Votes go to the run's current flow run as a Prefect flow-run input; the runner judges them.
 """
 

@@ -226,3 +226,11 @@ def test_forta_jwts_count_only_from_allowlisted_scanners() -> None:
         auth.forta_jwt({"authorization": "Bearer " + tampered}, [scanner.address], now=now)
     with pytest.raises(auth.AuthError, match="not well formed"):
         auth.forta_jwt({"authorization": "Bearer a.b.c"}, [scanner.address], now=now)
+
+
+def test_the_alert_kinds_an_inventory_may_name_are_the_adapters() -> None:
+    from typing import get_args
+
+    from breakglass.integrations.alerts import ADAPTERS, AlertKind
+
+    assert set(get_args(AlertKind)) == set(ADAPTERS)
