@@ -12,7 +12,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -41,19 +41,24 @@ def _env(name: str | None, channel: str) -> str:
     return value
 
 
+TransportFactory = Callable[[str, Channel, Path], Transport]
+
+# One factory per channel kind: a new transport is its module in integrations/notify and a line here.
+TRANSPORTS: dict[str, TransportFactory] = {
+    "slack": lambda name, spec, outbox: SlackTransport(_env(spec.token_env, name), spec.base_url),
+    "telegram": lambda name, spec, outbox: TelegramTransport(_env(spec.token_env, name),
+                                                             spec.base_url or "https://api.telegram.org"),
+    "email": lambda name, spec, outbox: EmailTransport(
+        spec.host or "", spec.port, spec.sender or "", username=os.environ.get(spec.username_env or "") or None,
+        password=os.environ.get(spec.password_env or "") or None, starttls=spec.starttls),
+    "webhook": lambda name, spec, outbox: WebhookTransport(_env(spec.url_env, name), _env(spec.secret_env, name)),
+    "outbox": lambda name, spec, outbox: OutboxTransport(outbox),
+}
+
+
 def build(name: str, spec: Channel, outbox: Path) -> Transport:
     """A transport from an inventory channel; secrets come from the environment, by name."""
-    if spec.kind == "slack":
-        return SlackTransport(_env(spec.token_env, name), spec.base_url)
-    if spec.kind == "telegram":
-        return TelegramTransport(_env(spec.token_env, name), spec.base_url or "https://api.telegram.org")
-    if spec.kind == "email":
-        return EmailTransport(spec.host or "", spec.port, spec.sender or "",
-                              username=os.environ.get(spec.username_env or "") or None,
-                              password=os.environ.get(spec.password_env or "") or None, starttls=spec.starttls)
-    if spec.kind == "webhook":
-        return WebhookTransport(_env(spec.url_env, name), _env(spec.secret_env, name))
-    return OutboxTransport(outbox)
+    return TRANSPORTS[spec.kind](name, spec, outbox)
 
 
 @dataclass
