@@ -1,21 +1,22 @@
 """Reads many view calls at one pinned block in a handful of round trips.
 
-Multicall3 ``aggregate3`` where the chain has it (chunked, all chunks in one JSON-RPC batch),
-otherwise a JSON-RPC batch of ``eth_call``s. The ABI for ``aggregate3`` is encoded and decoded
+Multicall3 ``aggregate3`` where the chain has it (chunked under a gas budget, the chunks sent as
+JSON-RPC batches under the chain's ``rpc_limits``), otherwise JSON-RPC batches of ``eth_call``s. The ABI for ``aggregate3`` is encoded and decoded
 by hand: with 1,000 calls eth_abi's generic codec costs more than the round trip itself.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from eth_utils import keccak
 
+from breakglass.integrations.chain import batching
 from breakglass.integrations.chain.rpc import JsonRpc, RpcError
 
 AGGREGATE3 = keccak(text="aggregate3((address,bool,bytes)[])")[:4]
 GET_ETH_BALANCE = keccak(text="getEthBalance(address)")[:4]
-CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -69,26 +70,47 @@ def decode_aggregate3(data: bytes) -> list[Result]:
     return out
 
 
-def read(rpc: JsonRpc, calls: list[Call], block: int, multicall: str | None) -> list[Result]:
-    """Run ``calls`` at ``block``: one JSON-RPC batch, whatever the number of calls."""
+def read(rpc: JsonRpc, calls: list[Call], block: int, multicall: str | None,
+         record: dict[str, Any] | None = None) -> list[Result]:
+    """Run ``calls`` at ``block`` in as few round trips as the chain's ``rpc_limits`` allow.
+
+    Calls go into Multicall3 chunks sized under the ``eth_call`` gas and body budgets; a chunk the
+    node refuses (out of gas, too large, timed out) is halved and read again, down to one call.
+    ``record`` gets ``calls_per_chunk`` and ``batches`` (one ``{requests, bytes}`` per HTTP request).
+    """
     tag = hex(block)
-    if multicall:
-        chunks = [calls[i : i + CHUNK] for i in range(0, len(calls), CHUNK)]
+    batches: list[dict[str, Any]] = [] if record is None else record.setdefault("batches", [])
+    if not multicall:
+        answers = rpc.batch([("eth_call", [{"to": c.target, "data": "0x" + c.data.hex()}, tag]) for c in calls], record=batches)
+        return [
+            Result(False, b"", str(a)) if isinstance(a, RpcError) else Result(True, bytes.fromhex(a[2:]))
+            for a in answers
+        ]
+    size = batching.chunk_size(rpc.limits, rpc.memory)
+    out: list[Result | None] = [None] * len(calls)
+    todo = [range(i, min(i + size, len(calls))) for i in range(0, len(calls), size)]
+    sizes: list[int] = []
+    while todo:
         answers = rpc.batch(
-            [("eth_call", [{"to": multicall, "data": "0x" + encode_aggregate3(c).hex()}, tag]) for c in chunks]
+            [("eth_call", [{"to": multicall, "data": "0x" + encode_aggregate3([calls[i] for i in r]).hex()}, tag]) for r in todo],
+            record=batches,
         )
-        out: list[Result] = []
-        for chunk, answer in zip(chunks, answers, strict=True):
-            if isinstance(answer, RpcError):
-                out.extend(Result(False, b"", str(answer)) for _ in chunk)
-            else:
-                out.extend(decode_aggregate3(bytes.fromhex(answer[2:])))
-        return out
-    answers = rpc.batch([("eth_call", [{"to": c.target, "data": "0x" + c.data.hex()}, tag]) for c in calls])
-    return [
-        Result(False, b"", str(a)) if isinstance(a, RpcError) else Result(True, bytes.fromhex(a[2:]))
-        for a in answers
-    ]
+        again: list[range] = []
+        for part, answer in zip(todo, answers, strict=True):
+            if isinstance(answer, RpcError) and len(part) > 1 and batching.says_too_much_work(answer.rpc_message):
+                batching.learn_chunk(rpc.memory, len(part), rpc.used.label)
+                half = len(part) // 2
+                again += [part[:half], part[half:]]
+                continue
+            sizes.append(len(part))
+            results = ([Result(False, b"", str(answer))] * len(part) if isinstance(answer, RpcError)
+                       else decode_aggregate3(bytes.fromhex(answer[2:])))
+            for i, result in zip(part, results, strict=True):
+                out[i] = result
+        todo = again
+    if record is not None:
+        record["calls_per_chunk"] = sizes
+    return [r for r in out if r is not None]
 
 
 def native_balance_call(multicall: str, account: str) -> Call:
