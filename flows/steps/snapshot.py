@@ -154,6 +154,7 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
     if p.balances:
         accounts = [(a, ctx.address(a)) for a in p.balances.accounts]
         for token in p.balances.tokens:
+            token_address = "" if token == "native" else ctx.address(token)
             for ref, account in accounts:
                 entry = {"account": account, "ref": ref, "token": token}
                 if token == "native":
@@ -162,8 +163,8 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
                     else:
                         native.append(entry)
                 else:
-                    entry["token_address"] = ctx.address(token)
-                    plan.append(("balance", entry, multicall.Call(entry["token_address"], BALANCE_OF.encode([account]))))
+                    entry["token_address"] = token_address
+                    plan.append(("balance", entry, multicall.balance_of_call(token_address, account)))
     paused_fn = {}
     for name in p.paused:
         fn = abi.parse(ctx.inventory.contracts[name].paused + "(bool)" if ")(" not in ctx.inventory.contracts[name].paused else ctx.inventory.contracts[name].paused)
