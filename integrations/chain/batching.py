@@ -28,6 +28,7 @@ log = logging.getLogger("breakglass.rpc")
 GAS_PER_CALL = 25_000
 CHUNK_MAX = 500  # calls per aggregate3: past this, encoding and decoding cost more than the round trip
 BYTES_PER_CALL = 600  # a balance read is about 450 characters of hex in the request body
+BODY_FLOOR = 100_000  # no common provider refuses a body under 100 KB (nginx's default cap is 1 MB, geth's 5 MB)
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class Refused(Exception):
 
 _TOO_LARGE = re.compile(r"batch|too large|too big|entity|payload|body|invalid request|request size|response size", re.I)
 _BATCH_ITEM = re.compile(r"batch|too large|too big", re.I)
+_ABOUT_BODY = re.compile(r"\b413\b|entity|payload|body|content.length", re.I)
+_ABOUT_COUNT = re.compile(r"batch", re.I)
 # What an aggregate3 eth_call answers when a chunk asks too much of the node: halve the chunk.
 _TOO_MUCH_WORK = re.compile(r"gas|too large|too big|timeout|timed out|exceed|entity|invalid request", re.I)
 
@@ -81,6 +84,7 @@ class Learned:
     batch_max: int | None = None
     body_max_bytes: int | None = None
     chunk_max: int | None = None
+    accepted: tuple[int, int] = (0, 0)  # the largest batch answered (requests, bytes): proof, not a guess
     reported: tuple[int | None, int | None, int | None] = (None, None, None)
 
     def applied(self, limits: Limits) -> dict[str, int]:
@@ -90,8 +94,10 @@ class Learned:
                 "calls_per_chunk_max": chunk_size(limits, self)}
 
     def caps(self, limits: Limits) -> tuple[int, int]:
-        return (min(limits.batch_max, self.batch_max or limits.batch_max),
-                min(limits.body_max_bytes, self.body_max_bytes or limits.body_max_bytes))
+        """Half of what was refused, but never under what the endpoint has answered (a refusal names no cause)."""
+        count = limits.batch_max if self.batch_max is None else max(self.batch_max, self.accepted[0])
+        body = limits.body_max_bytes if self.body_max_bytes is None else max(self.body_max_bytes, self.accepted[1])
+        return min(limits.batch_max, count), min(limits.body_max_bytes, body)
 
 
 _LEARNED: dict[Hashable, Learned] = {}
@@ -112,25 +118,27 @@ def forget() -> None:
 
 def chunk_size(limits: Limits, memory: Learned) -> int:
     """Calls per Multicall3 ``aggregate3``: under the gas budget, the body budget and what was learned."""
-    size = min(CHUNK_MAX, limits.call_gas_max // GAS_PER_CALL, limits.body_max_bytes // BYTES_PER_CALL)
+    size = min(CHUNK_MAX, limits.call_gas_max // GAS_PER_CALL, memory.caps(limits)[1] // BYTES_PER_CALL)
     return max(1, min(size, memory.chunk_max or size))
 
 
-def learn_chunk(memory: Learned, refused: int, label: str) -> None:
+def learn_chunk(memory: Learned, refused: int) -> None:
+    """An ``aggregate3`` of ``refused`` calls was too much for the node: half of it from now on."""
     with _LOCK:
         memory.chunk_max = max(1, min(memory.chunk_max or refused, refused // 2))
-    _report(memory, label, f"refused an eth_call of {refused} calls")
 
 
-def _report(memory: Learned, label: str, what: str) -> None:
+def report(memory: Learned, limits: Limits, label: str, what: str) -> None:
+    """Log what was learned, once: nothing when it is what was already logged."""
     with _LOCK:
         now = (memory.batch_max, memory.body_max_bytes, memory.chunk_max)
         if now == memory.reported:
             return
         memory.reported = now
-    caps = [f"{memory.batch_max} requests per batch" if memory.batch_max else "",
-            f"{memory.body_max_bytes:,} bytes per body" if memory.body_max_bytes else "",
-            f"{memory.chunk_max} calls per Multicall3 chunk" if memory.chunk_max else ""]
+    batch_max, body_max = memory.caps(limits)
+    caps = [f"{batch_max} requests per batch" if memory.batch_max else "",
+            f"{body_max:,} bytes per body" if memory.body_max_bytes else "",
+            f"{chunk_size(limits, memory)} calls per Multicall3 eth_call" if memory.chunk_max else ""]
     log.warning("%s %s: using at most %s for the rest of this run (set the chain's rpc_limits to start there)",
                 label, what, ", ".join(c for c in caps if c))
 
@@ -172,7 +180,7 @@ class _Batch:
         except Refused as exc:
             answer, why = None, str(exc)
         else:
-            why = "answered with a single object" if not isinstance(answer, list) else ""
+            why = "" if isinstance(answer, list) else f"answered with a single object ({_message(answer)})"
         pending = part
         if isinstance(answer, list):
             position = {self.ids[i]: i for i in part}
@@ -180,9 +188,13 @@ class _Batch:
                 if isinstance(item, dict) and item.get("id") in position:
                     self.answers[position[item["id"]]] = item
             pending = [i for i in part if _unanswered(self.answers[i])]
-            why = "answered batch too large" if pending else ""
+            errors = [_message(self.answers[i]) for i in pending if self.answers[i] is not None]
+            why = f"answered {errors[0]}" if errors else "left requests out of its answer"
         self._record(Sent(part[0], len(part), len(body), refused=bool(pending)))
         if not pending:
+            with _LOCK:
+                m = self.memory
+                m.accepted = (max(m.accepted[0], len(part)), max(m.accepted[1], len(body)))
             return
         self._learn(len(part), len(body), why)
         half = len(pending) // 2
@@ -194,21 +206,31 @@ class _Batch:
         try:
             answer = self.post(self.requests[i])
         except Refused as exc:
-            answer = {"id": self.ids[i], "error": {"code": -32600, "message": f"refused as too large ({exc})"}}
+            answer = {"id": self.ids[i], "error": {"code": -32600, "message": str(exc)}}
         self._record(Sent(i, 1, len(self.requests[i])))
         self.answers[i] = answer[0] if isinstance(answer, list) and answer else answer
 
     def _learn(self, count: int, size: int, why: str) -> None:
+        """Halve what the refusal was about: the body (HTTP 413), the count ("batch too large"), or, when it
+        does not say, both; but a body too small for any provider to refuse is not held against the body."""
+        body = bool(_ABOUT_BODY.search(why))
         with _LOCK:
             m = self.memory
-            if "413" not in why:  # 413 is about the body only; anything else could be either
+            if not body:
                 m.batch_max = max(1, min(m.batch_max or count, count // 2))
-            m.body_max_bytes = max(1000, min(m.body_max_bytes or size, size // 2))
+            if body or (not _ABOUT_COUNT.search(why) and size // 2 >= BODY_FLOOR):
+                m.body_max_bytes = max(BODY_FLOOR if not body else 10_000, min(m.body_max_bytes or size, size // 2))
             self.refused = self.refused or f"refused a batch of {count} requests ({size:,} bytes: {why})"
 
     def _record(self, sent: Sent) -> None:
         with _LOCK:
             self.sent.append(sent)
+
+
+def _message(item: Any) -> str:
+    error = item.get("error") if isinstance(item, dict) else None
+    text = str(error.get("message", "")) if isinstance(error, dict) else str(error or item)
+    return text if len(text) < 100 else text[:97] + "..."
 
 
 def _unanswered(item: Any) -> bool:
@@ -263,7 +285,7 @@ def send(post: Callable[[bytes], Any], requests: list[bytes], ids: list[int], li
     for helper in helpers:
         helper.result()
     if batch.refused:
-        _report(memory, label(), batch.refused)
+        report(memory, limits, label(), batch.refused)
     if record is not None:
         record.extend(s.as_dict() for s in sorted(batch.sent, key=lambda s: (s.first, -s.requests)))
     return batch.answers

@@ -89,6 +89,7 @@ def read(rpc: JsonRpc, calls: list[Call], block: int, multicall: str | None,
     out: list[Result | None] = [None] * len(calls)
     todo = [range(i, min(i + size, len(calls))) for i in range(0, len(calls), size)]
     sizes: list[int] = []
+    refused = 0
     while todo:
         answers = rpc.batch(
             [("eth_call", [{"to": multicall, "data": "0x" + encode_aggregate3([calls[i] for i in r]).hex()}, tag]) for r in todo],
@@ -97,7 +98,8 @@ def read(rpc: JsonRpc, calls: list[Call], block: int, multicall: str | None,
         again: list[range] = []
         for part, answer in zip(todo, answers, strict=True):
             if isinstance(answer, RpcError) and len(part) > 1 and batching.says_too_much_work(answer.rpc_message):
-                batching.learn_chunk(rpc.memory, len(part), rpc.used.label)
+                batching.learn_chunk(rpc.memory, len(part))
+                refused = max(refused, len(part))
                 half = len(part) // 2
                 again += [part[:half], part[half:]]
                 continue
@@ -107,6 +109,8 @@ def read(rpc: JsonRpc, calls: list[Call], block: int, multicall: str | None,
             for i, result in zip(part, results, strict=True):
                 out[i] = result
         todo = again
+    if refused:
+        batching.report(rpc.memory, rpc.limits, rpc.used.label, f"refused an eth_call of {refused} Multicall3 calls")
     if record is not None:
         record["calls_per_chunk"] = sizes
     return [r for r in out if r is not None]

@@ -118,6 +118,7 @@ def test_halving_on_a_refusing_endpoint_gives_the_same_values(chain, tmp_path, m
     refused = [b for b in snap["batching"]["batches"] if b.get("refused")]
     assert len(refused) == len(proxy.refused)  # the artifact records every refused split
     assert out.round_trips == len(proxy.posts)
+    assert snap["batching"]["calls_per_chunk"] == [500] * 20  # a refused batch never shrinks the eth_calls inside it
     answered = [b for b in snap["batching"]["batches"] if not b.get("refused")]
     assert all(b["requests"] <= caps.get("batch_max", 10**9) and b["bytes"] <= caps.get("body_max", 10**9) for b in answered)
 
