@@ -184,7 +184,7 @@ def main(argv: list[str]) -> None:
             "speedup_vs_naive": round(ms("naive", naive_n) / naive_n / (ms("ours", sizes[0]) / sizes[0]), 1),
             "round_trips": {key(n): max(x["round_trips"] for x in runs[("ours", n)]) for n in sizes},
             "raw_round_trips": {key(n): runs[("raw", n)][-1]["round_trips"] for n in sizes},
-            "splits": {key(n): {"calls_per_chunk": len(runs[("ours", n)][-1]["batching"]["calls_per_chunk"]),
+            "splits": {key(n): {"multicall_chunks": len(runs[("ours", n)][-1]["batching"]["calls_per_chunk"]),
                                 "http_requests": runs[("ours", n)][-1]["batching"]["http_requests"]} for n in sizes},
             "strict_proxy": {"balances": largest, "batch_cap": 100, "body_cap_bytes": 1_000_000, "completes": completes,
                              "ms": round(strict["s"] * 1000, 2), "round_trips": strict["round_trips"],
