@@ -51,6 +51,10 @@ DEFAULT = Limits()
 class Refused(Exception):
     """The endpoint is up and refused the request as too large: split it, do not fail over."""
 
+    def __init__(self, message: str, reason: str = "") -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
 
 _TOO_LARGE = re.compile(r"batch|too large|too big|entity|payload|body|invalid request|request size|response size", re.I)
 _BATCH_ITEM = re.compile(r"batch|too large|too big", re.I)
@@ -162,7 +166,6 @@ class _Batch:
     requests: list[bytes]  # each one encoded JSON-RPC request object
     ids: list[int]
     memory: Learned
-    label: Callable[[], str]
     answers: list[Any] = field(init=False)
     sent: list[Sent] = field(default_factory=list)
     refused: str = ""
@@ -178,7 +181,7 @@ class _Batch:
         try:
             answer = self.post(body)
         except Refused as exc:
-            answer, why = None, str(exc)
+            answer, why = None, exc.reason
         else:
             why = "" if isinstance(answer, list) else f"answered with a single object ({_message(answer)})"
         pending = part
@@ -268,22 +271,30 @@ def send(post: Callable[[bytes], Any], requests: list[bytes], ids: list[int], li
     """
     batch_max, body_max = memory.caps(limits)
     parts = plan([len(r) for r in requests], batch_max, body_max)
-    batch = _Batch(post, requests, ids, memory, label)
+    batch = _Batch(post, requests, ids, memory)
     queue = iter(parts)
     take = threading.Lock()
+    failed = threading.Event()  # one lane's failure (every endpoint down) stops the others taking more
 
     def lane() -> None:
-        while True:
+        while not failed.is_set():
             with take:
                 part = next(queue, None)
             if part is None:
                 return
-            batch.deliver(part)
+            try:
+                batch.deliver(part)
+            except BaseException:
+                failed.set()
+                raise
 
     helpers = [_POOL.submit(lane) for _ in range(min(limits.in_flight, len(parts)) - 1)]
-    lane()
-    for helper in helpers:
-        helper.result()
+    try:
+        lane()
+    finally:
+        errors = [h.exception() for h in helpers]  # waits: no lane outlives the call
+    if first := next((e for e in errors if e is not None), None):
+        raise first
     if batch.refused:
         report(memory, limits, label(), batch.refused)
     if record is not None:

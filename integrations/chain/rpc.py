@@ -122,7 +122,7 @@ class JsonRpc:
                     problems.append(f"{endpoint.label}: HTTP {response.status_code}")
                     continue
                 if (why := batching.refusal(response.status_code, response.content)) is not None:
-                    raise BatchRefused(f"{endpoint.label}: refused as too large ({why})")
+                    raise BatchRefused(f"{endpoint.label}: refused as too large ({why})", why)
                 if response.status_code != 200:
                     problems.append(f"{endpoint.label}: HTTP {response.status_code}")
                     break

@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from breakglass.integrations.chain import batching
-from breakglass.integrations.chain.rpc import Endpoint, JsonRpc, RpcError
+from breakglass.integrations.chain.rpc import Endpoint, JsonRpc, RpcError, RpcUnavailable
 from tests.helpers.jsonhttp import JsonServer
 
 
@@ -22,10 +22,12 @@ def cold() -> None:
 
 
 class Provider:
-    """Echoes each request's first param as its result; refuses batches over ``cap`` in the given ``style``."""
+    """Echoes each request's first param as its result; refuses batches over ``cap`` in the given ``style``,
+    bodies over ``body_max`` with HTTP 413; answers 503 to everything when ``down``."""
 
-    def __init__(self, cap: int = 10**9, style: str = "geth", body_max: int = 10**9, delay: float = 0.0) -> None:
-        self.cap, self.style, self.body_max, self.delay = cap, style, body_max, delay
+    def __init__(self, cap: int = 10**9, style: str = "geth", body_max: int = 10**9, delay: float = 0.0,
+                 down: bool = False) -> None:
+        self.cap, self.style, self.body_max, self.delay, self.down = cap, style, body_max, delay, down
         self.posts: list[int] = []
         self.active = self.peak = 0
         self.lock = threading.Lock()
@@ -40,6 +42,8 @@ class Provider:
             self.peak = max(self.peak, self.active)
         try:
             time.sleep(self.delay)
+            if self.down:
+                return 503, None
             if len(orjson.dumps(body)) > self.body_max:
                 return 413, {"error": "request entity too large"}
             if isinstance(body, list) and len(body) > self.cap:
@@ -157,3 +161,15 @@ def test_multicall_chunks_follow_the_gas_budget() -> None:
     assert batching.chunk_size(batching.Limits(body_max_bytes=60_000), memory) == 100
     batching.learn_chunk(memory, 500)
     assert batching.chunk_size(batching.DEFAULT, memory) == 250
+
+
+def test_when_the_endpoint_is_down_the_lanes_stop_and_the_error_is_the_caller_s() -> None:
+    provider = Provider(down=True)
+    try:
+        with JsonRpc([Endpoint("env:A#0", provider.url)], attempts_per_endpoint=1,
+                     limits=batching.Limits(batch_max=10, in_flight=3)) as rpc, pytest.raises(RpcUnavailable) as info:
+            rpc.batch(_calls(120))
+        assert "env:A#0: HTTP 503" in str(info.value)
+        assert len(provider.posts) < 12  # the other lanes stopped instead of sending every part to a dead endpoint
+    finally:
+        provider.close()
