@@ -35,7 +35,7 @@ class RpcUnavailable(Exception):
 
 
 class BatchRefused(RpcUnavailable, batching.Refused):
-    """The endpoint is up and refused the body as too large (HTTP 413): split it, do not fail over."""
+    """The endpoint is up and refused the body as too large (HTTP 413, or a 4xx that says so): split it, do not fail over."""
 
 
 @dataclass(frozen=True)
