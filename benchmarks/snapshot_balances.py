@@ -1,7 +1,11 @@
-"""Snapshot of 1,000 ERC-20 balances: the snapshot step's own code against a naive web3 loop and
-a raw JSON-RPC batch (the floor), side by side on the same anvil in one run.
+"""Snapshot of N ERC-20 balances at several sizes in one run: the snapshot step's own code, per item,
+against a naive web3 loop (at the smallest size, at most 1,000) and a raw JSON-RPC batch of eth_calls
+split the same way (the floor), side by side on the same anvil. Then the largest size through a
+loopback proxy as strict as a real provider (100 requests per batch, 1 MB per body): once with the
+default limits, once with an inventory that claims more than the provider takes (learned by halving).
 
-Run: .venv/bin/python benchmarks/snapshot_balances.py    (last stdout line is the JSON result)
+Run: .venv/bin/python benchmarks/snapshot_balances.py [N ...]   (default: 1000 10000; last stdout line
+is the JSON result)
 """
 
 from __future__ import annotations
@@ -12,117 +16,207 @@ import statistics
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
+import orjson
 from web3 import Web3
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks._strict_proxy import StrictProxy  # noqa: E402
 from breakglass.flows import fixture  # noqa: E402
 from breakglass.flows.context import Bindings, StepContext  # noqa: E402
 from breakglass.flows.loader import load, require  # noqa: E402
-from breakglass.flows.steps.snapshot import BALANCE_OF, SnapshotParams, take  # noqa: E402
-from breakglass.integrations.chain import anvil  # noqa: E402
+from breakglass.flows.steps.snapshot import SnapshotParams, take  # noqa: E402
+from breakglass.integrations.chain import anvil, batching  # noqa: E402
+from breakglass.integrations.chain.multicall import balance_of_call  # noqa: E402
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc  # noqa: E402
 
-N = 1000
-ROUNDS = 5
-TARGETS = {"speedup_vs_naive_min": 50.0, "ratio_to_raw_batch_max": 2.0, "round_trips_max": 5}
+SIZES = [1000, 10_000]
+ROUNDS = 7
+NAIVE_MAX, NAIVE_ROUNDS = 1000, 3
+TARGETS = {"per_item_ratio_max": 1.2, "ratio_to_split_raw_batch_max": 2.0, "speedup_vs_naive_min": 50.0,
+           "round_trips_at_smallest_max": 5, "strict_proxy_completes": True}
+UNKNOWN_LIMITS = "    rpc_limits: {batch_max: 1000, body_max_bytes: 50000000}\n"
 
 
-def _inventory(tmp: Path, addresses: dict[str, str]) -> Path:
-    path = tmp / "bench.yaml"
-    path.write_text("""apiVersion: breakglass/v1
+def _inventory(tmp: Path, name: str, chain_extra: str = "") -> Path:
+    path = tmp / f"{name}.yaml"
+    path.write_text(f"""apiVersion: breakglass/v1
 kind: Inventory
-name: bench
+name: {name}
 mode: drill
 chains:
-  ethereum: {chain_id: 31337, block_time: 1s, rpc: [{fixture: anvil}], multicall3: "fixture:multicall"}
-contracts:
-  token: {chain: ethereum, address: "fixture:token"}
+  ethereum:
+    chain_id: 31337
+    block_time: 1s
+    rpc: [{{fixture: anvil}}]
+    multicall3: "fixture:multicall"
+{chain_extra}contracts:
+  token: {{chain: ethereum, address: "fixture:token"}}
 """)
     return path
 
 
-def main() -> None:
+class Bench:
+    def __init__(self, tmp: Path, url: str, deployed: Any, block: int, accounts: list[str]) -> None:
+        self.tmp, self.url, self.block, self.accounts = tmp, url, block, accounts
+        self.placeholders = deployed.placeholder_values()
+        self.token = deployed.addresses["fixture:token"]
+        self.http = httpx.Client(timeout=60)
+        self.pool = ThreadPoolExecutor(max_workers=batching.DEFAULT.in_flight)
+
+    def ours(self, n: int, url: str | None = None, chain_extra: str = "") -> dict[str, Any]:
+        inventory = require(load(_inventory(self.tmp, "bench", chain_extra)))
+        bindings = Bindings(addresses=self.placeholders, rpc={"ethereum": url or self.url})
+        ctx = StepContext(incident="BENCH", run_id="bench", run_key="BENCH/bench/x", mode="drill", step_id="snap",
+                          inventory=inventory, bindings=bindings, artifacts_dir=self.tmp / "artifacts", home=self.tmp,
+                          log=logging.getLogger("bench"))
+        params = SnapshotParams(chain="ethereum", block=self.block, balances={"accounts": self.accounts[:n], "tokens": ["token"]})
+        started = time.perf_counter()
+        out = take(ctx, params)
+        elapsed = time.perf_counter() - started
+        ctx.close()
+        data = json.loads((self.tmp / out.artifact).read_text())
+        assert out.failed_reads == 0, f"{out.failed_reads} failed reads"
+        return {"s": elapsed, "values": [int(b["raw"]) for b in data["balances"]], "round_trips": out.round_trips,
+                "batching": data["batching"]}
+
+    def raw_split(self, n: int) -> dict[str, Any]:
+        """eth_call per balance, in JSON-RPC batches split by the same policy, the same number in flight."""
+        started = time.perf_counter()
+        tag = hex(self.block)
+        requests = [orjson.dumps({"jsonrpc": "2.0", "id": i, "method": "eth_call",
+                                  "params": [{"to": self.token, "data": "0x" + balance_of_call(self.token, a).data.hex()}, tag]})
+                    for i, a in enumerate(self.accounts[:n])]
+        parts = batching.plan([len(r) for r in requests], batching.DEFAULT.batch_max, batching.DEFAULT.body_max_bytes)
+
+        def post(part: list[int]) -> list[dict[str, Any]]:
+            body = b"[" + b",".join(requests[i] for i in part) + b"]"
+            return orjson.loads(self.http.post(self.url, content=body, headers={"content-type": "application/json"}).content)
+
+        answers = [item for chunk in self.pool.map(post, parts) for item in chunk]
+        values = [int(item["result"], 16) for item in sorted(answers, key=lambda x: x["id"])]
+        return {"s": time.perf_counter() - started, "values": values, "round_trips": len(parts)}
+
+    def naive(self, n: int) -> dict[str, Any]:
+        w3 = Web3(Web3.HTTPProvider(self.url))
+        contract = w3.eth.contract(address=self.token, abi=fixture.artifact("FixtureToken")["abi"])
+        started = time.perf_counter()
+        values = [contract.functions.balanceOf(a).call(block_identifier=self.block) for a in self.accounts[:n]]
+        return {"s": time.perf_counter() - started, "values": values}
+
+
+def _sizes(argv: list[str]) -> list[int]:
+    try:
+        sizes = sorted({int(a.replace("_", "").replace(",", "")) for a in argv}) or SIZES
+    except ValueError:
+        raise SystemExit(f"usage: snapshot_balances.py [N ...]   (numbers of balances, e.g. 1000 10000; got {argv})") from None
+    if sizes[0] < 1:
+        raise SystemExit("the number of balances must be at least 1")
+    return sizes
+
+
+def main(argv: list[str]) -> None:
+    sizes = _sizes(argv)
     tmp = Path(tempfile.mkdtemp(prefix="bench-snapshot-"))
     node = anvil.start(log_dir=tmp)
+    proxy: StrictProxy | None = None
     try:
         with JsonRpc([Endpoint("bench", node.url)]) as rpc:
             deployed = fixture.deploy(rpc, attack=False, library=False)
             block = int(rpc.call("eth_blockNumber"), 16)
-        token = deployed.addresses["fixture:token"]
-        accounts = [Web3.to_checksum_address(f"0x{i:040x}") for i in range(1, N + 1)]
-        accounts[:10] = [deployed.addresses[f"fixture:{n}"] for n in list(fixture.ACCOUNTS)[:10]]
-        inventory = require(load(_inventory(tmp, deployed.addresses)))
-        bindings = Bindings(addresses=deployed.placeholder_values(), rpc={"ethereum": node.url})
-        params = SnapshotParams(chain="ethereum", block=block, balances={"accounts": accounts, "tokens": ["token"]})
+        accounts = [Web3.to_checksum_address(f"0x{i:040x}") for i in range(1, sizes[-1] + 1)]
+        holders = [deployed.addresses[f"fixture:{n}"] for n in list(fixture.ACCOUNTS)[:10]]
+        accounts[: len(holders)] = holders[: len(accounts)]
+        bench = Bench(tmp, node.url, deployed, block, accounts)
 
-        w3 = Web3(Web3.HTTPProvider(node.url))
-        contract = w3.eth.contract(address=token, abi=fixture.artifact("FixtureToken")["abi"])
-        http = httpx.Client()
-        payload = [{"jsonrpc": "2.0", "id": i, "method": "eth_call",
-                    "params": [{"to": token, "data": "0x" + BALANCE_OF.encode([a]).hex()}, hex(block)]}
-                   for i, a in enumerate(accounts)]
+        largest = sizes[-1]
+        for n in sizes:  # warm up connections and caches
+            bench.ours(n), bench.raw_split(n)
+        runs: dict[tuple[str, int], list[dict[str, Any]]] = {}
+        naive_n = min(sizes[0], NAIVE_MAX)
+        for r in range(ROUNDS):
+            # Interleaved, and equal work per size in every round (ten snapshots of 1,000 for one of 10,000):
+            # on a shared machine both sizes then see the same seconds of their neighbours' load.
+            for n in sizes:
+                for kind, method in (("ours", bench.ours), ("raw", bench.raw_split)):
+                    reps = [method(n) for _ in range(max(1, largest // n))]
+                    runs.setdefault((kind, n), []).append({**reps[-1], "s": sum(x["s"] for x in reps) / len(reps)})
+            if r < NAIVE_ROUNDS:
+                runs.setdefault(("naive", naive_n), []).append(bench.naive(naive_n))
+        for n in sizes:
+            assert runs[("ours", n)][-1]["values"] == runs[("raw", n)][-1]["values"], f"ours and the raw batch disagree at {n}"
+        assert runs[("naive", naive_n)][-1]["values"] == runs[("ours", sizes[0])][-1]["values"][:naive_n], "naive disagrees"
 
-        def ours() -> tuple[float, list[int], int]:
-            ctx = StepContext(incident="BENCH", run_id="bench", run_key="BENCH/bench/x", mode="drill", step_id="snap",
-                              inventory=inventory, bindings=bindings, artifacts_dir=tmp / "artifacts", home=tmp,
-                              log=logging.getLogger("bench"))
-            started = time.perf_counter()
-            out = take(ctx, params)
-            elapsed = time.perf_counter() - started
-            ctx.close()
-            data = json.loads((tmp / out.artifact).read_text())
-            return elapsed, [int(b["raw"]) for b in data["balances"]], out.round_trips
+        def ms(kind: str, n: int) -> float:
+            return statistics.median(x["s"] for x in runs[(kind, n)]) * 1000
 
-        def naive() -> tuple[float, list[int]]:
-            started = time.perf_counter()
-            values = [contract.functions.balanceOf(a).call(block_identifier=block) for a in accounts]
-            return time.perf_counter() - started, values
+        proxy = StrictProxy(node.url, batch_max=100, body_max=1_000_000)
+        batching.forget()
+        strict = bench.ours(largest, proxy.url)
+        posts, refused = proxy.reset()
+        batching.forget()  # a provider whose limits the inventory overstates: learned on the first snapshot
+        first = bench.ours(largest, proxy.url, UNKNOWN_LIMITS)
+        first_posts, first_refused = proxy.reset()
+        second = bench.ours(largest, proxy.url, UNKNOWN_LIMITS)
+        second_posts, second_refused = proxy.reset()
+        reference = runs[("ours", largest)][-1]["values"]
+        completes = strict["values"] == first["values"] == second["values"] == reference
 
-        def raw() -> tuple[float, list[int]]:
-            started = time.perf_counter()
-            answer = http.post(node.url, json=payload).json()
-            values = [int(item["result"], 16) for item in sorted(answer, key=lambda x: x["id"])]
-            return time.perf_counter() - started, values
-
-        ours(), raw()  # warm up connections and caches
-        times: dict[str, list[float]] = {"ours": [], "naive": [], "raw": []}
-        trips = []
-        for _ in range(ROUNDS):  # interleaved, so drift hits all three alike
-            t, ours_values, n_trips = ours()
-            times["ours"].append(t)
-            trips.append(n_trips)
-            t, raw_values = raw()
-            times["raw"].append(t)
-            if len(times["naive"]) < 3:
-                t, naive_values = naive()
-                times["naive"].append(t)
-        assert ours_values == raw_values == naive_values, "the three methods disagree"
-        med = {k: statistics.median(v) for k, v in times.items()}
-        metrics = {
-            "balances": N,
-            "ours_ms": round(med["ours"] * 1000, 2),
-            "naive_loop_ms": round(med["naive"] * 1000, 2),
-            "raw_batch_ms": round(med["raw"] * 1000, 2),
-            "speedup_vs_naive": round(med["naive"] / med["ours"], 1),
-            "ratio_to_raw_batch": round(med["ours"] / med["raw"], 2),
-            "round_trips": max(trips),
-            "naive_round_trips": N,
-            "raw_round_trips": 1,
+        key = str
+        per_item = {key(n): round(ms("ours", n) * 1000 / n, 2) for n in sizes}
+        metrics: dict[str, Any] = {
+            "balances": sizes,
+            "per_item_us": per_item,
+            "ours_ms": {key(n): round(ms("ours", n), 2) for n in sizes},
+            "raw_split_batch_ms": {key(n): round(ms("raw", n), 2) for n in sizes},
+            "raw_split_batch_per_item_us": {key(n): round(ms("raw", n) * 1000 / n, 2) for n in sizes},
+            "ratio_to_split_raw_batch": {key(n): round(ms("ours", n) / ms("raw", n), 2) for n in sizes},
+            "per_item_ratio": round(per_item[key(largest)] / per_item[key(sizes[0])], 2),
+            "naive_loop_balances": naive_n,
+            "naive_loop_ms": round(ms("naive", naive_n), 2),
+            "naive_loop_per_item_us": round(ms("naive", naive_n) * 1000 / naive_n, 2),
+            "speedup_vs_naive": round(ms("naive", naive_n) / naive_n / (ms("ours", sizes[0]) / sizes[0]), 1),
+            "round_trips": {key(n): max(x["round_trips"] for x in runs[("ours", n)]) for n in sizes},
+            "raw_round_trips": {key(n): runs[("raw", n)][-1]["round_trips"] for n in sizes},
+            "splits": {key(n): {"multicall_chunks": len(runs[("ours", n)][-1]["batching"]["calls_per_chunk"]),
+                                "http_requests": runs[("ours", n)][-1]["batching"]["http_requests"]} for n in sizes},
+            "strict_proxy": {"balances": largest, "batch_cap": 100, "body_cap_bytes": 1_000_000, "completes": completes,
+                             "ms": round(strict["s"] * 1000, 2), "round_trips": strict["round_trips"],
+                             "posts_seen": posts, "refused": refused},
+            "strict_proxy_overstated_limits": {
+                "first_ms": round(first["s"] * 1000, 2), "first_round_trips": first["round_trips"], "first_refused": first_refused,
+                "first_posts_seen": first_posts, "learned": {k: v for k, v in first["batching"]["limits"].items()
+                                                             if k in ("batch_max", "body_max_bytes")},
+                "then_ms": round(second["s"] * 1000, 2), "then_round_trips": second["round_trips"],
+                "then_refused": second_refused, "then_posts_seen": second_posts},
         }
-        met = (metrics["speedup_vs_naive"] >= TARGETS["speedup_vs_naive_min"]
-               and metrics["ratio_to_raw_batch"] <= TARGETS["ratio_to_raw_batch_max"]
-               and metrics["round_trips"] <= TARGETS["round_trips_max"])
-        print(f"snapshot of {N} balances: ours {metrics['ours_ms']} ms, naive {metrics['naive_loop_ms']} ms, "
-              f"raw batch {metrics['raw_batch_ms']} ms", file=sys.stderr)
+        met = (metrics["per_item_ratio"] <= TARGETS["per_item_ratio_max"]
+               and max(metrics["ratio_to_split_raw_batch"].values()) <= TARGETS["ratio_to_split_raw_batch_max"]
+               and metrics["speedup_vs_naive"] >= TARGETS["speedup_vs_naive_min"]
+               and metrics["round_trips"][key(sizes[0])] <= TARGETS["round_trips_at_smallest_max"]
+               and completes)
+        print(f"{'balances':>9} {'ours ms':>9} {'us/item':>8} {'raw split ms':>13} {'us/item':>8} {'ratio':>6} {'trips':>6}",
+              file=sys.stderr)
+        for n in sizes:
+            print(f"{n:>9} {ms('ours', n):>9.1f} {per_item[key(n)]:>8.2f} {ms('raw', n):>13.1f} "
+                  f"{metrics['raw_split_batch_per_item_us'][key(n)]:>8.2f} {metrics['ratio_to_split_raw_batch'][key(n)]:>6.2f} "
+                  f"{metrics['round_trips'][key(n)]:>6}", file=sys.stderr)
+        print(f"naive loop at {naive_n}: {metrics['naive_loop_ms']} ms ({metrics['speedup_vs_naive']}x slower per item); "
+              f"per-item ratio {largest}/{sizes[0]}: {metrics['per_item_ratio']}", file=sys.stderr)
+        print(f"strict proxy at {largest}: {posts} round trips, {refused} refused; with overstated limits "
+              f"{first_posts} then {second_posts} ({first_refused} refused, then {second_refused})", file=sys.stderr)
         print(json.dumps({"benchmark": "snapshot_balances", "metrics": metrics, "targets": TARGETS, "met": met}))
     finally:
+        if proxy is not None:
+            proxy.close()
         node.stop()
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1:])

@@ -108,7 +108,8 @@ class StepContext:
 
     def rpc(self, chain: str) -> JsonRpc:
         if chain not in self._rpcs:
-            self._rpcs[chain] = JsonRpc(endpoints(self.inventory, chain, self.bindings))
+            self._rpcs[chain] = JsonRpc(endpoints(self.inventory, chain, self.bindings),
+                                        limits=self.inventory.chains[chain].rpc_limits.runtime())
         return self._rpcs[chain]
 
     def address(self, ref: str) -> str:

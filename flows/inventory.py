@@ -16,6 +16,7 @@ from pydantic import AfterValidator, Field, model_validator
 from breakglass.flows.pausespec import PausedSpec, PauseSpec
 from breakglass.flows.types import Address, Duration, Model, Name, check_address
 from breakglass.integrations.alerts import AlertKind
+from breakglass.integrations.chain import batching
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 FIXTURE_RE = re.compile(r"^fixture:([a-z][a-z0-9_-]{0,63})$")
@@ -65,6 +66,21 @@ class Fees(Model):
     bump_percent: float = Field(12.5, ge=12.5, le=200, description="fee increase per replacement (at least 12.5)")
 
 
+class RpcLimits(Model):
+    """What one request to the chain's RPC may carry. Batch reads (snapshots, role reads, freshness checks)
+    are split to fit; a refusal beyond them is learned for the rest of the run. See docs/language.md."""
+
+    batch_max: int = Field(batching.DEFAULT.batch_max, ge=1, le=10_000, description="requests per JSON-RPC batch")
+    body_max_bytes: int = Field(batching.DEFAULT.body_max_bytes, ge=10_000, le=100_000_000,
+                                description="bytes per HTTP request body")
+    call_gas_max: int = Field(batching.DEFAULT.call_gas_max, ge=1_000_000, le=10_000_000_000,
+                              description="gas one eth_call may use; sizes Multicall3 chunks")
+    in_flight: int = Field(batching.DEFAULT.in_flight, ge=1, le=32, description="batches sent at once")
+
+    def runtime(self) -> batching.Limits:
+        return batching.Limits(self.batch_max, self.body_max_bytes, self.call_gas_max, self.in_flight)
+
+
 class Chain(Model):
     chain_id: int = Field(gt=0)
     block_time: Duration = Field(description="expected seconds between blocks")
@@ -73,6 +89,7 @@ class Chain(Model):
     fees: Fees = Field(default_factory=lambda: Fees(max_fee_gwei=500), description="fee policy for emergency transactions")
     multicall3: AddressOrFixture = Field(CANONICAL_MULTICALL3, description="Multicall3 address; reads fall back to JSON-RPC batches where absent")
     explorer: str | None = Field(None, description="block explorer base URL, for links in reports")
+    rpc_limits: RpcLimits = Field(default_factory=RpcLimits, description="what one request to these RPCs may carry")
 
 
 class Contract(Model):

@@ -161,7 +161,8 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
         for chain in sorted({t.chain for t in txs}):
             group = [t for t in txs if t.chain == chain]
             try:
-                rpc = JsonRpc(endpoints(inventory, chain, bindings), timeout=5)
+                rpc = JsonRpc(endpoints(inventory, chain, bindings), timeout=5,
+                              limits=inventory.chains[chain].rpc_limits.runtime())
                 targets = sorted({t.to for t in group})
                 chain_id, pending, block, *codes = rpc.batch([("eth_chainId", []),
                                                               ("eth_getTransactionCount", [group[0].signer, "pending"]),

@@ -1,8 +1,10 @@
 """Step kind ``snapshot``: read on-chain state pinned to one block, as evidence.
 
 The block is the one given, or ``latest`` resolved once at the step's start. Everything is
-read at that block: one round trip pins it (with the chain id check), one JSON-RPC batch
-carries all reads (Multicall3 ``aggregate3`` chunks where the chain has Multicall3).
+read at that block: one round trip pins it (with the chain id check), then Multicall3 ``aggregate3``
+chunks where the chain has Multicall3, sent as JSON-RPC batches split to the chain's ``rpc_limits``
+(``integrations/chain/batching``). The artifact records the splits, so that the evidence can be
+read again the same way from the same provider.
 """
 
 from __future__ import annotations
@@ -142,7 +144,9 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
     mc = ctx.address(chain.multicall3)
     tag = p.block if p.block == "latest" else hex(int(p.block))
     started = time.perf_counter()
-    head = rpc.batch([("eth_chainId", []), ("eth_getBlockByNumber", [tag, False]), ("eth_getCode", [mc, tag])])
+    splits: dict[str, Any] = {"batches": []}
+    head = rpc.batch([("eth_chainId", []), ("eth_getBlockByNumber", [tag, False]), ("eth_getCode", [mc, tag])],
+                     record=splits["batches"])
     for answer in head:
         if isinstance(answer, RpcError):
             raise BreakglassError(f"snapshot on chain '{p.chain}' ({rpc.used.label}): {answer}")
@@ -162,6 +166,7 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
     if p.balances:
         accounts = [(a, ctx.address(a)) for a in p.balances.accounts]
         for token in p.balances.tokens:
+            token_address = "" if token == "native" else ctx.address(token)
             for ref, account in accounts:
                 entry = {"account": account, "ref": ref, "token": token}
                 if token == "native":
@@ -170,8 +175,8 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
                     else:
                         native.append(entry)
                 else:
-                    entry["token_address"] = ctx.address(token)
-                    plan.append(("balance", entry, multicall.Call(entry["token_address"], BALANCE_OF.encode([account]))))
+                    entry["token_address"] = token_address
+                    plan.append(("balance", entry, multicall.balance_of_call(token_address, account)))
     paused_views: dict[str, list[pausespec.View]] = {}
     for name in p.paused:
         paused_views[name] = pausespec.views(ctx.inventory.contracts[name])
@@ -196,10 +201,11 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
         entry = {"contract": call.contract, "signature": call.signature, "args": call.args, "label": call.label}
         plan.append(("call", entry, multicall.Call(ctx.address(call.contract), data)))
 
-    results = multicall.read(rpc, [c for _, _, c in plan if c is not None], number, multicall_address)
+    results = multicall.read(rpc, [c for _, _, c in plan if c is not None], number, multicall_address, record=splits)
     extra = rpc.batch(
         [("eth_getBalance", [e["account"], hex(number)]) for e in native]
-        + [("eth_getStorageAt", [ctx.address(s.contract), hex(int(s.slot, 16)), hex(number)]) for s in p.storage]
+        + [("eth_getStorageAt", [ctx.address(s.contract), hex(int(s.slot, 16)), hex(number)]) for s in p.storage],
+        record=splits["batches"],
     ) if native or p.storage else []
 
     out: dict[str, list[dict[str, Any]]] = {"balances": [], "paused": [], "roles": [], "calls": [], "storage": []}
@@ -250,6 +256,7 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
         "endpoint": rpc.used.label,
         "method": "multicall3" if multicall_address else "json-rpc-batch",
         "read_seconds": round(elapsed, 4),
+        "batching": {"limits": rpc.memory.applied(rpc.limits), "http_requests": len(splits["batches"]), **splits},
         **out,
     }
     path, digest = ctx.write_artifact(f"{ctx.step_id}.snapshot.json", payload)

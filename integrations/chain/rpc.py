@@ -1,5 +1,8 @@
 """A small JSON-RPC client: endpoint failover, batches, and round-trip counting.
 
+Batches follow one policy (``batching``): split to the chain's ``rpc_limits``, sent concurrently,
+and halved when the endpoint refuses them. A refusal is never a reason to fail over.
+
 Endpoints are known by a label such as ``env:ETH_RPC_URL#0``. The URL itself (which often
 embeds an API key) never appears in a message, a log line or an exception.
 """
@@ -7,6 +10,7 @@ embeds an API key) never appears in a message, a log line or an exception.
 from __future__ import annotations
 
 import itertools
+import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -14,6 +18,7 @@ from typing import Any
 import httpx
 import orjson
 
+from breakglass.integrations.chain import batching
 from breakglass.integrations.http import client as shared_client
 
 
@@ -29,6 +34,10 @@ class RpcUnavailable(Exception):
     """No endpoint answered."""
 
 
+class BatchRefused(RpcUnavailable, batching.Refused):
+    """The endpoint is up and refused the body as too large (HTTP 413, or a 4xx that says so): split it, do not fail over."""
+
+
 @dataclass(frozen=True)
 class Endpoint:
     label: str
@@ -42,13 +51,16 @@ _RETRYABLE = (httpx.TimeoutException, httpx.TransportError)
 
 class JsonRpc:
     def __init__(self, endpoints: list[Endpoint], *, timeout: float = 10.0, attempts_per_endpoint: int = 2,
-                 backoff: float = 0.2) -> None:
+                 backoff: float = 0.2, limits: batching.Limits = batching.DEFAULT) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
         self.endpoints = endpoints
         self.attempts_per_endpoint = attempts_per_endpoint
         self.backoff = backoff
         self.round_trips = 0
+        self.limits = limits
+        self.memory = batching.learned(tuple(endpoints))  # what these endpoints refused, for the whole run
+        self._lock = threading.Lock()  # batches are sent from several threads
         self.used: Endpoint = endpoints[0]
         self._ids = itertools.count(1)
         self._timeout = timeout
@@ -67,20 +79,21 @@ class JsonRpc:
         answer = self._post({"jsonrpc": "2.0", "id": next(self._ids), "method": method, "params": params or []})
         return _result(method, answer)
 
-    def batch(self, calls: list[tuple[str, list[Any]]]) -> list[Any]:
-        """Send calls in one HTTP request. Each item is its result, or an RpcError instance."""
+    def batch(self, calls: list[tuple[str, list[Any]]], *, record: list[dict[str, Any]] | None = None) -> list[Any]:
+        """Send calls in as few HTTP requests as the limits allow. Each item is its result, or an RpcError.
+
+        ``record`` gets one ``{requests, bytes}`` per HTTP request sent (``refused`` when it was).
+        """
         if not calls:
             return []
-        first = next(self._ids)
-        self._ids = itertools.count(first + len(calls))
-        body = [{"jsonrpc": "2.0", "id": first + i, "method": m, "params": p} for i, (m, p) in enumerate(calls)]
-        answer = self._post(body)
-        if not isinstance(answer, list):
-            raise RpcUnavailable(f"{self.used.label}: answered a batch with a single object: {_brief(answer)}")
-        by_id = {item.get("id"): item for item in answer if isinstance(item, dict)}
+        with self._lock:
+            first = next(self._ids)
+            self._ids = itertools.count(first + len(calls))
+        ids = [first + i for i in range(len(calls))]
+        requests = [orjson.dumps({"jsonrpc": "2.0", "id": n, "method": m, "params": p}) for n, (m, p) in zip(ids, calls, strict=True)]
+        answers = batching.send(self._post, requests, ids, self.limits, self.memory, lambda: self.used.label, record)
         out: list[Any] = []
-        for i, (method, _) in enumerate(calls):
-            item = by_id.get(first + i)
+        for (method, _), item in zip(calls, answers, strict=True):
             if item is None:
                 out.append(RpcError(method, -32603, "missing from batch answer"))
                 continue
@@ -91,14 +104,15 @@ class JsonRpc:
         return out
 
     def _post(self, body: Any) -> Any:
-        payload = orjson.dumps(body)
+        payload = body if isinstance(body, bytes) else orjson.dumps(body)
         problems: list[str] = []
         for endpoint in self.endpoints:
             for attempt in range(self.attempts_per_endpoint):
                 if attempt:
                     time.sleep(self.backoff * attempt)
                 try:
-                    self.round_trips += 1
+                    with self._lock:
+                        self.round_trips += 1
                     response = self._http.post(endpoint.url, content=payload, timeout=self._timeout,
                                                 headers={"content-type": "application/json"})
                 except _RETRYABLE as exc:
@@ -107,6 +121,8 @@ class JsonRpc:
                 if response.status_code >= 500 or response.status_code == 429:
                     problems.append(f"{endpoint.label}: HTTP {response.status_code}")
                     continue
+                if (why := batching.refusal(response.status_code, response.content)) is not None:
+                    raise BatchRefused(f"{endpoint.label}: refused as too large ({why})", why)
                 if response.status_code != 200:
                     problems.append(f"{endpoint.label}: HTTP {response.status_code}")
                     break

@@ -53,6 +53,17 @@ def test_drill_inventory_cannot_name_a_real_rpc() -> None:
                       "Drills never talk to an RPC other than the chain they started."]
 
 
+def test_rpc_limits_are_validated_with_where_and_what() -> None:
+    chain = "chains:\n  c:\n    chain_id: 1\n    block_time: 12s\n    rpc: [{env: X}]\n    rpc_limits: "
+    assert _errors(INVENTORY_HEAD + chain + "{batch_max: 0, body_max_bytes: 500, call_gas_max: lots, batch_size: 5}\n") == [
+        "inv.yaml:9:29: chain 'c': rpc_limits.batch_max: expected greater than or equal to 1, got int 0.",
+        "inv.yaml:9:48: chain 'c': rpc_limits.body_max_bytes: expected greater than or equal to 10000, got int 500.",
+        "inv.yaml:9:67: chain 'c': rpc_limits.call_gas_max: expected a valid integer, unable to parse string as an integer, got str 'lots'.",
+        "inv.yaml:9:73: chain 'c': rpc_limits: unknown key 'batch_size'. Did you mean 'batch_max'?",
+    ]
+    assert _errors(INVENTORY_HEAD + chain + "{batch_max: 1000, body_max_bytes: 5000000, call_gas_max: 50000000, in_flight: 8}\n") == []
+
+
 def test_inventory_key_literal_and_references() -> None:
     errors = _errors(INVENTORY_HEAD + "chains:\n  c: {chain_id: 1, block_time: 12s, rpc: [{env: RPC}]}\n"
                      "contracts:\n  v: {chain: d, address: '0x1111111111111111111111111111111111111111'}\n"
