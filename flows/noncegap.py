@@ -1,0 +1,97 @@
+"""Nonce claims that must be proven, and gaps that must be seen.
+
+A signer's next nonce comes from the node's pending count. A claim above it (this process's last
+send, or the shared signer record) is believed only while the transaction it names can be found,
+at the claimed nonce, from this signer: by hash on the chain, in the public pool, or at the chain's
+private ``submit`` endpoint. Anything else is stale, and signing above the chain on its word would
+leave the transaction queued behind a gap that no same-nonce replacement can fill.
+
+A transaction waits *behind a gap* when the chain's nonce is below it and nothing is known at the
+lowest missing nonce: no transaction of this signer found there by any hash the journal or the
+signer record knows. ``onchain`` then re-signs the intent at that nonce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from breakglass.integrations.chain.rpc import JsonRpc, RpcError, RpcUnavailable
+
+
+@dataclass(frozen=True)
+class Claim:
+    next: int
+    hash: str
+    source: str
+
+
+def find_tx(rpc: JsonRpc, submit: JsonRpc | None, tx_hash: str) -> dict[str, Any] | None:
+    """The transaction by hash from the read RPC (chain or public pool), else from the private submit endpoint."""
+    for endpoint in (rpc, submit):
+        if endpoint is None:
+            continue
+        try:
+            found = endpoint.call("eth_getTransactionByHash", [tx_hash])
+        except (RpcError, RpcUnavailable):
+            continue  # a relay that cannot be asked proves nothing
+        if isinstance(found, dict):
+            return found
+    return None
+
+
+def proven(rpc: JsonRpc, submit: JsonRpc | None, address: str, claim: Claim) -> bool:
+    """The claimed transaction exists, is this signer's, and sits at the nonce just below the claim."""
+    if not claim.hash:
+        return False
+    tx = find_tx(rpc, submit, claim.hash)
+    return (tx is not None and str(tx.get("from", "")).lower() == address.lower()
+            and int(str(tx.get("nonce", "0x0")), 16) == claim.next - 1)
+
+
+def choose(rpc: JsonRpc, submit: JsonRpc | None, address: str, pending: int,
+           claims: list[dict[str, Any]]) -> tuple[int, list[Claim]]:
+    """The next nonce, and the claims above ``pending`` found stale on the way (highest first)."""
+    stale: list[Claim] = []
+    for raw in claims:
+        claim = Claim(int(raw["next"]), str(raw.get("hash") or ""), str(raw.get("source", "")))
+        if claim.next <= pending:
+            break
+        if proven(rpc, submit, address, claim):
+            return claim.next, stale
+        stale.append(claim)
+    return pending, stale
+
+
+def known_at(rpc: JsonRpc, submit: JsonRpc | None, address: str, nonce: int, hashes: list[str]) -> str | None:
+    """A hash of a transaction of ``address`` at ``nonce`` that some node can still show, or None."""
+    for tx_hash in dict.fromkeys(hashes):
+        tx = find_tx(rpc, submit, tx_hash)
+        if tx is not None and str(tx.get("from", "")).lower() == address.lower() \
+                and int(str(tx.get("nonce", "0x0")), 16) == nonce:
+            return tx_hash
+    return None
+
+
+def candidates(journal_entries: list[dict[str, Any]], record: dict[str, Any] | None, nonce: int) -> list[str]:
+    """Every hash the journal or the signer record says was sent at ``nonce``."""
+    out = [str(e["hash"]) for e in journal_entries if e.get("nonce") == nonce and e.get("hash")
+           and e.get("event") in ("signed", "replacement", "cancel")]
+    if record and record.get("next") == nonce + 1 and record.get("hash"):
+        out.append(str(record["hash"]))
+    return out
+
+
+def queued(rpc: JsonRpc, address: str) -> dict[str, list[int]] | None:
+    """The node's pool for ``address``: {"pending": nonces, "queued": nonces}; None where the node has no txpool API."""
+    try:
+        content = rpc.call("txpool_content")
+    except (RpcError, RpcUnavailable):
+        return None
+    if not isinstance(content, dict):
+        return None
+    out: dict[str, list[int]] = {}
+    for part in ("pending", "queued"):
+        by_sender = {k.lower(): v for k, v in (content.get(part) or {}).items()}
+        out[part] = sorted(int(n) for n in (by_sender.get(address.lower()) or {}))
+    return out
