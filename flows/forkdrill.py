@@ -51,8 +51,10 @@ def prepare(live_path: Path, fork_url: str, fork_block: int | None, out_dir: Pat
     data["channels"] = {"outbox": {"kind": "outbox"}}  # never the live inventory's channels
     for contact in data.get("contacts", {}).values():
         contact["channels"] = [{"via": "outbox"}]
-    for section in ("slack_app", "paging", "alert_sources"):
+    for section in ("slack_app", "paging"):
         data.pop(section, None)
+    # alert_sources stay: they hold only environment variable *names*, a drill never serves them, and the
+    # playbooks' triggers name them (without them, no library playbook validates against the fork inventory)
     out = out_dir / "fork-inventory.yaml"
     write_private(out, yaml.safe_dump(data, sort_keys=False).encode())
     return out, {"chain": chain_name, "chain_id": chain_id, "block": fork_block if fork_block is not None else latest}

@@ -95,3 +95,26 @@ def queued(rpc: JsonRpc, address: str) -> dict[str, list[int]] | None:
         by_sender = {k.lower(): v for k, v in (content.get(part) or {}).items()}
         out[part] = sorted(int(n) for n in (by_sender.get(address.lower()) or {}))
     return out
+
+
+def waiting(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The journal's transactions still waiting (for `status`): each intent's last "waiting" note, unless a
+    receipt, a consumed nonce or a new signature came after it."""
+    last: dict[str, dict[str, Any] | None] = {}
+    for entry in entries:
+        event = entry.get("event")
+        if event == "waiting":
+            last[entry["intent"]] = entry
+        elif event in ("receipt", "nonce_consumed", "superseded", "signed"):
+            last[entry["intent"]] = None
+    return [e for e in last.values() if e is not None]
+
+
+def waiting_line(entry: dict[str, Any]) -> str:
+    what = f"{entry.get('label', 'transaction')} on {entry.get('chain', '?')}"
+    text = (f"WAITING: {what}, nonce {entry['nonce']}, has waited {entry.get('blocks', 0)} block(s); "
+            f"the chain's nonce is {entry['chain_nonce']}")
+    if entry.get("behind_gap"):
+        text += (f": QUEUED BEHIND A GAP (nothing known at nonce {entry['chain_nonce']}); the run re-signs it there, "
+                 "or `breakglass check` shows what is queued")
+    return text

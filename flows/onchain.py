@@ -32,7 +32,7 @@ from breakglass.integrations.chain.rpc import JsonRpc, RpcError
 from breakglass.integrations.chain.signers import Signer, SignerError
 
 GWEI = 10**9
-GAP_CONFIRM = 2.0  # seconds a gap must persist before it is healed: a send at the missing nonce may be in flight
+GAP_CONFIRM = 2.0  # seconds (at least two block times) a gap must persist before it is healed: a send may be in flight
 _DECODER: RevertDecoder | None = None
 
 
@@ -251,12 +251,13 @@ def _wait(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, journal
         if (missing is not None or block - started > policy.bump_after_blocks) and noted != (latest, missing is not None):
             noted = (latest, missing is not None)  # for `status`: a pause that waits, and why
             journal.append(intent.key, "waiting", hash=current.hash, nonce=current.nonce, chain_nonce=latest,
-                           blocks=block - started, behind_gap=missing is not None, signer=signer.address)
+                           blocks=block - started, behind_gap=missing is not None, signer=signer.address,
+                           label=intent.label, chain=io.name)
         if missing is None:
             gap_since = None
         elif gap_since is None:
             gap_since = time.monotonic()
-        elif time.monotonic() - gap_since >= GAP_CONFIRM:
+        elif time.monotonic() - gap_since >= max(GAP_CONFIRM, 2 * io.spec.block_time):
             _heal(ctx, io, signer, intent, journal, current)
             gap_since, last_action = None, block
             continue
