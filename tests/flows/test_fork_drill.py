@@ -196,3 +196,22 @@ def test_a_fork_drill_then_the_live_run_at_once_pauses_live_with_one_transaction
     finally:
         reads.close()
         private.close()
+
+
+def test_every_library_playbook_validates_against_the_fork_drill_inventory(tmp_path) -> None:
+    """The inventory a fork drill derives from the example keeps the alert sources the playbooks' triggers name."""
+    import yaml
+
+    from breakglass.flows import forkdrill
+    from breakglass.flows.validate import load_playbook
+
+    derived = forkdrill.derive(yaml.safe_load((REPO / "playbooks" / "inventories" / "example.yaml").read_text()))
+    assert derived["alert_sources"] and derived["mode"] == "drill"
+    assert all("submit" not in c for c in derived["chains"].values())
+    inventory = tmp_path / "fork-inventory.yaml"
+    inventory.write_text(yaml.safe_dump(derived, sort_keys=False))
+    books = sorted((REPO / "playbooks").glob("*.yaml"))
+    assert sum("\ntriggers:" in b.read_text() for b in books) >= 5
+    for book in books:
+        playbook, _ = load_playbook(book, inventory)  # raises with every problem, file:line
+        assert playbook.name
