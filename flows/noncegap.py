@@ -7,8 +7,8 @@ private ``submit`` endpoint. Anything else is stale, and signing above the chain
 leave the transaction queued behind a gap that no same-nonce replacement can fill.
 
 A transaction waits *behind a gap* when the chain's nonce is below it and nothing is known at the
-lowest missing nonce: no transaction of this signer found there by any hash the journal or the
-signer record knows. ``onchain`` then re-signs the intent at that nonce.
+lowest missing nonce: no open transaction of this run's journal there, and nothing found there by
+the signer record's hash. ``onchain`` then re-signs the intent at that nonce.
 """
 
 from __future__ import annotations
@@ -73,13 +73,21 @@ def known_at(rpc: JsonRpc, submit: JsonRpc | None, address: str, nonce: int, has
     return None
 
 
-def candidates(journal_entries: list[dict[str, Any]], record: dict[str, Any] | None, nonce: int) -> list[str]:
-    """Every hash the journal or the signer record says was sent at ``nonce``."""
-    out = [str(e["hash"]) for e in journal_entries if e.get("nonce") == nonce and e.get("hash")
-           and e.get("event") in ("signed", "replacement", "cancel")]
+def journaled_at(entries: list[dict[str, Any]], address: str, nonce: int) -> bool:
+    """Whether this run's journal has an open transaction of ``address`` at ``nonce`` (its own wait loop tends it,
+    even where no node shows it, as with a relay that cannot be asked)."""
+    signer_of = {e["intent"]: str(e.get("signer", "")).lower() for e in entries if e.get("event") == "signed"}
+    superseded = {(e["intent"], e.get("nonce")) for e in entries if e.get("event") == "superseded"}
+    return any(e.get("nonce") == nonce and e.get("event") in ("signed", "replacement", "cancel")
+               and signer_of.get(e["intent"]) == address.lower()
+               and (e.get("event") == "cancel" or (e["intent"], nonce) not in superseded) for e in entries)
+
+
+def recorded_hashes(record: dict[str, Any] | None, nonce: int) -> list[str]:
+    """The signer record's transaction, if the record says it was sent at ``nonce``."""
     if record and record.get("next") == nonce + 1 and record.get("hash"):
-        out.append(str(record["hash"]))
-    return out
+        return [str(record["hash"])]
+    return []
 
 
 def queued(rpc: JsonRpc, address: str) -> dict[str, list[int]] | None:

@@ -283,8 +283,10 @@ def _gap(ctx: StepContext, io: ChainIO, signer: Signer, journal: Journal, nonce:
     lowest = io.nonce(signer.address, "pending")  # the public pool holds everything below it
     if lowest >= nonce:
         return None
+    if noncegap.journaled_at(journal.entries(), signer.address, lowest):
+        return None  # this run's own transaction there: its wait loop tends it
     record = signerlock.read_record(signerlock.record_path(ctx.home, io.key, signer.address))
-    hashes = noncegap.candidates(journal.entries(), record, lowest)
+    hashes = noncegap.recorded_hashes(record, lowest)
     return None if noncegap.known_at(io.rpc, io.private, signer.address, lowest, hashes) else lowest
 
 

@@ -14,12 +14,10 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from breakglass.flows import chainkey, fixture, signerlock
+from breakglass.flows import chainkey, fixture, noncegap, signerlock
 from breakglass.integrations.chain import anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
 from tests.conftest import REPO, Chain, cli, dev_key, live_inventory, wait_for
-
-pytestmark = pytest.mark.slow
 
 PAUSE = ("apiVersion: breakglass/v1\nkind: Playbook\nname: gap\ndescription: t\nseverity: critical\nsteps:\n"
          "  - {id: pause, kind: pause, timeout: 90s, with: {contracts: [vault], signer: guardian}}\n")
@@ -58,6 +56,7 @@ def _nonce_rows(result: subprocess.CompletedProcess[str]) -> list[dict]:
     return [f for f in json.loads(result.stdout)["findings"] if f["subject"] == "signer guardian" and f["check"] != "unlock"]
 
 
+@pytest.mark.slow
 def test_a_nonce_gap_is_named_by_check_shown_by_status_and_healed_with_one_pause(prefect_api, own_chain, home,
                                                                                   tmp_path) -> None:
     chain = own_chain
@@ -116,6 +115,7 @@ def test_a_nonce_gap_is_named_by_check_shown_by_status_and_healed_with_one_pause
         assert [f["status"] for f in _nonce_rows(after)] == ["ok"], after.stdout
 
 
+@pytest.mark.slow
 def test_a_signer_record_no_node_can_show_is_stale_and_never_signed_above(prefect_api, own_chain, home,
                                                                           tmp_path) -> None:
     chain = own_chain
@@ -159,3 +159,27 @@ def test_chain_instances_never_share_signer_state() -> None:
     assert len(paths) == 4
     assert chainkey.scope_of("live", None) == ""
     assert chainkey.scope_of("drill", None) == "unscoped"  # a drill is never in the live scope, even unscoped
+
+
+def test_what_counts_as_known_below_a_waiting_transaction_and_what_status_says() -> None:
+    me, other = "0x" + "11" * 20, "0x" + "22" * 20
+    entries = [{"intent": "a", "event": "signed", "signer": me, "nonce": 5, "hash": "0xa5"},
+               {"intent": "b", "event": "signed", "signer": other, "nonce": 6, "hash": "0xb6"},
+               {"intent": "c", "event": "signed", "signer": me, "nonce": 9, "hash": "0xc9"},
+               {"intent": "c", "event": "superseded", "nonce": 9, "hash": "0xc9"},
+               {"intent": "c", "event": "cancel", "nonce": 9, "hash": "0xc9x"}]
+    assert noncegap.journaled_at(entries, me, 5)  # this run's own open transaction
+    assert not noncegap.journaled_at(entries, me, 6)  # another signer's nonce 6 is not ours
+    assert noncegap.journaled_at(entries, me, 9)  # the no-op holds the superseded nonce
+    assert not noncegap.journaled_at(entries[:4], me, 9)  # superseded and nothing in its place: a gap
+    assert noncegap.recorded_hashes({"next": 8, "hash": "0xr"}, 7) == ["0xr"]
+    assert noncegap.recorded_hashes({"next": 8, "hash": "0xr"}, 6) == []
+
+    waiting = {"intent": "c", "event": "waiting", "nonce": 9, "chain_nonce": 7, "blocks": 4, "behind_gap": True,
+               "label": "vault.pause()", "chain": "ethereum"}
+    assert noncegap.waiting([*entries[:3], waiting]) == [waiting]
+    assert noncegap.waiting([waiting, {"intent": "c", "event": "receipt"}]) == []
+    line = noncegap.waiting_line(waiting)
+    assert "vault.pause() on ethereum, nonce 9" in line and "the chain's nonce is 7" in line
+    assert "QUEUED BEHIND A GAP" in line
+    assert "GAP" not in noncegap.waiting_line({**waiting, "behind_gap": False})
