@@ -90,12 +90,24 @@ def recorded_hashes(record: dict[str, Any] | None, nonce: int) -> list[str]:
     return []
 
 
-def queued(rpc: JsonRpc, address: str) -> dict[str, list[int]] | None:
-    """The node's pool for ``address``: {"pending": nonces, "queued": nonces}; None where the node has no txpool API."""
+def queued(rpc: JsonRpc, address: str, whole: dict[str, Any] | None = None) -> dict[str, list[int]] | None:
+    """The node's pool for ``address``: {"pending": nonces, "queued": nonces}; None where the node has no txpool API.
+
+    ``txpool_contentFrom`` (geth) answers for one sender; elsewhere (anvil) the whole ``txpool_content`` is read,
+    once per chain when the caller passes a ``whole`` dict to keep it in."""
     try:
-        content = rpc.call("txpool_content")
+        mine = rpc.call("txpool_contentFrom", [address])
+        if isinstance(mine, dict):
+            return {part: sorted(int(n) for n in (mine.get(part) or {})) for part in ("pending", "queued")}
     except (RpcError, RpcUnavailable):
-        return None
+        pass
+    cache = whole if whole is not None else {}
+    if "content" not in cache:
+        try:
+            cache["content"] = rpc.call("txpool_content")
+        except (RpcError, RpcUnavailable):
+            cache["content"] = None
+    content = cache["content"]
     if not isinstance(content, dict):
         return None
     out: dict[str, list[int]] = {}

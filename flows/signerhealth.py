@@ -1,6 +1,7 @@
 """`check`'s nonce rows: for each signer on each chain, what would make the next pause wait forever or late.
 
-- transactions queued behind a gap (the node's ``txpool_content``, where it has one): they never land
+- transactions queued behind a gap (the node's ``txpool_contentFrom`` or ``txpool_content``, where it has
+  one): they never land
   until something fills the missing nonces, and neither does anything signed after them;
 - a signer record (``$BREAKGLASS_HOME/signers``) above the chain's nonce whose transaction no node
   can show: a stale claim (a run no longer signs above the chain on its word, but it is a sign of a
@@ -11,6 +12,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from breakglass.flows import chainkey, noncegap, signerlock
 from breakglass.flows.inventory import Inventory
@@ -31,20 +33,22 @@ def rows(home: Path, inventory: Inventory, rpcs: dict[str, JsonRpc], submits: di
         except Exception as exc:  # noqa: BLE001 - a node that cannot say block 0 gets one failed row, not a crash
             out.append((f"chain {chain}", "nonces", "fail", str(exc)))
             continue
+        whole: dict[str, Any] = {}  # a node without txpool_contentFrom: its whole pool, read once per chain
         for name, address in signers.items():
-            out += _one(home, key, rpc, submits.get(chain), chain, spec.fees.bump_after_blocks, block, name, address)
+            out += _one(home, key, rpc, submits.get(chain), chain, spec.fees.bump_after_blocks, block, name, address,
+                        whole)
     return out
 
 
 def _one(home: Path, key: chainkey.ChainKey, rpc: JsonRpc, submit: JsonRpc | None, chain: str, bump_after: int,
-         block: int, name: str, address: str) -> list[Row]:
+         block: int, name: str, address: str, whole: dict[str, Any]) -> list[Row]:
     subject, where = f"signer {name}", f"{address} on {chain}"
     try:
         latest, pending = (int(rpc.call("eth_getTransactionCount", [address, tag]), 16) for tag in ("latest", "pending"))
     except (RpcError, RpcUnavailable) as exc:
         return [(subject, "nonce", "fail", f"{where}: the nonce cannot be read: {exc}")]
     out: list[Row] = []
-    pool = noncegap.queued(rpc, address)
+    pool = noncegap.queued(rpc, address, whole)
     if pool and pool["queued"]:
         nonces = ", ".join(str(n) for n in pool["queued"])
         out.append((subject, "queued behind a gap", "fail",
