@@ -146,6 +146,36 @@ def test_a_signer_record_no_node_can_show_is_stale_and_never_signed_above(prefec
     assert [e["nonce"] for e in entries if e["event"] == "signed"] == [start]
 
 
+@pytest.mark.slow
+def test_check_names_a_signer_whose_transaction_is_pending_past_bump_after_blocks(own_chain, home, tmp_path) -> None:
+    chain = own_chain
+    guardian = chain.addresses["fixture:guardian"]
+    inventory = live_inventory(tmp_path, chain, chain_extra="    fees: {max_fee_gwei: 500, bump_after_blocks: 3}\n")
+    account = Account.from_key(dev_key("guardian"))
+    with chain.rpc() as rpc:
+        rpc.call("evm_setAutomine", [False])
+        nonce = _nonce(rpc, guardian)
+        signed = account.sign_transaction({"type": 2, "chainId": 31337, "nonce": nonce, "to": guardian, "value": 0,
+                                           "gas": 21_000, "maxFeePerGas": 50 * 10**9, "maxPriorityFeePerGas": 10**9})
+        tx_hash = rpc.call("eth_sendRawTransaction", ["0x" + signed.raw_transaction.hex()])
+        rpc.call("evm_setBlockGasLimit", [hex(20_000)])  # below a transfer's 21,000: it stays pending
+        sent_at = int(rpc.call("eth_blockNumber"), 16)
+        key = chainkey.key(rpc, 31337)
+        record = signerlock.record_path(home, key, guardian)
+        record.parent.mkdir(parents=True, exist_ok=True)
+        record.write_text(json.dumps({"next": nonce + 1, "hash": tx_hash, "at": time.time(), "block": sent_at}))
+        for _ in range(2):
+            rpc.call("evm_mine")
+        young = cli("check", str(inventory), "--json", env=_env(chain))
+        assert [f["check"] for f in _nonce_rows(young)] == ["nonce"], young.stdout  # 2 blocks: not yet
+        for _ in range(3):
+            rpc.call("evm_mine")
+        old = cli("check", str(inventory), "--json", env=_env(chain))
+        assert old.returncode == 2
+        late = next(f for f in _nonce_rows(old) if f["check"] == "pending too long")
+        assert f"nonce {nonce}..{nonce} pending for 5 blocks (bump_after_blocks is 3)" in late["detail"]
+
+
 def test_chain_instances_never_share_signer_state() -> None:
     genesis = "0x" + "ab" * 32
     live, fork_drill, other_drill = (chainkey.ChainKey(1, genesis), chainkey.ChainKey(1, genesis, "s1"),
