@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 
+import pytest
 from eth_utils import keccak
 
 from tests.conftest import REPO, cli, fresh_protocol, live_inventory, mined
@@ -156,6 +157,7 @@ SOURCES = """alert_sources:
 """
 
 
+@pytest.mark.slow
 def test_a_fork_drill_then_the_live_run_at_once_pauses_live_with_one_transaction(prefect_api, chain, home,
                                                                                 tmp_path) -> None:
     """The audit's reproduction: a fork drill of the live inventory (private `submit:` set), then the live
