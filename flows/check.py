@@ -3,7 +3,9 @@
 For every chain: the RPC answers with the expected chain id. For every signer: the key unlocks
 and belongs to the declared address. For every contract with a ``guardian``: it is not paused,
 a pause simulated *from* the guardian succeeds (so the role is still held), and the guardian
-can pay for ``pauses`` pauses at twice the current base fee.
+can pay for ``pauses`` pauses at twice the current base fee. For every key signer on every chain
+(``signerhealth``): nothing queued behind a nonce gap, no unprovable signer record above the chain's
+nonce, nothing pending longer than ``bump_after_blocks``.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ class Finding:
 
 
 def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, today: date | None = None,
-        playbooks: dict[str, Any] | None = None) -> list[Finding]:
+        playbooks: dict[str, Any] | None = None, home: Path | None = None) -> list[Finding]:
     if inventory.is_drill:
         raise BreakglassError("`check` reads a live deployment; a drill inventory's placeholders exist only inside "
                               "`breakglass drill` (which checks the same things on every rehearsal)")
@@ -90,6 +92,7 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
     for name, spec in inventory.signers.items():
         if isinstance(spec, SafeSigner) and spec.chain in rpcs:
             out += _safe(rpcs[spec.chain], name, spec)
+    out += _nonces(inventory, rpcs, unlocked, home)
     today = today or date.today()
     for name, contact in inventory.contacts.items():
         age = (today - contact.last_verified).days
@@ -153,6 +156,26 @@ def _safe(rpc: JsonRpc, name: str, spec: SafeSigner) -> list[Finding]:
     else:
         out.append(Finding(subject, "custody", "ok", f"holds {len(spec.owners)} of the {threshold} signatures needed"))
     return out
+
+
+def _nonces(inventory: Inventory, rpcs: dict[str, JsonRpc], unlocked: dict[str, str], home: Path | None) -> list[Finding]:
+    from breakglass.flows import signerhealth
+    from breakglass.flows.home import home as default_home
+
+    keyed = {name: unlocked.get(name) or getattr(spec, "address", None) for name, spec in inventory.signers.items()
+             if not isinstance(spec, SafeSigner)}
+    submits: dict[str, JsonRpc | None] = {}
+    for name in rpcs:
+        spec = inventory.chains[name]
+        if spec.submit:
+            view = inventory.model_copy(update={"chains": {**inventory.chains, name: spec.model_copy(update={"rpc": spec.submit})}})
+            try:
+                submits[name] = JsonRpc(endpoints(view, name, Bindings()), timeout=5)
+            except BreakglassError:
+                submits[name] = None
+    rows = signerhealth.rows(home or default_home(), inventory, rpcs, submits,
+                             {n: a for n, a in keyed.items() if isinstance(a, str) and a.startswith("0x")})
+    return [Finding(*row) for row in rows]
 
 
 def to_json(findings: list[Finding]) -> dict:

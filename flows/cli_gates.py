@@ -144,6 +144,17 @@ def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
     return found
 
 
+def _waiting_txs(handle: Any, record: Any) -> list[dict[str, Any]]:
+    """Transactions of an unfinished run that have waited past bump_after_blocks, or behind a nonce gap."""
+    if record.status not in ("running", "paused"):
+        return []
+    from breakglass.flows.journal import Journal
+    from breakglass.flows.noncegap import waiting
+
+    path = handle.dir / "journal.jsonl"
+    return waiting(Journal(path).entries()) if path.exists() else []
+
+
 @app.command()
 def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> int:
     """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died."""
@@ -160,7 +171,8 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
             stale = record.status in ("running", "paused") and not _runner_alive(handle)
             docs.append({"incident": name, "run": record.run_id, "mode": record.mode, "status": record.status,
                          "initiator": record.initiator, "runner_stale": stale, "acknowledged": acked,
-                         "steps": {s.id: s.status for s in record.steps}, "gates": _gates(handle, record)})
+                         "steps": {s.id: s.status for s in record.steps}, "gates": _gates(handle, record),
+                         "waiting_transactions": _waiting_txs(handle, record)})
     if as_json:
         _emit({"runs": docs}, True)
         return 0
@@ -173,6 +185,12 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
                       ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
     out.print(table)
     for doc in docs:
+        for entry in doc["waiting_transactions"]:  # a pause that does not land is the loudest thing here
+            from rich.text import Text
+
+            from breakglass.flows.noncegap import waiting_line
+
+            out.print(Text(f"!! {doc['incident']} {waiting_line(entry)}", style="bold red"))
         for gate in doc["gates"]:
             if gate.get("status") != "waiting":
                 continue

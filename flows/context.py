@@ -25,16 +25,17 @@ class Bindings:
 
     addresses: dict[str, str] = field(default_factory=dict)
     rpc: dict[str, str] = field(default_factory=dict)
+    scope: str = ""  # the drill's own signer-state scope (flows/chainkey): never shared with live runs or other drills
 
     @classmethod
     def load(cls, path: Path) -> Bindings:
         if not path.exists():
             return cls()
         data = json.loads(path.read_text())
-        return cls(addresses=data.get("addresses", {}), rpc=data.get("rpc", {}))
+        return cls(addresses=data.get("addresses", {}), rpc=data.get("rpc", {}), scope=data.get("scope", ""))
 
     def to_json(self) -> dict[str, Any]:
-        return {"addresses": self.addresses, "rpc": self.rpc}
+        return {"addresses": self.addresses, "rpc": self.rpc, "scope": self.scope}
 
 
 def endpoints(inventory: Inventory, chain: str, bindings: Bindings) -> list[Endpoint]:

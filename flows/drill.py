@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import secrets
 import threading
 import time
 from collections.abc import Callable
@@ -71,7 +72,10 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
                     here = fixture.deploy(rpc)  # the same addresses on every chain (same deployer, same nonces)
                 deployed = deployed or here  # the first chain's attack transaction is the drill's attack_tx
         values = deployed.placeholder_values() if deployed is not None else {}
-        bindings = Bindings(addresses=values, rpc={name: node.url for name, node in zip(chains, nodes, strict=True)})
+        # the drill's own signer-state scope: a fork answers with the live chain's id and genesis hash, and its
+        # nonce records, locks and prepared pauses must never be the live ones (nor another drill's)
+        bindings = Bindings(addresses=values, rpc={name: node.url for name, node in zip(chains, nodes, strict=True)},
+                            scope=secrets.token_hex(6))
         drill_values = {} if fork else {name: _drill_value(spec.drill, values) for name, spec in playbook.inputs.items()
                                         if spec.drill is not None}
         if prepared.prepared_steps(playbook, gated=None):  # rehearse the fast path too: sign ahead, like `breakglass prepare`

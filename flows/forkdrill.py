@@ -40,8 +40,16 @@ def prepare(live_path: Path, fork_url: str, fork_block: int | None, out_dir: Pat
                               f"{live_path} is {chain.chain_id}; nothing was started")
     if fork_block is not None and fork_block > latest:
         raise BreakglassError(f"--fork-block {fork_block} is in the future: the chain is at block {latest}")
-    data = yaml.safe_load(live_path.read_text())
-    data["mode"], data["name"] = "drill", f"{data['name']}-fork-drill"
+    data = derive(yaml.safe_load(live_path.read_text()))
+    out = out_dir / "fork-inventory.yaml"
+    write_private(out, yaml.safe_dump(data, sort_keys=False).encode())
+    return out, {"chain": chain_name, "chain_id": chain_id, "block": fork_block if fork_block is not None else latest}
+
+
+def derive(data: dict[str, Any]) -> dict[str, Any]:
+    """The fork drill's inventory from the live one's YAML data: drill mode, every RPC the fork, keyed signers
+    impersonated, every message to the outbox, no private submission, no Slack app or paging."""
+    data = {**data, "mode": "drill", "name": f"{data['name']}-fork-drill"}
     for spec in data["chains"].values():
         spec["rpc"] = [{"fixture": "anvil"}]
         spec.pop("submit", None)
@@ -51,8 +59,8 @@ def prepare(live_path: Path, fork_url: str, fork_block: int | None, out_dir: Pat
     data["channels"] = {"outbox": {"kind": "outbox"}}  # never the live inventory's channels
     for contact in data.get("contacts", {}).values():
         contact["channels"] = [{"via": "outbox"}]
-    for section in ("slack_app", "paging", "alert_sources"):
+    for section in ("slack_app", "paging"):
         data.pop(section, None)
-    out = out_dir / "fork-inventory.yaml"
-    write_private(out, yaml.safe_dump(data, sort_keys=False).encode())
-    return out, {"chain": chain_name, "chain_id": chain_id, "block": fork_block if fork_block is not None else latest}
+    # alert_sources stay: they hold only environment variable *names*, a drill never serves them, and the
+    # playbooks' triggers name them (without them, no library playbook validates against the fork inventory)
+    return data

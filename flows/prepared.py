@@ -3,10 +3,12 @@
 ``breakglass prepare`` signs, for every ``pause`` step marked ``prepared: true``, one pause per
 contract at the signer's next nonces with the inventory's fee cap, and stores them encrypted
 (AES-GCM, key in ``$BREAKGLASS_HOME/prepared/.key``, mode 0600). When a run starts, the run entry
-point checks freshness in one round trip (chain id, the signer's pending nonce, the base fee),
+point checks freshness in one round trip (chain id, genesis hash, the signer's pending nonce, the
+base fee),
 journals each transaction, and broadcasts it before Prefect is even imported. A stale
-transaction (nonce used, fee cap below the base fee, another chain) is never sent: the step
-signs afresh, and the run directory's ``fastpath.json`` says why.
+transaction (nonce used, fee cap below the base fee, another chain or chain instance) is never
+sent: the step signs afresh, and the run directory's ``fastpath.json`` says why. A drill keeps its
+prepared pauses under its own scope (``flows/chainkey``), never beside the live ones.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
-from breakglass.flows import failpoints, pausespec
+from breakglass.flows import chainkey, failpoints, pausespec
 from breakglass.flows.context import Bindings, endpoints, resolve_address
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import write_private
@@ -52,6 +54,7 @@ class PreparedTx:
     hash: str
     prepared_at: str
     suffix: str = "pause"  # the pause action's journal key: pause, pause.2, ... (several calls per contract)
+    genesis: str = ""  # block 0 of the chain instance it was signed for (flows/chainkey)
 
 
 def prepared_steps(playbook: Playbook, *, gated: bool | None = False) -> list[Any]:
@@ -67,20 +70,21 @@ def _key(home: Path) -> bytes:
     return path.read_bytes()
 
 
-def _path(home: Path, inventory: Inventory, playbook: str, step: str) -> Path:
-    return home / "prepared" / inventory.name / playbook / f"{step}.bin"
+def _path(home: Path, inventory: Inventory, playbook: str, step: str, scope: str = "") -> Path:
+    base = home / "prepared" / f"drill-{scope}" if scope else home / "prepared"
+    return base / inventory.name / playbook / f"{step}.bin"
 
 
-def save(home: Path, inventory: Inventory, playbook: str, step: str, txs: list[PreparedTx]) -> Path:
+def save(home: Path, inventory: Inventory, playbook: str, step: str, txs: list[PreparedTx], scope: str = "") -> Path:
     nonce = secrets.token_bytes(12)
     blob = json.dumps([asdict(t) for t in txs]).encode()
-    path = _path(home, inventory, playbook, step)
+    path = _path(home, inventory, playbook, step, scope)
     write_private(path, nonce + AESGCM(_key(home)).encrypt(nonce, blob, f"{inventory.name}/{playbook}/{step}".encode()))
     return path
 
 
-def load(home: Path, inventory: Inventory, playbook: str, step: str) -> list[PreparedTx]:
-    path = _path(home, inventory, playbook, step)
+def load(home: Path, inventory: Inventory, playbook: str, step: str, scope: str = "") -> list[PreparedTx]:
+    path = _path(home, inventory, playbook, step, scope)
     if not path.exists():
         return []
     data = path.read_bytes()
@@ -112,6 +116,7 @@ def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], 
             with JsonRpc(endpoints(inventory, chain, bindings)) as rpc:
                 if int(rpc.call("eth_chainId"), 16) != spec.chain_id:
                     raise BreakglassError(f"chain '{chain}': the RPC answers another chain id than {spec.chain_id}")
+                genesis = chainkey.genesis(rpc)
                 nonce = next_nonce.get((signer.address, chain)) or int(
                     rpc.call("eth_getTransactionCount", [signer.address, "pending"]), 16)
                 for name in names:
@@ -133,10 +138,10 @@ def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], 
                               "gas": int(gas * 1.25) + 10_000, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
                         signed = signer.sign(tx)
                         txs.append(PreparedTx(name, chain, spec.chain_id, signer.address, to, "0x" + data.hex(), nonce,
-                                              tx["gas"], max_fee, tip, "0x" + signed.raw.hex(), signed.hash, now(), action.suffix))
+                                              tx["gas"], max_fee, tip, "0x" + signed.raw.hex(), signed.hash, now(), action.suffix, genesis))
                         nonce += 1
                 next_nonce[(signer.address, chain)] = nonce
-        save(home, inventory, playbook.name, step.id, txs)
+        save(home, inventory, playbook.name, step.id, txs, bindings.scope)
         summary.append({"step": step.id, "prepared": [(t.contract, t.nonce) for t in txs], "skipped": skipped})
     return summary
 
@@ -154,7 +159,7 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
     journal = journal or Journal(run_dir / "journal.jsonl")
     steps = prepared_steps(playbook) if only is None else [s for s in prepared_steps(playbook, gated=None) if s.id in only]
     for step in steps:
-        txs = load(home, inventory, playbook.name, step.id)
+        txs = load(home, inventory, playbook.name, step.id, bindings.scope)
         if not txs:
             report["stale"].append({"step": step.id, "reason": "nothing prepared: run `breakglass prepare`"})
             continue
@@ -164,15 +169,18 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
                 rpc = JsonRpc(endpoints(inventory, chain, bindings), timeout=5,
                               limits=inventory.chains[chain].rpc_limits.runtime())
                 targets = sorted({t.to for t in group})
-                chain_id, pending, block, *codes = rpc.batch([("eth_chainId", []),
-                                                              ("eth_getTransactionCount", [group[0].signer, "pending"]),
-                                                              ("eth_getBlockByNumber", ["latest", False])]
-                                                             + [("eth_getCode", [to, "latest"]) for to in targets])
-                reason = _stale(group, chain_id, pending, block, inventory) or _no_code(dict(zip(targets, codes, strict=True)))
+                chain_id, pending, block, block0, *codes = rpc.batch(
+                    [("eth_chainId", []), ("eth_getTransactionCount", [group[0].signer, "pending"]),
+                     ("eth_getBlockByNumber", ["latest", False]), chainkey.GENESIS_CALL]
+                    + [("eth_getCode", [to, "latest"]) for to in targets])
+                no_code = _no_code(dict(zip(targets, codes, strict=True)))
+                reasons = {_id(t): no_code or _stale(t, group, chain_id, pending, block, block0, inventory) for t in group}
             except Exception as exc:  # noqa: BLE001 - the normal path takes over; the reason is kept
-                reason = f"freshness check failed: {type(exc).__name__}"
-            if reason:
-                report["stale"] += [{"step": step.id, "contract": t.contract, "reason": reason} for t in group]
+                reasons = {_id(t): f"freshness check failed: {type(exc).__name__}" for t in group}
+            if any(reasons.values()):  # one stale pause leaves its successors' nonces unfilled: none is sent
+                report["stale"] += [{"step": step.id, "contract": t.contract, "reason": reasons[_id(t)] or
+                                     f"not sent: the prepared pause of {_first_stale(group, reasons)} in the same batch is stale"}
+                                    for t in group]
                 continue
             submit = JsonRpc(endpoints(_submit_view(inventory, chain), chain, bindings)) if inventory.chains[chain].submit else rpc
             for t in group:
@@ -199,16 +207,24 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
     return report
 
 
-def _stale(group: list[PreparedTx], chain_id: Any, pending: Any, block: Any, inventory: Inventory) -> str | None:
-    if isinstance(chain_id, Exception) or isinstance(pending, Exception) or isinstance(block, Exception):
+def _stale(t: PreparedTx, group: list[PreparedTx], chain_id: Any, pending: Any, block: Any, block0: Any,
+           inventory: Inventory) -> str | None:
+    """Why ``t`` (one of ``group``, consecutive nonces of one signer on one chain) must not be sent, or None.
+    Every reason quotes ``t``'s own nonce and fees."""
+    if any(isinstance(x, Exception) for x in (chain_id, pending, block, block0)):
         return "freshness check failed: the RPC answered with an error"
-    if int(chain_id, 16) != group[0].chain_id or inventory.chains[group[0].chain].chain_id != group[0].chain_id:
-        return f"prepared for chain id {group[0].chain_id}, the RPC answers {int(chain_id, 16)}"
-    if int(pending, 16) != group[0].nonce:
-        return f"nonce {group[0].nonce} is no longer next (the signer's next nonce is {int(pending, 16)}): signed afresh"
+    if int(chain_id, 16) != t.chain_id or inventory.chains[t.chain].chain_id != t.chain_id:
+        return f"prepared for chain id {t.chain_id}, the RPC answers {int(chain_id, 16)}"
+    genesis = str((block0 or {}).get("hash") or "").lower()
+    if not t.genesis or genesis != t.genesis:
+        return (f"prepared for another instance of chain {t.chain_id} (genesis {t.genesis[:18] or 'unrecorded'}, the RPC's "
+                f"is {genesis[:18]}): signed afresh")
+    expected = int(pending, 16) + sorted(x.nonce for x in group).index(t.nonce)
+    if t.nonce != expected:
+        return f"nonce {t.nonce} is no longer next (the signer's next nonce is {int(pending, 16)}): signed afresh"
     base = int(block.get("baseFeePerGas") or "0x0", 16)
-    if min(t.max_fee for t in group) < base:
-        return f"fee cap {group[0].max_fee / GWEI:g} gwei is below the base fee {base / GWEI:g} gwei: signed afresh"
+    if t.max_fee < base:
+        return f"fee cap {t.max_fee / GWEI:g} gwei is below the base fee {base / GWEI:g} gwei: signed afresh"
     return None
 
 
@@ -220,6 +236,15 @@ def _no_code(codes: dict[str, Any]) -> str | None:
         if code in ("0x", "0x0", None):
             return f"no contract code at {to}: not sent. Fix the address in the inventory"
     return None
+
+
+def _first_stale(group: list[PreparedTx], reasons: dict[str, str | None]) -> str:
+    first = next(t for t in sorted(group, key=lambda t: t.nonce) if reasons[_id(t)])
+    return f"{first.contract} at nonce {first.nonce}"
+
+
+def _id(t: PreparedTx) -> str:
+    return f"{t.contract}/{t.suffix}"
 
 
 def _submit_view(inventory: Inventory, chain: str) -> Inventory:

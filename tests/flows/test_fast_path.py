@@ -142,10 +142,19 @@ def test_staleness_rules() -> None:
 
     inventory = Inventory.model_validate({"apiVersion": "breakglass/v1", "kind": "Inventory", "name": "t", "chains": {
         "ethereum": {"chain_id": 1, "block_time": 12, "rpc": [{"env": "X"}]}}})
+    genesis = "0x" + "44" * 32
     tx = PreparedTx("vault", "ethereum", 1, "0x" + "11" * 20, "0x" + "22" * 20, "0x8456cb59", 7, 50_000, 100 * 10**9,
-                    10**9, "0x00", "0x" + "33" * 32, "now")
-    block = {"baseFeePerGas": hex(10**9)}
-    assert _stale([tx], "0x1", "0x7", block, inventory) is None
-    assert "the RPC answers 10" in _stale([tx], "0xa", "0x7", block, inventory)
-    assert "is no longer next" in _stale([tx], "0x1", "0x8", block, inventory)
-    assert "below the base fee" in _stale([tx], "0x1", "0x7", {"baseFeePerGas": hex(101 * 10**9)}, inventory)
+                    10**9, "0x00", "0x" + "33" * 32, "now", genesis)
+    second = PreparedTx("bridge", "ethereum", 1, "0x" + "11" * 20, "0x" + "55" * 20, "0x8456cb59", 8, 50_000, 100 * 10**9,
+                        10**9, "0x00", "0x" + "66" * 32, "now", genesis)
+    block, block0 = {"baseFeePerGas": hex(10**9)}, {"hash": genesis}
+    group = [tx, second]
+    assert _stale(tx, group, "0x1", "0x7", block, block0, inventory) is None
+    assert _stale(second, group, "0x1", "0x7", block, block0, inventory) is None
+    assert "the RPC answers 10" in _stale(tx, group, "0xa", "0x7", block, block0, inventory)
+    assert "nonce 7 is no longer next" in _stale(tx, group, "0x1", "0x8", block, block0, inventory)
+    # each contract's note quotes its own prepared nonce, never the first contract's
+    assert "nonce 8 is no longer next" in _stale(second, group, "0x1", "0x8", block, block0, inventory)
+    assert "below the base fee" in _stale(tx, group, "0x1", "0x7", {"baseFeePerGas": hex(101 * 10**9)}, block0, inventory)
+    # a fork or a reset chain answers the same chain id with another genesis hash: never sent there
+    assert "another instance of chain 1" in _stale(tx, group, "0x1", "0x7", block, {"hash": "0x" + "99" * 32}, inventory)

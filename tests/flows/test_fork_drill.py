@@ -10,6 +10,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from threading import Thread
 
+import pytest
 from eth_utils import keccak
 
 from tests.conftest import REPO, cli, fresh_protocol, live_inventory, mined
@@ -138,3 +139,81 @@ def test_fork_drill_inputs_are_checked_before_anything_starts(prefect_api, chain
                           .replace("- env: BG_TEST_RPC_URL", "- fixture: anvil"))
     drill_inv = cli("drill", str(book), "--inventory", str(drill_copy), "--fork-url", chain.url)
     assert drill_inv.returncode == 1 and "needs the live one" in drill_inv.stderr
+
+
+TRIGGERED = """apiVersion: breakglass/v1
+kind: Playbook
+name: fork-then-live
+description: pause the vault when the monitor says it drains
+severity: critical
+triggers:
+  - source: alertmanager
+    match: {title: "*drain*", address_in: [vault]}
+steps:
+  - {id: pause, kind: pause, timeout: 60s, with: {contracts: [vault], signer: guardian}}
+"""
+SOURCES = """alert_sources:
+  alertmanager: {kind: alertmanager, token_env: BG_TEST_ALERTMANAGER_TOKEN}
+"""
+
+
+@pytest.mark.slow
+def test_a_fork_drill_then_the_live_run_at_once_pauses_live_with_one_transaction(prefect_api, chain, home,
+                                                                                tmp_path) -> None:
+    """The audit's reproduction: a fork drill of the live inventory (private `submit:` set), then the live
+    run straight after. The drill's signer state is its own; the live pause lands with exactly one transaction."""
+    from tests.conftest import dev_key
+    from tests.helpers.rpc_proxy import RpcProxy
+
+    live = fresh_protocol(chain)
+    guardian, vault = live.addresses["fixture:guardian"], live.addresses["fixture:vault"]
+    book = tmp_path / "fork-then-live.yaml"
+    book.write_text(TRIGGERED)  # a playbook with triggers: the fork inventory keeps the alert sources they name
+    reads, private = RpcProxy(live.url), RpcProxy(live.url)
+    try:
+        inventory = live_inventory(tmp_path, live, chain_extra="    submit: [{env: BG_TEST_SUBMIT_URL}]\n", extra=SOURCES)
+        env = {"BG_TEST_RPC_URL": reads.url, "BG_TEST_SUBMIT_URL": private.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian")}
+        with live.rpc() as rpc:
+            start = int(rpc.call("eth_getTransactionCount", [guardian, "latest"]), 16)
+            drill = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", live.url, "--json",
+                        env={**env, "BG_TEST_GUARDIAN_KEY": ""}, timeout=240)
+            assert drill.returncode == 0, drill.stderr[-3000:]
+            paused_on_fork = json.loads(drill.stdout)["steps"][0]["outputs"]["results"][0]
+            assert paused_on_fork["status"] == "paused"
+            # the fork drill never touched the live chain, nor the private endpoint
+            assert int(rpc.call("eth_getTransactionCount", [guardian, "latest"]), 16) == start
+            assert not _paused(rpc, vault) and private.methods == []
+            records = sorted(p.name for p in (home / "signers").glob(f"*{guardian.lower()}.json"))
+            assert records and all(name.startswith("drill-") for name in records), records  # its own scope
+
+            run = cli("run", str(book), "--inventory", str(inventory), "--yes", "--json", env=env, timeout=120)
+            assert run.returncode == 0, run.stderr[-3000:]
+            result = json.loads(run.stdout)["steps"][0]["outputs"]["results"][0]
+            assert result["status"] == "paused" and result["submitted_via"] == "submit:env:BG_TEST_SUBMIT_URL#0"
+            assert _paused(rpc, vault)
+            assert int(rpc.call("eth_getTransactionCount", [guardian, "latest"]), 16) == start + 1  # exactly one
+            assert private.methods.count("eth_sendRawTransaction") == 1
+            landed = rpc.call("eth_getTransactionByHash", [result["tx_hash"]])
+            assert int(landed["nonce"], 16) == start  # at the chain's nonce, not above it
+    finally:
+        reads.close()
+        private.close()
+
+
+def test_every_library_playbook_validates_against_the_fork_drill_inventory(tmp_path) -> None:
+    """The inventory a fork drill derives from the example keeps the alert sources the playbooks' triggers name."""
+    import yaml
+
+    from breakglass.flows import forkdrill
+    from breakglass.flows.validate import load_playbook
+
+    derived = forkdrill.derive(yaml.safe_load((REPO / "playbooks" / "inventories" / "example.yaml").read_text()))
+    assert derived["alert_sources"] and derived["mode"] == "drill"
+    assert all("submit" not in c for c in derived["chains"].values())
+    inventory = tmp_path / "fork-inventory.yaml"
+    inventory.write_text(yaml.safe_dump(derived, sort_keys=False))
+    books = sorted((REPO / "playbooks").glob("*.yaml"))
+    assert sum("\ntriggers:" in b.read_text() for b in books) >= 5
+    for book in books:
+        playbook, _ = load_playbook(book, inventory)  # raises with every problem, file:line
+        assert playbook.name

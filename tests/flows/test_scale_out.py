@@ -216,10 +216,11 @@ HOLDER = """
 import json, sys, time
 from pathlib import Path
 from breakglass.flows import signerlock
+from breakglass.flows.chainkey import ChainKey
 signerlock.configure(distributed=sys.argv[2] == "prefect")
 spans = []
 for _ in range(4):
-    with signerlock.hold(Path(sys.argv[1]), 31337, "0x" + "ab" * 20):
+    with signerlock.hold(Path(sys.argv[1]), ChainKey(31337, "0x" + "ee" * 32), "0x" + "ab" * 20):
         began = time.time()
         time.sleep(0.3)
         spans.append((began, time.time()))

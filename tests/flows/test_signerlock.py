@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 
 from breakglass.flows import prefectapi, signerlock
+from breakglass.flows.chainkey import ChainKey
 from breakglass.flows.errors import BreakglassError
 
-CHAIN, SIGNER = 31337, "0x" + "cd" * 20
+CHAIN, SIGNER = ChainKey(31337, "0x" + "ee" * 32), "0x" + "cd" * 20
 
 
 @pytest.fixture
@@ -32,7 +33,7 @@ def _orphan(client, home: Path, host: str) -> str:
     lease = client.increment_concurrency_slots_with_lease([name], 1, "concurrency", signerlock.LEASE).json()["lease_id"]
     dead = subprocess.Popen(["true"])
     dead.wait()
-    note = home / "signers" / f"{CHAIN}-{SIGNER}.lease"
+    note = home / "signers" / f"{CHAIN.stem}-{SIGNER}.lease"
     note.parent.mkdir(parents=True, exist_ok=True)
     note.write_text(json.dumps({"lease_id": lease, "host": host, "pid": dead.pid}))
     return lease
@@ -44,7 +45,7 @@ def test_a_slot_left_by_a_dead_process_of_this_machine_is_released_at_once(distr
     with signerlock.hold(tmp_path, CHAIN, SIGNER, timeout=10):
         took = time.monotonic() - started
     assert took < 5  # not the 60 s lease
-    assert not (tmp_path / "signers" / f"{CHAIN}-{SIGNER}.lease").exists()  # its own note is gone with it
+    assert not (tmp_path / "signers" / f"{CHAIN.stem}-{SIGNER}.lease").exists()  # its own note is gone with it
 
 
 def test_a_slot_held_from_another_machine_is_never_broken(distributed, tmp_path: Path) -> None:
