@@ -41,8 +41,9 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
     missing = preflight.missing_env(inventory, playbooks or {"(every playbook)": None})
     for var, what, users in missing:
         out.append(Finding(f"env {var}", "set", "fail", f"not set: {what}; blocks {', '.join(users)}"))
-    if not missing:
-        out.append(Finding("environment", "set", "ok", "every variable the playbooks read is set"))
+    needed = {v for pb in (playbooks or {"": None}).values() for v in preflight.needed_env(inventory, pb)}
+    if needed and not missing:
+        out.append(Finding("environment", "set", "ok", f"all {len(needed)} variable(s) the playbooks read are set"))
     rpcs: dict[str, JsonRpc] = {}
     for name, chain in inventory.chains.items():
         try:  # an unset backup is its own row above: the endpoints that are set still get checked
