@@ -177,3 +177,48 @@ templates:
     assert "3 environment variable(s)" in result.stderr and "Traceback" not in result.stderr
     assert _count(chain) == before
     assert (set((home / "incidents").glob("*")) if (home / "incidents").exists() else set()) == incidents  # no run created
+
+
+def test_serve_readyz_names_every_missing_credential_and_logs_refused_alerts(prefect_api, chain, home, tmp_path,
+                                                                            monkeypatch, caplog) -> None:
+    from fastapi.testclient import TestClient
+
+    from breakglass.flows import intake
+    from breakglass.flows import serve as serve_mod
+
+    chain = fresh_protocol(chain)
+    a = chain.addresses
+    inventory = _inventory(tmp_path, chain, f"""  vault: {{chain: ethereum, address: "{a['fixture:vault']}", guardian: guardian}}
+""", extra="""channels:
+  slack: {kind: slack, token_env: BG_TEST_UNSET_SLACK}
+contacts:
+  war-room: {kind: internal, channels: [{via: slack, to: "#war"}], last_verified: 2026-11-01}
+alert_sources:
+  oz: {kind: oz-monitor, secret_env: BG_TEST_UNSET_OZ}
+  tenderly: {kind: tenderly, secret_env: BG_TEST_SET_TENDERLY}
+  generic: {kind: generic, token_env: BG_TEST_UNSET_GENERIC}
+""")
+    books = tmp_path / "books"
+    books.mkdir()
+    for var, value in _env(chain, BG_TEST_SET_TENDERLY="s3cret").items():
+        monkeypatch.setenv(var, value)
+    service = serve_mod.Service(home, inventory, books, prefect_api)
+    doc = service.ready()
+    assert doc["ready"] is False
+    missing = [p for p in doc["problems"] if "is not set" in p]
+    assert len(missing) == 3
+    for var in ("BG_TEST_UNSET_OZ", "BG_TEST_UNSET_GENERIC", "BG_TEST_UNSET_SLACK"):
+        assert any(var in p for p in missing), var
+    assert not any("BG_TEST_SET_TENDERLY" in p for p in doc["problems"])
+
+    monkeypatch.setattr(intake, "REFUSALS", intake.RefusalLog(interval=60))
+    client = TestClient(serve_mod.app(service))
+    secret_body = '{"secret-looking": "do-not-log-me"}'
+    with caplog.at_level("WARNING", logger="breakglass.intake"):
+        for _ in range(3):
+            answer = client.post("/alerts/oz", content=secret_body, headers={"Content-Type": "application/json"})
+            assert answer.status_code in (401, 403)
+    lines = [r.getMessage() for r in caplog.records if r.name == "breakglass.intake"]
+    assert len(lines) == 1  # rate-limited: one line for three refusals within the interval
+    assert "source=oz" in lines[0] and f"status={answer.status_code}" in lines[0] and "reason=" in lines[0]
+    assert "do-not-log-me" not in caplog.text
