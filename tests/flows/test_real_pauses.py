@@ -225,3 +225,33 @@ expectations:
     paused = {c["expectation"]: c["met"] for c in card["expectations"] if "paused on chain" in c["expectation"]}
     assert paused == {"bridge-config paused on chain": True, "pool paused on chain": True}
     assert card["metrics_seconds"]["time_to_pause_submitted"] is not None
+
+
+def test_gate_digest_binds_each_pause_call_with_its_arguments(tmp_path) -> None:
+    import logging
+
+    from breakglass.flows import approvals, intents
+    from breakglass.flows.context import Bindings, StepContext
+    from breakglass.flows.validate import load_playbook
+
+    chain = Chain("http://127.0.0.1:1", {"fixture:bridge-config": "0x" + "11" * 20, "fixture:pool": "0x" + "22" * 20,
+                                         "fixture:multicall": "0x" + "33" * 20, "fixture:guardian": "0x" + "44" * 20}, None, None)
+    inventory_path, playbook_path = _inventory(tmp_path, chain), _playbook(tmp_path)
+    playbook, inventory = load_playbook(playbook_path, inventory_path)
+
+    def digest(inv) -> tuple[list[dict], str]:
+        ctx = StepContext(incident="INC-1", run_id="r", run_key="INC-1/r", mode="live", step_id="gate", inventory=inv,
+                          bindings=Bindings(), artifacts_dir=tmp_path, home=tmp_path, log=logging.getLogger("t"))
+        found = intents.of_step(ctx, playbook.steps[0], {})
+        return found, approvals.digest_of("INC-1", "INC-1/r", "gate", found)
+
+    found, first = digest(inventory)
+    assert [(i["item"], i["function"], i["args"]) for i in found] == [
+        ("bridge-config", "pause(string)", ["breakglass"]),
+        ("pool:pause", "pause(bool,bool,bool,bool,bool)", ["True"] * 5), ("pool:pause.2", "setPaused(bool)", ["True"])]
+    assert all(i.get("calldata_sha256") for i in found) and not any(i.get("unresolved") for i in found)
+    assert "pause(breakglass) on bridge-config" in intents.describe(found[0])
+    other = pausespec.PauseCall(function="pause(string)", args=["other reason"])
+    changed = inventory.model_copy(update={"contracts": {**inventory.contracts, "bridge-config": inventory.contracts[
+        "bridge-config"].model_copy(update={"pause": other})}})
+    assert digest(changed)[1] != first  # another argument is another approval
