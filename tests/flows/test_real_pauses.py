@@ -255,3 +255,29 @@ def test_gate_digest_binds_each_pause_call_with_its_arguments(tmp_path) -> None:
     changed = inventory.model_copy(update={"contracts": {**inventory.contracts, "bridge-config": inventory.contracts[
         "bridge-config"].model_copy(update={"pause": other})}})
     assert digest(changed)[1] != first  # another argument is another approval
+
+
+@pytest.mark.slow
+def test_fork_drill_pauses_and_scores_the_shapes_of_the_live_inventory(prefect_api, chain, home, tmp_path) -> None:
+    live = fresh_protocol(chain)
+    inventory = _inventory(tmp_path, live)
+    (tmp_path / "book" / "drills").mkdir(parents=True)
+    book = tmp_path / "book" / "shapes.yaml"
+    book.write_text(_playbook(tmp_path).read_text())
+    (tmp_path / "book" / "drills" / "shapes.yaml").write_text(f"""apiVersion: breakglass/v1
+kind: Drill
+name: shapes-fork
+playbook: {book}
+expectations:
+  paused: [bridge-config, pool]
+""")
+    result = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", live.url, "--json",
+                 env={"BG_TEST_GUARDIAN_KEY": ""}, timeout=240)  # impersonated: no key
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "gap:" not in result.stderr
+    record = json.loads(result.stdout)
+    assert record["steps"][0]["outputs"]["paused"] == {"bridge-config": True, "pool": True}
+    card = json.loads((home / "incidents" / record["incident"] / "runs" / record["run_id"] / "artifacts" / "scorecard.json")
+                      .read_text())
+    assert all(c["met"] for c in card["expectations"] if "paused on chain" in c["expectation"])
+    assert _read(live, "pool", FLAGS)[0] == 0  # the live chain was not touched
