@@ -133,6 +133,10 @@ def test_pause_step_pauses_both_shapes_then_a_rerun_sends_nothing(prefect_api, c
     journal = (home / "incidents" / record["incident"] / "runs" / record["run_id"] / "journal.jsonl").read_text()
     keys = {json.loads(line)["intent"].rsplit("/", 1)[1] for line in journal.splitlines() if '"signed"' in line}
     assert keys == {"pause", "pause.2"}
+    report = cli("report", record["incident"], "--format", "json")
+    assert report.returncode == 0, report.stderr
+    actions = {a["what"] for a in json.loads(report.stdout)["actions"]}
+    assert actions == {'bridge-config.pause("breakglass")', "pool.pause(true, true, true, true, true) + setPaused(true)"}
 
     rerun = cli("run", str(playbook), "--inventory", str(inventory), "--yes", "--json", env=_env(chain))
     assert rerun.returncode == 0, rerun.stderr
