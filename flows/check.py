@@ -90,7 +90,10 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
                            f"the base fee, and {BALANCE_MARGIN:g}x that is {need / 1e18:.6f}"))
     for name, spec in inventory.signers.items():
         if isinstance(spec, SafeSigner) and spec.chain in rpcs:
-            out += _safe(rpcs[spec.chain], name, spec)
+            try:
+                out += _safe(rpcs[spec.chain], name, spec)
+            except Exception as exc:  # noqa: BLE001 - one signer's problem is its row
+                out.append(Finding(f"signer {name}", "safe", "fail", f"could not be checked: {type(exc).__name__}: {exc}"))
     today = today or date.today()
     for name, contact in inventory.contacts.items():
         age = (today - contact.last_verified).days
