@@ -285,3 +285,18 @@ expectations:
                       .read_text())
     assert all(c["met"] for c in card["expectations"] if "paused on chain" in c["expectation"])
     assert _read(live, "pool", FLAGS)[0] == 0  # the live chain was not touched
+
+
+def test_validate_a_drill_spec_uses_the_given_inventory(tmp_path, capsys) -> None:
+    from breakglass.flows.cli import main
+
+    drill_inventory = (REPO / "playbooks" / "inventories" / "drill.yaml").read_text()
+    other = tmp_path / "other.yaml"
+    other.write_text(drill_inventory.replace("  bridge:\n    chain: ethereum\n    address: fixture:bridge\n",
+                                             "  bridge-old:\n    chain: ethereum\n    address: fixture:bridge\n"))
+    spec = str(REPO / "playbooks" / "drills" / "guardian-key-compromise.yaml")
+    assert main(["validate", spec]) == 0
+    capsys.readouterr()
+    assert main(["validate", spec, "--inventory", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown contract 'bridge'" in err and str(other) in err
