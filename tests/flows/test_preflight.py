@@ -222,3 +222,29 @@ alert_sources:
     assert len(lines) == 1  # rate-limited: one line for three refusals within the interval
     assert "source=oz" in lines[0] and f"status={answer.status_code}" in lines[0] and "reason=" in lines[0]
     assert "do-not-log-me" not in caplog.text
+
+
+def test_the_fast_path_never_broadcasts_to_an_address_without_code(prefect_api, chain, home, tmp_path) -> None:
+    chain = fresh_protocol(chain)
+    a = chain.addresses
+    inventory = _inventory(tmp_path, chain, f"""  vault: {{chain: ethereum, address: "{a['fixture:vault']}", guardian: guardian}}
+""")
+    playbook = tmp_path / "fast.yaml"
+    playbook.write_text("apiVersion: breakglass/v1\nkind: Playbook\nname: fast\ndescription: t\nseverity: critical\nsteps:\n"
+                        "  - {id: p, kind: pause, timeout: 60s, with: {contracts: [vault], signer: guardian, prepared: true}}\n")
+    prepared = cli("prepare", str(playbook), "--inventory", str(inventory), "--json", env=_env(chain))
+    assert prepared.returncode == 0, prepared.stderr
+    assert json.loads(prepared.stdout)["prepared"][0]["steps"][0]["prepared"] == [["vault", _count(chain)]]
+    with chain.rpc() as rpc:  # the contract is gone (or the inventory now points at the wrong chain)
+        rpc.call("anvil_setCode", [a["fixture:vault"], "0x"])
+    before = _count(chain)
+    result = cli("run", str(playbook), "--inventory", str(inventory), "--yes", "--json", env=_env(chain))
+    assert result.returncode == 2, result.stderr
+    record = json.loads(result.stdout)
+    vault = record["steps"][0]["outputs"]["results"][0]
+    assert vault["status"] == "failed" and "no contract code" in vault["fast_path"]
+    assert "answered nothing" in vault["note"]
+    assert _count(chain) == before  # neither the prepared pause nor a fresh one went out
+    again = cli("prepare", str(playbook), "--inventory", str(inventory), "--json", env=_env(chain))
+    skipped = json.loads(again.stdout)["prepared"][0]["steps"][0]
+    assert skipped["prepared"] == [] and "no contract code" in skipped["skipped"][0]
