@@ -43,8 +43,9 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
     missing = preflight.missing_env(inventory, playbooks or {"(every playbook)": None})
     for var, what, users in missing:
         out.append(Finding(f"env {var}", "set", "fail", f"not set: {what}; blocks {', '.join(users)}"))
-    if not missing:
-        out.append(Finding("environment", "set", "ok", "every variable the playbooks read is set"))
+    needed = {v for pb in (playbooks or {"": None}).values() for v in preflight.needed_env(inventory, pb)}
+    if needed and not missing:
+        out.append(Finding("environment", "set", "ok", f"all {len(needed)} variable(s) the playbooks read are set"))
     rpcs: dict[str, JsonRpc] = {}
     for name, chain in inventory.chains.items():
         try:  # an unset backup is its own row above: the endpoints that are set still get checked
@@ -91,8 +92,14 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
                            f"the base fee, and {BALANCE_MARGIN:g}x that is {need / 1e18:.6f}"))
     for name, spec in inventory.signers.items():
         if isinstance(spec, SafeSigner) and spec.chain in rpcs:
-            out += _safe(rpcs[spec.chain], name, spec)
-    out += _nonces(inventory, rpcs, unlocked, home)
+            try:
+                out += _safe(rpcs[spec.chain], name, spec)
+            except Exception as exc:  # noqa: BLE001 - one signer's problem is its row
+                out.append(Finding(f"signer {name}", "safe", "fail", f"could not be checked: {type(exc).__name__}: {exc}"))
+    try:
+        out += _nonces(inventory, rpcs, unlocked, home)
+    except Exception as exc:  # noqa: BLE001 - the nonce rows are rows too: one failure never hides the rest
+        out.append(Finding("signers", "nonces", "fail", f"could not be checked: {type(exc).__name__}: {exc}"))
     today = today or date.today()
     for name, contact in inventory.contacts.items():
         age = (today - contact.last_verified).days

@@ -110,14 +110,12 @@ def contract_rows(rpc: JsonRpc, contract: Any, address: str, chain: str, guardia
                   now: int) -> tuple[list[Row], int | None]:
     """Every row of one contract, and the gas of its pause calls (None if unknown)."""
     rows = [code_row(rpc, address, chain)]
-    if rows[0].status == "fail":
+    if rows[0].status == "fail" or guardian is None:  # without a guardian nobody here pauses it: code is all to check
         return rows, None
     more, window = paused_rows(rpc, contract, address)
     rows += more
-    gas = None
-    if guardian is not None:
-        more, gas = pause_rows(rpc, contract, address, guardian[1], guardian[0])
-        rows += more
+    more, gas = pause_rows(rpc, contract, address, guardian[1], guardian[0])
+    rows += more
     row = window_row(window, now)
     if row is not None:
         rows.append(row)

@@ -16,7 +16,7 @@ from breakglass.flows.errors import BreakglassError, RunFailed
 def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whose pause steps say prepared: true")],
             inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
     """Sign and store (encrypted) the pauses marked `prepared: true`, for the signers' next nonces."""
-    from breakglass.flows import prepared
+    from breakglass.flows import preflight, prepared
     from breakglass.flows import signers as signers_mod
     from breakglass.flows.validate import load_playbook
 
@@ -25,6 +25,7 @@ def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whos
     for path in playbooks:
         pb, inv = load_playbook(path, inventory)
         assert inv is not None
+        preflight.refuse_missing_env(inv, pb, "prepare")
         steps = prepared.prepared_steps(pb, gated=None)
         if not steps:
             results.append({"playbook": pb.name, "steps": [], "note": "no pause step says prepared: true"})

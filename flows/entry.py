@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from breakglass.flows import inputs as inputs_mod
-from breakglass.flows import prepared, signers
+from breakglass.flows import preflight, prepared, signers
 from breakglass.flows.context import Bindings
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.home import check_id
@@ -66,6 +66,11 @@ def _create(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any],
     check_initiator(playbook, inventory, initiator, initiator_via)
     values = inputs_mod.resolve(playbook, given, inventory, drill_values)
     incident = check_id(incident) if incident else new_incident_id(inventory.mode)
+    if Store(home).incident_mode(incident) in (None, inventory.mode):  # else create_run refuses the mix, first
+        preflight.refuse_missing_env(inventory, playbook)  # every missing variable at once, before anything starts
+        # the fast path's own batch checks the code of what it broadcasts to: no second round trip in front of it
+        fast = {c for step in prepared.prepared_steps(playbook) for c in step.with_.contracts}
+        preflight.refuse_no_code(playbook, inventory, bindings or Bindings(), skip=fast)
     handle = Store(home).create_run(
         incident=incident, mode=inventory.mode, playbook_name=playbook.name,
         step_kinds=[(s.id, s.kind) for s in playbook.steps], playbook_file=playbook_path,

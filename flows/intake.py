@@ -31,6 +31,32 @@ from breakglass.integrations.alerts import ADAPTERS, AdapterError, auth
 from breakglass.integrations.alerts.base import depth
 
 log = logging.getLogger("breakglass.intake")
+
+
+class RefusalLog:
+    """One log line per refused alert (source, status, reason; never the body), at most one per source and status
+    every ``interval`` seconds: a flood of bad requests must not flood the log. The next line says how many were
+    not logged."""
+
+    def __init__(self, interval: float = 10.0) -> None:
+        self.interval = interval
+        self._last: dict[tuple[str, int], tuple[float, int]] = {}
+        self._lock = threading.Lock()
+
+    def line(self, source: str, status: int, reason: str) -> bool:
+        key, clock = (source, status), time.monotonic()
+        with self._lock:
+            last, quiet = self._last.get(key, (float("-inf"), 0))
+            if clock - last < self.interval:
+                self._last[key] = (last, quiet + 1)
+                return False
+            self._last[key] = (clock, 0)
+        log.warning("alert refused: source=%s status=%d reason=%s%s", source, status, reason[:200],
+                    f" ({quiet} more refused since the last line)" if quiet else "")
+        return True
+
+
+REFUSALS = RefusalLog()
 LIMIT = 1024 * 1024  # bytes per request
 CORRELATE_WINDOW = 3600.0
 
@@ -155,6 +181,7 @@ class Intake:
 
     def refuse(self, status: int, name: str, digest: str, reason: str) -> tuple[int, dict[str, Any]]:
         audit.append(self.root, "alert.refused", source=name, status=status, reason=reason, body_sha256=digest)
+        REFUSALS.line(name, status, reason)
         return status, {"error": reason}
 
     # -- routing -------------------------------------------------------------------------------

@@ -137,3 +137,33 @@ def playbooks_near(inventory_path: Path, inventory: Inventory) -> dict[str, Play
 def no_code(codes: dict[str, Any]) -> list[str]:
     """Addresses whose ``eth_getCode`` answer is empty (an EOA, or the wrong chain)."""
     return [a for a, code in codes.items() if not isinstance(code, Exception) and code in (None, "0x", "0x0")]
+
+
+def refuse_no_code(playbook: Playbook, inventory: Inventory, bindings: Any, skip: set[str] | frozenset[str] = frozenset()) -> None:
+    """One batch per chain: ``eth_getCode`` of every contract the run touches. A contract with no code refuses the
+    start before anything is signed (a pause sent to an EOA "succeeds" and burns a nonce). An RPC that does not
+    answer refuses nothing here: the steps have their own retries and failover."""
+    from breakglass.flows.context import endpoints, resolve_address
+    from breakglass.integrations.chain.rpc import JsonRpc
+
+    by_chain: dict[str, dict[str, str]] = {}
+    for name in touched_contracts(playbook, inventory):
+        if name in skip:
+            continue
+        try:
+            by_chain.setdefault(inventory.contracts[name].chain, {})[name] = resolve_address(inventory, bindings, name)
+        except BreakglassError:
+            continue
+    empty: list[str] = []
+    for chain, named in sorted(by_chain.items()):
+        try:
+            with JsonRpc(endpoints(inventory, chain, bindings), timeout=5) as rpc:
+                codes = rpc.batch([("eth_getCode", [address, "latest"]) for address in named.values()])
+        except Exception:  # noqa: BLE001 - see above: not this check's failure to report
+            continue
+        bad = set(no_code(dict(zip(named.values(), codes, strict=True))))
+        empty += [f"{name} ({address} on {chain})" for name, address in named.items() if address in bad]
+    if empty:
+        raise BreakglassError(f"refusing to start playbook '{playbook.name}': no contract code at {', '.join(empty)}. "
+                              "The address in the inventory is wrong (or on another chain); nothing was signed or sent. "
+                              "Fix it, and run `breakglass check`")

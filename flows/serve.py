@@ -94,6 +94,11 @@ class Service:
         missing = sorted({n for _, b in self.books.values() for n in entry.needed_signers(b)} - set(self.keys))
         if missing:
             problems.append(f"signers not unlocked: {', '.join(missing)}")
+        from breakglass.flows import preflight  # every alert source, channel and signer credential that is unset
+
+        for var, what, users in preflight.missing_env(self.inventory, {**{n: b for n, (_, b) in self.books.items()},
+                                                                       "serve": None}):
+            problems.append(f"{what}: {var} is not set (needed by {', '.join(users)})")
         return {"ready": not problems, "problems": problems, "playbooks": sorted(self.books), "pool": self.pool,
                 "running": sorted(k for k, t in self.runs.items() if t.is_alive())}
 

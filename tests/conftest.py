@@ -27,11 +27,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="run the collected tests in reverse order: a test that passes only after another leaks state")
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--reverse-order"):
-        items.reverse()
-
-
 def pytest_configure(config: pytest.Config) -> None:
     home = Path(tempfile.mkdtemp(prefix="breakglass-test-home-"))
     os.environ["BREAKGLASS_HOME"] = str(home)
@@ -61,6 +56,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             source = ""
         if _SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or any(call in source for call in _SLOW_CALLS):
             item.add_marker(pytest.mark.slow)
+    if config.getoption("--reverse-order"):
+        items.reverse()
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -144,9 +144,9 @@ def test_staleness_rules() -> None:
         "ethereum": {"chain_id": 1, "block_time": 12, "rpc": [{"env": "X"}]}}})
     genesis = "0x" + "44" * 32
     tx = PreparedTx("vault", "ethereum", 1, "0x" + "11" * 20, "0x" + "22" * 20, "0x8456cb59", 7, 50_000, 100 * 10**9,
-                    10**9, "0x00", "0x" + "33" * 32, "now", genesis)
+                    10**9, "0x00", "0x" + "33" * 32, "now", genesis=genesis)
     second = PreparedTx("bridge", "ethereum", 1, "0x" + "11" * 20, "0x" + "55" * 20, "0x8456cb59", 8, 50_000, 100 * 10**9,
-                        10**9, "0x00", "0x" + "66" * 32, "now", genesis)
+                        10**9, "0x00", "0x" + "66" * 32, "now", genesis=genesis)
     block, block0 = {"baseFeePerGas": hex(10**9)}, {"hash": genesis}
     group = [tx, second]
     assert _stale(tx, group, "0x1", "0x7", block, block0, inventory) is None

@@ -133,6 +133,10 @@ def test_pause_step_pauses_both_shapes_then_a_rerun_sends_nothing(prefect_api, c
     journal = (home / "incidents" / record["incident"] / "runs" / record["run_id"] / "journal.jsonl").read_text()
     keys = {json.loads(line)["intent"].rsplit("/", 1)[1] for line in journal.splitlines() if '"signed"' in line}
     assert keys == {"pause", "pause.2"}
+    report = cli("report", record["incident"], "--format", "json")
+    assert report.returncode == 0, report.stderr
+    actions = {a["what"] for a in json.loads(report.stdout)["actions"]}
+    assert actions == {'bridge-config.pause("breakglass")', "pool.pause(true, true, true, true, true) + setPaused(true)"}
 
     rerun = cli("run", str(playbook), "--inventory", str(inventory), "--yes", "--json", env=_env(chain))
     assert rerun.returncode == 0, rerun.stderr
@@ -225,3 +229,74 @@ expectations:
     paused = {c["expectation"]: c["met"] for c in card["expectations"] if "paused on chain" in c["expectation"]}
     assert paused == {"bridge-config paused on chain": True, "pool paused on chain": True}
     assert card["metrics_seconds"]["time_to_pause_submitted"] is not None
+
+
+def test_gate_digest_binds_each_pause_call_with_its_arguments(tmp_path) -> None:
+    import logging
+
+    from breakglass.flows import approvals, intents
+    from breakglass.flows.context import Bindings, StepContext
+    from breakglass.flows.validate import load_playbook
+
+    chain = Chain("http://127.0.0.1:1", {"fixture:bridge-config": "0x" + "11" * 20, "fixture:pool": "0x" + "22" * 20,
+                                         "fixture:multicall": "0x" + "33" * 20, "fixture:guardian": "0x" + "44" * 20}, None, None)
+    inventory_path, playbook_path = _inventory(tmp_path, chain), _playbook(tmp_path)
+    playbook, inventory = load_playbook(playbook_path, inventory_path)
+
+    def digest(inv) -> tuple[list[dict], str]:
+        ctx = StepContext(incident="INC-1", run_id="r", run_key="INC-1/r", mode="live", step_id="gate", inventory=inv,
+                          bindings=Bindings(), artifacts_dir=tmp_path, home=tmp_path, log=logging.getLogger("t"))
+        found = intents.of_step(ctx, playbook.steps[0], {})
+        return found, approvals.digest_of("INC-1", "INC-1/r", "gate", found)
+
+    found, first = digest(inventory)
+    assert [(i["item"], i["function"], i["args"]) for i in found] == [
+        ("bridge-config", "pause(string)", ["breakglass"]),
+        ("pool:pause", "pause(bool,bool,bool,bool,bool)", ["True"] * 5), ("pool:pause.2", "setPaused(bool)", ["True"])]
+    assert all(i.get("calldata_sha256") for i in found) and not any(i.get("unresolved") for i in found)
+    assert "pause(breakglass) on bridge-config" in intents.describe(found[0])
+    other = pausespec.PauseCall(function="pause(string)", args=["other reason"])
+    changed = inventory.model_copy(update={"contracts": {**inventory.contracts, "bridge-config": inventory.contracts[
+        "bridge-config"].model_copy(update={"pause": other})}})
+    assert digest(changed)[1] != first  # another argument is another approval
+
+
+@pytest.mark.slow
+def test_fork_drill_pauses_and_scores_the_shapes_of_the_live_inventory(prefect_api, chain, home, tmp_path) -> None:
+    live = fresh_protocol(chain)
+    inventory = _inventory(tmp_path, live)
+    (tmp_path / "book" / "drills").mkdir(parents=True)
+    book = tmp_path / "book" / "shapes.yaml"
+    book.write_text(_playbook(tmp_path).read_text())
+    (tmp_path / "book" / "drills" / "shapes.yaml").write_text(f"""apiVersion: breakglass/v1
+kind: Drill
+name: shapes-fork
+playbook: {book}
+expectations:
+  paused: [bridge-config, pool]
+""")
+    result = cli("drill", str(book), "--inventory", str(inventory), "--fork-url", live.url, "--json",
+                 env={"BG_TEST_GUARDIAN_KEY": ""}, timeout=240)  # impersonated: no key
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr and "gap:" not in result.stderr
+    record = json.loads(result.stdout)
+    assert record["steps"][0]["outputs"]["paused"] == {"bridge-config": True, "pool": True}
+    card = json.loads((home / "incidents" / record["incident"] / "runs" / record["run_id"] / "artifacts" / "scorecard.json")
+                      .read_text())
+    assert all(c["met"] for c in card["expectations"] if "paused on chain" in c["expectation"])
+    assert _read(live, "pool", FLAGS)[0] == 0  # the live chain was not touched
+
+
+def test_validate_a_drill_spec_uses_the_given_inventory(tmp_path, capsys) -> None:
+    from breakglass.flows.cli import main
+
+    drill_inventory = (REPO / "playbooks" / "inventories" / "drill.yaml").read_text()
+    other = tmp_path / "other.yaml"
+    other.write_text(drill_inventory.replace("  bridge:\n    chain: ethereum\n    address: fixture:bridge\n",
+                                             "  bridge-old:\n    chain: ethereum\n    address: fixture:bridge\n"))
+    spec = str(REPO / "playbooks" / "drills" / "guardian-key-compromise.yaml")
+    assert main(["validate", spec]) == 0
+    capsys.readouterr()
+    assert main(["validate", spec, "--inventory", str(other)]) == 1
+    err = capsys.readouterr().err
+    assert "unknown contract 'bridge'" in err and str(other) in err
