@@ -244,12 +244,20 @@ def _pairs(values: list[str] | None) -> dict[str, str]:
 
 
 @app.command()
-def resume(incident: str, as_json: JsonOpt = False) -> int:
-    """Continue an incident's runs whose runner died: completed steps are not run again."""
+def resume(incident: str, as_json: JsonOpt = False, as_: AsOpt = None,
+           from_step: Annotated[str | None, typer.Option("--from", help="re-run this failed or completed step and "
+                                                         "every step that needs it")] = None) -> int:
+    """Continue an incident's failed or interrupted runs: completed steps are not run again; steps skipped
+    because a step they need failed run now."""
+    import getpass
+
     from breakglass.flows import entry
     from breakglass.flows.deploy import handed_off
 
     home, api = _home(), _api()
+    by = as_ or f"os:{getpass.getuser()}"
+    if from_step is not None:
+        return _finish(entry.resume(incident, api, home, from_step=from_step, by=by), as_json)
     pooled = [h for h in entry.unfinished(incident, home) if handed_off(h) is not None]
     if pooled:
         from breakglass.flows import reaper
@@ -260,7 +268,7 @@ def resume(incident: str, as_json: JsonOpt = False) -> int:
                       f"{flow_run}; a worker continues it (`breakglass status {incident}`)", markup=False)
         if len(pooled) == len(entry.unfinished(incident, home)):
             return 0
-    return _finish(entry.resume(incident, api, home), as_json)
+    return _finish(entry.resume(incident, api, home, by=by), as_json)
 
 
 @app.command()

@@ -91,7 +91,8 @@ def needed_signers(playbook: Playbook) -> set[str]:
 
 
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
-            keys: dict[str, Any] | None = None, flow_run: Any = None) -> RunRecord:
+            keys: dict[str, Any] | None = None, flow_run: Any = None, from_step: str | None = None,
+            by: str | None = None) -> RunRecord:
     """Unlock the run's signers once, up front (unless `serve` holds them), then hand the run to the Prefect runner."""
     from breakglass.flows import runner  # imports Prefect: only when something runs
 
@@ -100,7 +101,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
     if keys is None:
         keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
     return runner.execute(handle, api, home, resume=resume, signers=keys, models=(playbook, inventory),
-                          flow_run=flow_run)
+                          flow_run=flow_run, from_step=from_step, by=by)
 
 
 def unfinished(incident: str, home: Path) -> list[RunHandle]:
@@ -110,16 +111,23 @@ def unfinished(incident: str, home: Path) -> list[RunHandle]:
     return todo
 
 
-def resume(incident: str, api: Api, home: Path) -> list[RunRecord]:
+def resume(incident: str, api: Api, home: Path, *, from_step: str | None = None,
+           by: str | None = None) -> list[RunRecord]:
     """Continue every run of the incident that is not completed and whose runner is gone.
 
     Runs that were handed to a work pool go back to that pool (another worker continues them);
-    the others continue in this process. Returns the records of the runs continued here.
+    the others continue in this process. Returns the records of the runs continued here. With
+    ``from_step``, only the runs that have that step, completed ones included, and from that step on.
     """
     from breakglass.flows.deploy import handed_off
 
     handles = Store(home).runs(incident)
-    todo = [h for h in unfinished(incident, home) if handed_off(h) is None]
+    if from_step is not None:
+        todo = [h for h in handles if any(s.id == from_step for s in h.load().steps)]
+        if not todo:
+            raise BreakglassError(f"resume --from {from_step}: no run of incident {incident} has a step {from_step!r}")
+    else:
+        todo = [h for h in unfinished(incident, home) if handed_off(h) is None]
     if handles and handles[0].load().mode == "drill" and any(h.bindings().rpc for h in todo):
         raise BreakglassError(f"incident {incident} is a drill whose anvil has stopped; start a new drill instead")
-    return [execute(h, api, home, resume=True) for h in todo]
+    return [execute(h, api, home, resume=True, from_step=from_step, by=by) for h in todo]

@@ -28,7 +28,7 @@ from prefect.context import get_run_context
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
 
-from breakglass.flows import audit, intents, planner, prefectapi, signerlock, templating
+from breakglass.flows import audit, intents, planner, prefectapi, recovery, signerlock, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
@@ -100,7 +100,8 @@ class _Run:
         context = self.template_context()
         try:
             if step.if_ is not None and not templating.condition(step.if_, context):
-                self.writer.step(step_id, status="skipped", reason=f"if {step.if_!r} is false", ended_at=now())
+                self.writer.step(step_id, status="skipped", reason=f"if {step.if_!r} is false",
+                                 skipped_reason="condition_false", ended_at=now())
                 log.info("step %s skipped: if %r is false", step_id, step.if_)
                 return Completed(message="skipped: condition is false")
         except templating.TemplateError as exc:
@@ -240,7 +241,8 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
             blocker = next((n for n in step.needs if n in failed | skipped), None)
             if blocker is not None:
                 why = "failed" if blocker in failed else "was skipped"
-                run.writer.step(sid, status="skipped", reason=f"needs '{blocker}', which {why}", ended_at=now())
+                run.writer.step(sid, status="skipped", reason=f"needs '{blocker}', which {why}", ended_at=now(),
+                                skipped_reason=recovery.skip_reason(run.handle.dir, run.writer.record, blocker))
                 skipped.add(sid)
                 continue
             if all(n in completed for n in step.needs):
@@ -301,8 +303,9 @@ def settings(api: Api) -> Any:
     return prefectapi.settings(api)
 
 
-def _mark_crashed(record: RunRecord) -> RunRecord:
-    """The previous runner died: say so in Prefect and in the record before continuing."""
+def _mark_crashed(record: RunRecord, playbook: Playbook, run_dir: Path, from_step: str | None = None,
+                  by: str | None = None) -> RunRecord:
+    """The previous runner died or the run failed: say so in Prefect and in the record, then reopen what runs again."""
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
 
@@ -317,9 +320,8 @@ def _mark_crashed(record: RunRecord) -> RunRecord:
                 )
         record.attempts[-1] = last.model_copy(update={"status": "crashed", "ended_at": now()})
         record.status = "crashed"
-    for step in record.steps:
-        if step.status in ("running", "waiting", "failed"):
-            step.status = "pending"
+    again = recovery.reopen(record, playbook, run_dir, from_step, by)
+    audit.append(run_dir.parent.parent, "run.resumed", run=run_dir.name, by=by, from_step=from_step, again=again)
     return record
 
 
@@ -347,7 +349,7 @@ def _heartbeat(run_dir: Path, every: float = 2.0) -> Iterator[None]:
 
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             signers: dict[str, Any] | None = None, models: tuple[Playbook, Inventory] | None = None,
-            flow_run: Any = None) -> RunRecord:
+            flow_run: Any = None, from_step: str | None = None, by: str | None = None) -> RunRecord:
     """Run (or resume) one breakglass run in this process, holding its runner lock throughout.
 
     ``flow_run`` is a flow run that a Prefect deployment created (a worker executes it);
@@ -364,7 +366,8 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
         writer = RecordWriter(handle)
         stack.enter_context(settings(api))
         if resume:
-            writer.update(**_mark_crashed(writer.snapshot()).model_dump(include={"attempts", "status", "steps"}))
+            reopened = _mark_crashed(writer.snapshot(), playbook, handle.dir, from_step, by)
+            writer.update(**reopened.model_dump(include={"attempts", "status", "steps"}))
         key = key_of(handle.dir)
         stack.enter_context(_heartbeat(handle.dir))
         _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
