@@ -332,6 +332,9 @@ def version() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from breakglass.flows import interrupt
+
+    interrupt.terminate_as_interrupt()  # SIGTERM as Ctrl-C; a running run installs its own handlers
     try:
         result = app(args=argv, prog_name="breakglass", standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -372,7 +375,7 @@ def entrypoint() -> None:
     sys.exit(main())
 
 
-from breakglass.flows import cli_audit, cli_gates, cli_guardian, cli_scale  # noqa: E402,F401  (audit; approve, ack, status; prepare, sign, check; deploy, worker)
+from breakglass.flows import cli_audit, cli_close, cli_gates, cli_guardian, cli_scale  # noqa: E402,F401  (audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
 
 if __name__ == "__main__":
     entrypoint()

@@ -30,6 +30,7 @@ def approve(incident: str, step: str, as_: AsOpt = None,
     if reject and not reason.strip():
         raise BreakglassError("--reject needs --reason TEXT: the others need to know why")
     home = _home()
+    _refuse_closed(home, incident, "approve")
     gate = voting.locate(home, incident, step)
     account = voting.key_for(sign_with, gate) if sign_with else None
     vote = voting.make_vote(gate, step, as_, reject=reject, reason=reason, channel="signed" if account else "cli-unsigned",
@@ -74,6 +75,7 @@ def ack(incident: str, as_: AsOpt = None, as_json: JsonOpt = False) -> int:
         raise BreakglassError("say who you are: --as NAME (your roster name)")
     store = Store(_home())
     handles = store.runs(incident)
+    _refuse_closed(store.home, incident, "acknowledge")
     roster: set[str] = set()
     for handle in handles:
         _, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
@@ -93,6 +95,12 @@ def ack(incident: str, as_: AsOpt = None, as_json: JsonOpt = False) -> int:
         err.print(f"already acknowledged by {first['name']} at {first['at']}; yours is in the audit log too", markup=False)
     _emit({"incident": incident, "first": first, "you": as_}, as_json)
     return 0
+
+
+def _refuse_closed(home: Path, incident: str, what: str) -> None:
+    from breakglass.flows.closing import refuse_if_closed
+
+    refuse_if_closed(home, incident, what)
 
 
 def _since_start(handles: list[Any], at: str) -> float | None:
@@ -145,22 +153,34 @@ def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
 
 
 @app.command()
-def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> int:
-    """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died."""
+def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False,
+           all_: Annotated[bool, typer.Option("--all", help="closed incidents too")] = False,
+           drills: Annotated[bool, typer.Option("--drills", help="drills instead of live incidents")] = False) -> int:
+    """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died.
+
+    Without an incident: the live incidents that are not closed (--drills: the drills; --all: closed ones too)."""
+    from breakglass.flows.closing import closing
     from breakglass.flows.runstore import Store
 
     store = Store(_home())
     incidents = [incident] if incident else sorted(p.name for p in store.root.glob("*") if (p / "incident.json").exists())
+    if incident is None:
+        incidents = [n for n in incidents if (store.incident_mode(n) == "drill") == drills
+                     and (all_ or closing(store.home, n) is None)]
     docs = []
     for name in incidents:
         ack_path = store.incident_dir(name) / "ack.json"
         acked = json.loads(ack_path.read_text()) if ack_path.exists() else None
+        closed = closing(store.home, name)
         for handle in store.runs(name):
             record = handle.load()
             stale = record.status in ("running", "paused") and not _runner_alive(handle)
             docs.append({"incident": name, "run": record.run_id, "mode": record.mode, "status": record.status,
                          "initiator": record.initiator, "runner_stale": stale, "acknowledged": acked,
-                         "steps": {s.id: s.status for s in record.steps}, "gates": _gates(handle, record)})
+                         "closed": closed, "steps": {s.id: s.status for s in record.steps},
+                         "deadlines": {s.id: s.deadline for s in record.steps if s.deadline and s.status in
+                                       ("running", "waiting")},
+                         "gates": _gates(handle, record)})
     if as_json:
         _emit({"runs": docs}, True)
         return 0
@@ -168,9 +188,11 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
     for column in ("incident", "run", "mode", "status", "steps"):
         table.add_column(column)
     for doc in docs:
-        status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "")
+        status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "") + (
+            f" (closed by {doc['closed']['by']}: {doc['closed']['resolution']})" if doc["closed"] else "")
         table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
-                      ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
+                      ", ".join(f"{k}={v}" + (f" until {doc['deadlines'][k]}" if k in doc["deadlines"] else "")
+                                for k, v in doc["steps"].items()))
     out.print(table)
     for doc in docs:
         for gate in doc["gates"]:

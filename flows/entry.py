@@ -105,7 +105,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
 
 
 def unfinished(incident: str, home: Path) -> list[RunHandle]:
-    todo = [h for h in Store(home).runs(incident) if h.load().status not in ("completed", "cancelled")]
+    todo = [h for h in Store(home).runs(incident) if h.load().status != "completed"]  # cancelled: interrupted
     if not todo:
         raise BreakglassError(f"incident {incident}: every run is completed; nothing to resume")
     return todo
@@ -119,9 +119,11 @@ def resume(incident: str, api: Api, home: Path, *, from_step: str | None = None,
     the others continue in this process. Returns the records of the runs continued here. With
     ``from_step``, only the runs that have that step, completed ones included, and from that step on.
     """
+    from breakglass.flows.closing import refuse_if_closed
     from breakglass.flows.deploy import handed_off
 
     handles = Store(home).runs(incident)
+    refuse_if_closed(home, incident, "resume")
     if from_step is not None:
         todo = [h for h in handles if any(s.id == from_step for s in h.load().steps)]
         if not todo:

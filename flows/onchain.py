@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import failpoints, fixture, signerlock
+from breakglass.flows import failpoints, fixture, interrupt, signerlock
 from breakglass.flows.context import StepContext, endpoints
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import Fees
@@ -166,10 +166,11 @@ def send_once(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, jou
             tx = {"type": 2, "chainId": io.spec.chain_id, "nonce": nonce, "to": intent.to, "value": intent.value,
                   "data": "0x" + intent.data.hex(), "gas": int(gas * 1.25) + 10_000, "maxFeePerGas": max_fee,
                   "maxPriorityFeePerGas": tip}
-            signed = _sign(signer, tx)
-            journal.append(intent.key, "signed", hash=signed.hash, raw="0x" + signed.raw.hex(), nonce=nonce,
-                           max_fee=max_fee, tip=tip, gas=tx["gas"], chain_id=io.spec.chain_id, to=intent.to,
-                           signer=signer.address, label=intent.label)
+            with interrupt.critical():  # Ctrl-C waits for the journal line (an impersonated signer sends in _sign)
+                signed = _sign(signer, tx)
+                journal.append(intent.key, "signed", hash=signed.hash, raw="0x" + signed.raw.hex(), nonce=nonce,
+                               max_fee=max_fee, tip=tip, gas=tx["gas"], chain_id=io.spec.chain_id, to=intent.to,
+                               signer=signer.address, label=intent.label)
             slot.used(nonce, signed.hash)
             failpoints.hit("tx.after_sign")
             if signed.raw:  # an impersonated fork-drill signer has sent it already

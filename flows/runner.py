@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +28,7 @@ from prefect.context import get_run_context
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
 
-from breakglass.flows import audit, intents, planner, prefectapi, recovery, signerlock, templating
+from breakglass.flows import audit, closing, intents, interrupt, planner, prefectapi, recovery, signerlock, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
@@ -57,6 +57,8 @@ class _Run:
     signers: dict[str, Any]
     journal: Journal
     gates: Any = None  # the gatehost.Coordinator of the current flow run
+    stopping: threading.Event = field(default_factory=threading.Event)  # Ctrl-C or SIGTERM: nothing new starts
+    interrupts: Any = None  # the interrupt.Interrupts of this process, installed again inside the flow
 
     def step_context(self, step_id: str) -> StepContext:
         record = self.writer.record
@@ -206,6 +208,8 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
     """``run`` is ``<incident>/<run id>`` under ``$BREAKGLASS_HOME``; ``resume`` is set on hand-offs that continue
     a crashed run (the process that executes it has already reconciled the record)."""
     key, active_run = run, _ACTIVE[run]
+    if active_run.interrupts is not None:
+        active_run.interrupts.install()
     log = get_run_logger()
     flow_run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     record = active_run.writer.snapshot()
@@ -236,7 +240,7 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     while True:
         for step, _ in order:
             sid = step.id
-            if sid in completed | skipped | failed or sid in futures:
+            if sid in completed | skipped | failed or sid in futures or run.stopping.is_set():
                 continue
             blocker = next((n for n in step.needs if n in failed | skipped), None)
             if blocker is not None:
@@ -370,8 +374,13 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             writer.update(**reopened.model_dump(include={"attempts", "status", "steps"}))
         key = key_of(handle.dir)
         stack.enter_context(_heartbeat(handle.dir))
-        _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
-                            signers or {}, Journal(handle.dir / "journal.jsonl"))
+        run = _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
+                                  signers or {}, Journal(handle.dir / "journal.jsonl"))
+        stops = interrupt.Interrupts(writer.record.incident, lambda name: closing.interrupted(handle, writer, api, name),
+                                     run.stopping)
+        stack.callback(stops.uninstall)
+        stops.install()
+        run.interrupts = stops
         try:
             if flow_run is not None:
                 from prefect.flow_engine import run_flow
