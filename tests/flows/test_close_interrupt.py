@@ -15,6 +15,7 @@ import pytest
 
 from tests.conftest import REPO, cli, dev_key, live_inventory
 from tests.flows.test_gates import SIGNED_2_OF_3, Run, incident, playbook, roster
+from tests.flows.test_intake import intake  # noqa: F401,F811  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -171,3 +172,21 @@ def test_kill_9_of_a_drill_leaves_no_anvil(prefect_api, home, tmp_path) -> None:
     closed = cli("close", name, "--as", "alice", "--reason", "drill killed")
     assert closed.returncode == 0, closed.stderr
     assert name not in _listed("--drills")
+
+
+def test_the_same_alert_after_a_close_opens_a_new_incident(intake) -> None:  # noqa: F811
+    from tests.flows.test_intake import DATA, oz, runs, wait_for
+
+    body = (DATA / "oz_monitor_raw_evm_match.json").read_bytes()
+    first = intake.post("oz", body, oz(body))
+    assert first.status_code == 202, first.text
+    old = first.json()["incidents"][0]
+    wait_for(lambda: [r for r in runs(intake.home, old) if r["status"] == "completed"], what="the first run")
+    closed = cli("close", old, "--as", "oncall", "--reason", "contained", env={"BREAKGLASS_HOME": str(intake.home)})
+    assert closed.returncode == 0, closed.stderr
+    again = intake.post("oz", body, oz(body))  # within the dedupe window, which would join the open incident
+    assert again.status_code == 202 and again.json()["matched"] == ["on-oz"], again.text
+    new = again.json()["incidents"][0]
+    assert new != old
+    record = wait_for(lambda: [r for r in runs(intake.home, new) if r["status"] == "completed"], what="the new run")[0]
+    assert record["incident"] == new and len(runs(intake.home, old)) == 1
