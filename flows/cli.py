@@ -98,8 +98,10 @@ def _finish(records: list[Any], as_json: bool) -> int:
             _print_record(record)
     failed = [r for r in records if r.status != "completed"]
     if failed:
+        from breakglass.flows.closing import next_steps
+
         raise RunFailed(f"run {failed[0].run_id} of incident {failed[0].incident} ended {failed[0].status}: "
-                        f"{failed[0].error or ''}".rstrip(": "))
+                        f"{failed[0].error or ''}".rstrip(": ") + f"\n{next_steps(failed[0].incident)}")
     return 0
 
 

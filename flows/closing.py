@@ -33,6 +33,12 @@ def closing(home: Path, incident: str) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
+def next_steps(incident: str) -> str:
+    """The last line of every failed run: the exact commands to continue it and to end it."""
+    return (f"next: `breakglass resume {incident}` continues it (after a fix); "
+            f"`breakglass close {incident} --as NAME --reason TEXT` ends it")
+
+
 def refuse_if_closed(home: Path, incident: str, what: str) -> None:
     """``resume``, ``approve`` and ``ack`` of a closed incident: the refusal names the closing."""
     found = closing(home, incident)

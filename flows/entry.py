@@ -96,12 +96,33 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
     """Unlock the run's signers once, up front (unless `serve` holds them), then hand the run to the Prefect runner."""
     from breakglass.flows import runner  # imports Prefect: only when something runs
 
-    playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
-    assert inventory is not None
-    if keys is None:
-        keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
+    try:
+        playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
+        assert inventory is not None
+        if keys is None:
+            keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
+    except (BreakglassError, KeyboardInterrupt) as exc:
+        if not resume:  # never "running" without a runner: the new run failed its pre-flight, and says why
+            _failed_start(handle, str(exc) or "interrupted before it started")
+        if isinstance(exc, BreakglassError):
+            from breakglass.flows.closing import next_steps
+
+            raise BreakglassError(f"{exc}\n{next_steps(handle.dir.parent.parent.name)}") from None
+        raise
     return runner.execute(handle, api, home, resume=resume, signers=keys, models=(playbook, inventory),
                           flow_run=flow_run, from_step=from_step, by=by)
+
+
+def _failed_start(handle: RunHandle, reason: str) -> None:
+    from breakglass.flows import audit
+    from breakglass.flows.records import now
+    from breakglass.flows.runstore import RecordWriter
+
+    writer = RecordWriter(handle)
+    if writer.record.attempts:
+        return
+    writer.update(status="failed", error=f"pre-flight: {reason}", ended_at=now())
+    audit.append(handle.dir.parent.parent, "run.failed_start", run=handle.dir.name, error=f"pre-flight: {reason}")
 
 
 def unfinished(incident: str, home: Path) -> list[RunHandle]:

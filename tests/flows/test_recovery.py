@@ -138,3 +138,20 @@ def test_steps_behind_an_aborted_gate_stay_skipped_on_resume(prefect_api, outage
     assert steps["gate"]["status"] == "failed"
     assert steps["freeze"]["status"] == "skipped" and steps["freeze"]["skipped_reason"] == "gate_aborted"
     assert pause_transactions(chain, chain.addresses["fixture:bridge"]) == []
+
+
+def test_a_run_failing_its_pre_flight_is_failed_not_running_and_says_so_once(prefect_api, outage, home: Path) -> None:
+    chain, proxy, book, inventory, env = outage
+    proxy.down = False
+    incident = f"INC-preflight-{os.getpid()}-{time.monotonic_ns()}"
+    result = cli("run", str(book), "--inventory", str(inventory), "--yes", "--incident", incident, "--as", "alice",
+                 env={**env, "BG_TEST_GUARDIAN_KEY": ""})
+    assert result.returncode == 1, result.stderr
+    problem = "environment variable BG_TEST_GUARDIAN_KEY is not set"
+    assert result.stderr.count(problem) == 1, result.stderr
+    assert result.stderr.rstrip().endswith(f"`breakglass close {incident} --as NAME --reason TEXT` ends it")
+    assert f"`breakglass resume {incident}` continues it" in result.stderr
+    status = json.loads(cli("status", incident, "--json").stdout)["runs"][0]
+    assert status["status"] == "failed" and status["runner_stale"] is False
+    record = json.loads(next((home / "incidents" / incident / "runs").glob("*/record.json")).read_text())
+    assert record["error"].startswith("pre-flight: ") and problem in record["error"]
