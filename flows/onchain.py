@@ -75,7 +75,8 @@ class ChainIO:
         self.name = chain
         self.spec = ctx.inventory.chains[chain]
         self.rpc = ctx.rpc(chain)
-        self.submit = JsonRpc(_submit_endpoints(ctx, chain)) if self.spec.submit else self.rpc
+        self.submit = JsonRpc(_submit_endpoints(ctx, chain), patience=self.rpc.patience,
+                              cancel=ctx.cancel) if self.spec.submit else self.rpc
         self.poll = max(0.02, min(0.25, self.spec.block_time / 4))
 
     def call(self, sender: str, to: str, data: bytes, block: str = "latest", value: int = 0) -> bytes:

@@ -30,6 +30,7 @@ from prefect.states import Completed, Failed
 
 from breakglass.flows import audit, closing, intents, interrupt, planner, prefectapi, recovery, signerlock, templating
 from breakglass.flows.context import StepContext
+from breakglass.flows.deadlines import deadline, enforced
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
 from breakglass.flows.gatenotice import Notice
@@ -113,11 +114,11 @@ class _Run:
         for attempt in range(1, total + 1):
             current = self.writer.snapshot().step(step_id)
             self.writer.step(step_id, status="running", started_at=current.started_at or now(),
-                             attempts=current.attempts + 1, error=None)
+                             attempts=current.attempts + 1, error=None, deadline=deadline(step))
             self.audit("step.started", step=step_id, kind=step.kind, attempt=current.attempts + 1)
             started = time.perf_counter()
             try:
-                outputs = self._attempt(step, context, step.timeout)
+                outputs = self._attempt(step, context, enforced(step))
             except Exception as exc:  # noqa: BLE001 - every failure is recorded, none is lost
                 message = self.redact(_describe(exc))
                 partial = getattr(exc, "outputs", None)

@@ -57,6 +57,7 @@ class NotifyOutputs(Model):
 
 class Notify:
     kind: ClassVar[str] = "notify"
+    default_timeout: ClassVar[float] = 300.0  # seconds without `timeout:` (every recipient, with the transports' own retries)
     spec: ClassVar[type[StepBase]] = NotifyStep
     outputs: ClassVar[type[Model]] = NotifyOutputs
 

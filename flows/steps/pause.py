@@ -79,6 +79,7 @@ def read_paused(io: onchain.ChainIO, address: str, signature: str, block: str = 
 
 class Pause:
     kind: ClassVar[str] = "pause"
+    default_timeout: ClassVar[float] = 600.0  # seconds without `timeout:` (sign, send, mine; a Safe's owners sign within it)
     spec: ClassVar[type[StepBase]] = PauseStep
     outputs: ClassVar[type[Model]] = PauseOutputs
     signing: ClassVar[bool] = True

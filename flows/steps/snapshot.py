@@ -88,6 +88,7 @@ def _names(values: list[str] | str) -> list[str]:
 
 class Snapshot:
     kind: ClassVar[str] = "snapshot"
+    default_timeout: ClassVar[float] = 120.0  # seconds without `timeout:` (reads only)
     spec: ClassVar[type[StepBase]] = SnapshotStep
     outputs: ClassVar[type[Model]] = SnapshotOutputs
 

@@ -155,3 +155,39 @@ def test_a_run_failing_its_pre_flight_is_failed_not_running_and_says_so_once(pre
     assert status["status"] == "failed" and status["runner_stale"] is False
     record = json.loads(next((home / "incidents" / incident / "runs").glob("*/record.json")).read_text())
     assert record["error"].startswith("pre-flight: ") and problem in record["error"]
+
+
+def test_the_default_retry_policy_rides_out_an_rpc_down_for_30s(prefect_api, outage, home: Path, tmp_path: Path) -> None:
+    import threading
+
+    from tests.flows.test_gates import Run
+
+    chain, proxy, _, inventory, env = outage
+    book = tmp_path / "blip.yaml"
+    book.write_text("""apiVersion: breakglass/v1
+kind: Playbook
+name: blip
+description: test
+severity: high
+steps:
+  - {id: read, kind: snapshot, with: {chain: ethereum, paused: [vault]}}
+  - {id: pause-all, kind: pause, needs: [read], with: {contracts: [vault], signer: guardian}}
+""")
+    incident = f"INC-blip-{os.getpid()}-{time.monotonic_ns()}"
+    run = Run(home, incident, env)
+    run.start("run", str(book), "--inventory", str(inventory), "--yes", "--incident", incident, "--json")
+    run.wait_for(lambda: any(s["status"] == "running" for s in run.record().get("steps", [])), what="the snapshot")
+    up = threading.Timer(30.0, lambda: setattr(proxy, "down", False))
+    up.start()
+    try:
+        shown = json.loads(cli("status", incident, "--json").stdout)["runs"][0]
+        assert set(shown["deadlines"]) == {"read"}  # every running step has a deadline: a snapshot's is 2 min
+        code, out, err = run.finish(timeout=150)
+    finally:
+        up.cancel()
+    assert code == 0, err
+    steps = _steps(json.loads(out))
+    assert steps["read"]["status"] == "completed" and steps["read"]["attempts"] == 1
+    assert steps["pause-all"]["status"] == "completed"
+    assert proxy.refused >= 5  # it kept asking, backing off, through the outage
+    assert len(pause_transactions(chain, chain.addresses["fixture:vault"])) == 1
