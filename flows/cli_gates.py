@@ -188,7 +188,8 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
     for column in ("incident", "run", "mode", "status", "steps"):
         table.add_column(column)
     for doc in docs:
-        status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "") + (
+        gone = f"breakglass close {doc['incident']}" if doc["mode"] == "drill" else "breakglass resume, or close"
+        status_text = doc["status"] + (f" (runner gone: {gone})" if doc["runner_stale"] else "") + (
             f" (closed by {doc['closed']['by']}: {doc['closed']['resolution']})" if doc["closed"] else "")
         table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
                       ", ".join(f"{k}={v}" + (f" until {doc['deadlines'][k]}" if k in doc["deadlines"] else "")

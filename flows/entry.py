@@ -152,5 +152,6 @@ def resume(incident: str, api: Api, home: Path, *, from_step: str | None = None,
     else:
         todo = [h for h in unfinished(incident, home) if handed_off(h) is None]
     if handles and handles[0].load().mode == "drill" and any(h.bindings().rpc for h in todo):
-        raise BreakglassError(f"incident {incident} is a drill whose anvil has stopped; start a new drill instead")
+        raise BreakglassError(f"incident {incident} is a drill whose anvil has stopped; start a new drill instead, and "
+                              f"clear this one with `breakglass close {incident} --as NAME --reason TEXT`")
     return [execute(h, api, home, resume=True, from_step=from_step, by=by) for h in todo]

@@ -190,3 +190,27 @@ def test_the_same_alert_after_a_close_opens_a_new_incident(intake) -> None:  # n
     assert new != old
     record = wait_for(lambda: [r for r in runs(intake.home, new) if r["status"] == "completed"], what="the new run")[0]
     assert record["incident"] == new and len(runs(intake.home, old)) == 1
+
+
+def test_closing_a_live_incident_tells_the_war_room_once(prefect_api, chain, home, tmp_path) -> None:
+    from tests.helpers.slack_server import SlackServer
+
+    slack = SlackServer()
+    try:
+        inventory = live_inventory(tmp_path, chain, extra=f"""channels:
+  slack: {{kind: slack, token_env: SLACK_BOT_TOKEN, base_url: "{slack.base_url}"}}
+slack_app: {{channel: slack, post_to: C0WARROOM1, signing_secret_env: SLACK_SIGNING_SECRET, app_id: A0B, team_id: T0B}}
+""")
+        book = tmp_path / "short.yaml"
+        book.write_text("apiVersion: breakglass/v1\nkind: Playbook\nname: short\ndescription: t\nseverity: high\n"
+                        "steps:\n  - {id: w, kind: wait, with: {seconds: 0.1}}\n")
+        env = {"BG_TEST_RPC_URL": chain.url, "SLACK_BOT_TOKEN": slack.token}
+        name = incident("warroom")
+        assert cli("run", str(book), "--inventory", str(inventory), "--yes", "--incident", name, env=env).returncode == 0
+        for attempt in ("first", "again"):
+            closed = cli("close", name, "--as", "oncall", "--reason", f"all clear ({attempt})", env=env)
+            assert closed.returncode == 0, closed.stderr
+        posted = [m for m in slack.messages["C0WARROOM1"] if "closed by oncall" in (m["text"] or "")]
+        assert len(posted) == 1 and "all clear (first)" in posted[0]["text"] and "(contained)" in posted[0]["text"]
+    finally:
+        slack.close()
