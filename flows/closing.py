@@ -87,10 +87,23 @@ def release_gates(handle: RunHandle, reason: str) -> list[str]:
     return released
 
 
-def stop_runner(handle: RunHandle, grace: float = 3.0) -> dict[str, Any] | None:
-    """Stop the process holding the run's lock: SIGTERM, then SIGKILL of its process group. Returns what was done."""
+def note_runner(handle: RunHandle, *, signals: bool) -> None:
+    """Who holds the run: a CLI runner (a signal stops it) or a service running many runs in threads."""
+    doc = {"pid": os.getpid(), "host": socket.gethostname(), "signals": signals}
+    write_private(handle.dir / "runner.json", json.dumps(doc).encode() + b"\n")
+
+
+def stop_runner(handle: RunHandle, api: Any = None, grace: float = 3.0) -> dict[str, Any] | None:
+    """Stop the process holding the run's lock: SIGTERM, then SIGKILL of its process group. Returns what was done.
+
+    A run inside ``serve`` or a worker is cancelled through Prefect instead (its gates stop waiting): a
+    signal would stop every other run of that process."""
     if not handle.is_locked():
         return None
+    noted = handle.dir / "runner.json"
+    owner = json.loads(noted.read_text()) if noted.exists() else {}
+    if owner.get("signals") is False:
+        return _cancel_in_service(handle, api, owner)
     holder = (handle.dir / "runner.lock").read_text().strip()  # "pid N on HOST"
     parts = holder.split()
     if len(parts) != 4 or parts[0] != "pid" or not parts[1].isdigit():
@@ -114,6 +127,20 @@ def stop_runner(handle: RunHandle, grace: float = 3.0) -> dict[str, Any] | None:
     if not _released(handle, 5.0):
         raise BreakglassError(f"run {handle.dir.name}: pid {pid} still holds the runner lock after SIGKILL")
     return {"pid": pid, "signal": "SIGKILL", "seconds": round(time.monotonic() - started, 3)}
+
+
+def _cancel_in_service(handle: RunHandle, api: Any, owner: dict[str, Any]) -> dict[str, Any]:
+    from breakglass.flows import prefectapi
+
+    started = time.monotonic()
+    flow_runs = [a.flow_run_id for a in handle.load().attempts if a.flow_run_id]
+    if api is not None and flow_runs:
+        prefectapi.cancel_flow_runs(api, flow_runs[-1:], "incident closed")
+    if not _released(handle, 10.0):
+        raise BreakglassError(f"run {handle.dir.name} runs inside pid {owner.get('pid')} on {owner.get('host')} (serve or "
+                              "a worker), which was asked through Prefect to cancel it and has not yet; close again "
+                              "once its current step ends")
+    return {"pid": owner.get("pid"), "signal": "prefect-cancel", "seconds": round(time.monotonic() - started, 3)}
 
 
 def _released(handle: RunHandle, timeout: float) -> bool:
@@ -152,7 +179,7 @@ def close(home: Path, incident: str, *, by: str, reason: str, resolution: str | 
     for handle in handles:
         if handle.load().status in ("completed", "failed"):
             continue
-        stopped = stop_runner(handle)
+        stopped = stop_runner(handle, api)
         writer = RecordWriter(handle)
         cancel_record(writer, why)
         gates = release_gates(handle, why)

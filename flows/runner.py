@@ -380,7 +380,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
         stops = interrupt.Interrupts(writer.record.incident, lambda name: closing.interrupted(handle, writer, api, name),
                                      run.stopping)
         stack.callback(stops.uninstall)
-        stops.install()
+        closing.note_runner(handle, signals=stops.install())  # close signals a CLI runner, never serve or a worker
         run.interrupts = stops
         try:
             if flow_run is not None:

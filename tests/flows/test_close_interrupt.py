@@ -214,3 +214,31 @@ slack_app: {{channel: slack, post_to: C0WARROOM1, signing_secret_env: SLACK_SIGN
         assert len(posted) == 1 and "all clear (first)" in posted[0]["text"] and "(contained)" in posted[0]["text"]
     finally:
         slack.close()
+
+
+def test_ctrl_c_at_a_live_gate_then_resume_finishes_with_one_pause(prefect_api, chain, env, home, tmp_path) -> None:
+    from tests.conftest import fresh_protocol
+    from tests.flows.test_gates import pause_transactions
+
+    chain = fresh_protocol(chain)
+    env = {**env, "CAROL_KEY": dev_key("carol")}
+    inventory = live_inventory(tmp_path, chain, extra=roster(chain))
+    run = Run(home, incident("ctrl-c"), env)
+    run.start("run", str(playbook(tmp_path, SIGNED_2_OF_3, "{contracts: [vault], signer: guardian}")), "--inventory",
+              str(inventory), "--yes", "--incident", run.incident, "--as", "alice", "--json")
+    run.waiting()
+    assert run.approve("bob", "BOB_KEY").returncode == 0
+    run.waiting(approvals=1)
+    sent = time.monotonic()
+    run.process.send_signal(signal.SIGINT)
+    code, _, err = run.finish(timeout=30)
+    assert code == 130 and time.monotonic() - sent < 2.0 and err.count(HINT.format(run.incident)) == 1
+    assert run.record()["status"] == "cancelled"
+    run.start("resume", run.incident, "--json")
+    run.wait_for(lambda: run.gate().get("status") == "waiting" and run.gate().get("attempt") == 2, what="the gate again")
+    assert [v["name"] for v in run.gate()["votes"] if v["counted"]] == ["bob"]  # the vote survived the interruption
+    assert run.approve("carol", "CAROL_KEY").returncode == 0
+    code, out, err = run.finish()
+    assert code == 0, err
+    assert json.loads(out)["status"] == "completed"
+    assert len(pause_transactions(chain, chain.addresses["fixture:vault"])) == 1
