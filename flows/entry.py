@@ -51,7 +51,11 @@ def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
                                           expect_mode=expect_mode, initiator=initiator, initiator_via=initiator_via)
     report = None
     if prepared.prepared_steps(playbook):
-        report = prepared.broadcast(handle.dir, handle.load().run_key, playbook, inventory, home, bindings)
+        try:
+            report = prepared.broadcast(handle.dir, handle.load().run_key, playbook, inventory, home, bindings)
+        except (BreakglassError, KeyboardInterrupt) as exc:
+            _failed_start(handle, str(exc) or "interrupted before it started")  # journaled sends reconcile on resume
+            raise
     return handle, report
 
 
