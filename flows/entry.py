@@ -38,7 +38,12 @@ def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
                       initiator=initiator, initiator_via=initiator_via)
     if on_created is not None:
         on_created(handle)
-    return execute(handle, api(), home, keys=keys)
+    try:
+        found = api()  # may start the local Prefect server: seconds in which Ctrl-C or an error can come
+    except (Exception, KeyboardInterrupt) as exc:
+        _failed_start(handle, str(exc) or "interrupted before it started")
+        raise
+    return execute(handle, found, home, keys=keys)
 
 
 def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
@@ -105,7 +110,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
         assert inventory is not None
         if keys is None:
             keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
-    except (BreakglassError, KeyboardInterrupt) as exc:
+    except (Exception, KeyboardInterrupt) as exc:
         if not resume:  # never "running" without a runner: the new run failed its pre-flight, and says why
             _failed_start(handle, str(exc) or "interrupted before it started")
         if isinstance(exc, BreakglassError):
