@@ -197,7 +197,7 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
     out.print(table)
     for doc in docs:
         for gate in doc["gates"]:
-            if gate.get("status") != "waiting" or doc["status"] not in ("running", "paused") or doc["runner_stale"]:
+            if gate.get("status") != "waiting" or doc["status"] not in ("running", "paused"):
                 continue  # an interrupted run's gate keeps its deadline for a resume, but nobody waits there now
             out.print(f"{doc['incident']} gate {gate['step']}: {len(gate['approvals'])} of {gate['quorum']} "
                       f"({', '.join(gate['approvals']) or 'none yet'}); waiting for {', '.join(gate['waiting_for'])}; "
