@@ -98,8 +98,10 @@ def _finish(records: list[Any], as_json: bool) -> int:
             _print_record(record)
     failed = [r for r in records if r.status != "completed"]
     if failed:
+        from breakglass.flows.closing import next_steps
+
         raise RunFailed(f"run {failed[0].run_id} of incident {failed[0].incident} ended {failed[0].status}: "
-                        f"{failed[0].error or ''}".rstrip(": "))
+                        f"{failed[0].error or ''}".rstrip(": ") + f"\n{next_steps(failed[0].incident)}")
     return 0
 
 
@@ -244,12 +246,20 @@ def _pairs(values: list[str] | None) -> dict[str, str]:
 
 
 @app.command()
-def resume(incident: str, as_json: JsonOpt = False) -> int:
-    """Continue an incident's runs whose runner died: completed steps are not run again."""
+def resume(incident: str, as_json: JsonOpt = False, as_: AsOpt = None,
+           from_step: Annotated[str | None, typer.Option("--from", help="re-run this failed or completed step and "
+                                                         "every step that needs it")] = None) -> int:
+    """Continue an incident's failed or interrupted runs: completed steps are not run again; steps skipped
+    because a step they need failed run now."""
+    import getpass
+
     from breakglass.flows import entry
     from breakglass.flows.deploy import handed_off
 
     home, api = _home(), _api()
+    by = as_ or f"os:{getpass.getuser()}"
+    if from_step is not None:
+        return _finish(entry.resume(incident, api, home, from_step=from_step, by=by), as_json)
     pooled = [h for h in entry.unfinished(incident, home) if handed_off(h) is not None]
     if pooled:
         from breakglass.flows import reaper
@@ -260,7 +270,7 @@ def resume(incident: str, as_json: JsonOpt = False) -> int:
                       f"{flow_run}; a worker continues it (`breakglass status {incident}`)", markup=False)
         if len(pooled) == len(entry.unfinished(incident, home)):
             return 0
-    return _finish(entry.resume(incident, api, home), as_json)
+    return _finish(entry.resume(incident, api, home, by=by), as_json)
 
 
 @app.command()
@@ -324,6 +334,9 @@ def version() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from breakglass.flows import interrupt
+
+    interrupt.terminate_as_interrupt()  # SIGTERM as Ctrl-C; a running run installs its own handlers
     try:
         result = app(args=argv, prog_name="breakglass", standalone_mode=False)
         return result if isinstance(result, int) else 0
@@ -364,7 +377,7 @@ def entrypoint() -> None:
     sys.exit(main())
 
 
-from breakglass.flows import cli_audit, cli_gates, cli_guardian, cli_scale  # noqa: E402,F401  (audit; approve, ack, status; prepare, sign, check; deploy, worker)
+from breakglass.flows import cli_audit, cli_close, cli_gates, cli_guardian, cli_scale  # noqa: E402,F401  (audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
 
 if __name__ == "__main__":
     entrypoint()

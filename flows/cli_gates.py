@@ -30,6 +30,7 @@ def approve(incident: str, step: str, as_: AsOpt = None,
     if reject and not reason.strip():
         raise BreakglassError("--reject needs --reason TEXT: the others need to know why")
     home = _home()
+    _refuse_closed(home, incident, "approve")
     gate = voting.locate(home, incident, step)
     account = voting.key_for(sign_with, gate) if sign_with else None
     vote = voting.make_vote(gate, step, as_, reject=reject, reason=reason, channel="signed" if account else "cli-unsigned",
@@ -74,6 +75,7 @@ def ack(incident: str, as_: AsOpt = None, as_json: JsonOpt = False) -> int:
         raise BreakglassError("say who you are: --as NAME (your roster name)")
     store = Store(_home())
     handles = store.runs(incident)
+    _refuse_closed(store.home, incident, "acknowledge")
     roster: set[str] = set()
     for handle in handles:
         _, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
@@ -93,6 +95,12 @@ def ack(incident: str, as_: AsOpt = None, as_json: JsonOpt = False) -> int:
         err.print(f"already acknowledged by {first['name']} at {first['at']}; yours is in the audit log too", markup=False)
     _emit({"incident": incident, "first": first, "you": as_}, as_json)
     return 0
+
+
+def _refuse_closed(home: Path, incident: str, what: str) -> None:
+    from breakglass.flows.closing import refuse_if_closed
+
+    refuse_if_closed(home, incident, what)
 
 
 def _since_start(handles: list[Any], at: str) -> float | None:
@@ -156,23 +164,34 @@ def _waiting_txs(handle: Any, record: Any) -> list[dict[str, Any]]:
 
 
 @app.command()
-def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> int:
-    """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died."""
+def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False,
+           all_: Annotated[bool, typer.Option("--all", help="closed incidents too")] = False,
+           drills: Annotated[bool, typer.Option("--drills", help="drills instead of live incidents")] = False) -> int:
+    """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died.
+
+    Without an incident: the live incidents that are not closed (--drills: the drills; --all: closed ones too)."""
+    from breakglass.flows.closing import closing
     from breakglass.flows.runstore import Store
 
     store = Store(_home())
     incidents = [incident] if incident else sorted(p.name for p in store.root.glob("*") if (p / "incident.json").exists())
+    if incident is None:
+        incidents = [n for n in incidents if (store.incident_mode(n) == "drill") == drills
+                     and (all_ or closing(store.home, n) is None)]
     docs = []
     for name in incidents:
         ack_path = store.incident_dir(name) / "ack.json"
         acked = json.loads(ack_path.read_text()) if ack_path.exists() else None
+        closed = closing(store.home, name)
         for handle in store.runs(name):
             record = handle.load()
             stale = record.status in ("running", "paused") and not _runner_alive(handle)
             docs.append({"incident": name, "run": record.run_id, "mode": record.mode, "status": record.status,
                          "initiator": record.initiator, "runner_stale": stale, "acknowledged": acked,
-                         "steps": {s.id: s.status for s in record.steps}, "gates": _gates(handle, record),
-                         "waiting_transactions": _waiting_txs(handle, record)})
+                         "closed": closed, "steps": {s.id: s.status for s in record.steps},
+                         "deadlines": {s.id: s.deadline for s in record.steps if s.deadline and s.status in
+                                       ("running", "waiting")},
+                         "gates": _gates(handle, record), "waiting_transactions": _waiting_txs(handle, record)})
     if as_json:
         _emit({"runs": docs}, True)
         return 0
@@ -180,9 +199,12 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
     for column in ("incident", "run", "mode", "status", "steps"):
         table.add_column(column)
     for doc in docs:
-        status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "")
+        gone = f"breakglass close {doc['incident']}" if doc["mode"] == "drill" else "breakglass resume, or close"
+        status_text = doc["status"] + (f" (runner gone: {gone})" if doc["runner_stale"] else "") + (
+            f" (closed by {doc['closed']['by']}: {doc['closed']['resolution']})" if doc["closed"] else "")
         table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
-                      ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
+                      ", ".join(f"{k}={v}" + (f" until {doc['deadlines'][k]}" if k in doc["deadlines"] else "")
+                                for k, v in doc["steps"].items()))
     out.print(table)
     for doc in docs:
         for entry in doc["waiting_transactions"]:  # a pause that does not land is the loudest thing here
@@ -192,8 +214,8 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
 
             out.print(Text(f"!! {doc['incident']} {waiting_line(entry)}", style="bold red"))
         for gate in doc["gates"]:
-            if gate.get("status") != "waiting":
-                continue
+            if gate.get("status") != "waiting" or doc["status"] not in ("running", "paused"):
+                continue  # an interrupted run's gate keeps its deadline for a resume, but nobody waits there now
             out.print(f"{doc['incident']} gate {gate['step']}: {len(gate['approvals'])} of {gate['quorum']} "
                       f"({', '.join(gate['approvals']) or 'none yet'}); waiting for {', '.join(gate['waiting_for'])}; "
                       f"{gate['seconds_left']:.0f}s left", markup=False)

@@ -18,6 +18,10 @@ from breakglass.flows.inventory import FIXTURE_RE, Inventory
 from breakglass.flows.types import ADDRESS_RE, check_address
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
 
+# Steps keep retrying an RPC outage this long (exponential backoff with jitter), within their time limit:
+# a node restarting or a provider's 30-second blip does not fail a pause.
+RPC_PATIENCE = 40.0
+
 
 @dataclass(frozen=True)
 class Bindings:
@@ -109,8 +113,8 @@ class StepContext:
 
     def rpc(self, chain: str) -> JsonRpc:
         if chain not in self._rpcs:
-            self._rpcs[chain] = JsonRpc(endpoints(self.inventory, chain, self.bindings),
-                                        limits=self.inventory.chains[chain].rpc_limits.runtime())
+            self._rpcs[chain] = JsonRpc(endpoints(self.inventory, chain, self.bindings), patience=RPC_PATIENCE,
+                                        cancel=self.cancel, limits=self.inventory.chains[chain].rpc_limits.runtime())
         return self._rpcs[chain]
 
     def address(self, ref: str) -> str:

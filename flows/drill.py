@@ -65,7 +65,8 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         deployed: fixture.Deployed | None = None
         for name in chains:
             node = anvil.start(chain_id=inventory.chains[name].chain_id, log_dir=home / "anvil",
-                               fork_url=fork["url"] if fork else None, fork_block=fork["block"] if fork else None)
+                               fork_url=fork["url"] if fork else None, fork_block=fork["block"] if fork else None,
+                               die_with_parent=not keep_chain)  # a killed drill leaves no anvil behind
             nodes.append(node)
             if fork is None:
                 with JsonRpc([Endpoint("fixture:anvil", node.url)]) as rpc:

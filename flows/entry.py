@@ -38,7 +38,12 @@ def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
                       initiator=initiator, initiator_via=initiator_via)
     if on_created is not None:
         on_created(handle)
-    return execute(handle, api(), home, keys=keys)
+    try:
+        found = api()  # may start the local Prefect server: seconds in which Ctrl-C or an error can come
+    except (Exception, KeyboardInterrupt) as exc:
+        _failed_start(handle, str(exc) or "interrupted before it started")
+        raise
+    return execute(handle, found, home, keys=keys)
 
 
 def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
@@ -51,7 +56,11 @@ def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
                                           expect_mode=expect_mode, initiator=initiator, initiator_via=initiator_via)
     report = None
     if prepared.prepared_steps(playbook):
-        report = prepared.broadcast(handle.dir, handle.load().run_key, playbook, inventory, home, bindings)
+        try:
+            report = prepared.broadcast(handle.dir, handle.load().run_key, playbook, inventory, home, bindings)
+        except (BreakglassError, KeyboardInterrupt) as exc:
+            _failed_start(handle, str(exc) or "interrupted before it started")  # journaled sends reconcile on resume
+            raise
     return handle, report
 
 
@@ -96,35 +105,67 @@ def needed_signers(playbook: Playbook) -> set[str]:
 
 
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
-            keys: dict[str, Any] | None = None, flow_run: Any = None) -> RunRecord:
+            keys: dict[str, Any] | None = None, flow_run: Any = None, from_step: str | None = None,
+            by: str | None = None) -> RunRecord:
     """Unlock the run's signers once, up front (unless `serve` holds them), then hand the run to the Prefect runner."""
     from breakglass.flows import runner  # imports Prefect: only when something runs
 
-    playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
-    assert inventory is not None
-    if keys is None:
-        keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
+    try:
+        playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
+        assert inventory is not None
+        if keys is None:
+            keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
+    except (Exception, KeyboardInterrupt) as exc:
+        if not resume:  # never "running" without a runner: the new run failed its pre-flight, and says why
+            _failed_start(handle, str(exc) or "interrupted before it started")
+        if isinstance(exc, BreakglassError):
+            from breakglass.flows.closing import next_steps
+
+            raise BreakglassError(f"{exc}\n{next_steps(handle.dir.parent.parent.name)}") from None
+        raise
     return runner.execute(handle, api, home, resume=resume, signers=keys, models=(playbook, inventory),
-                          flow_run=flow_run)
+                          flow_run=flow_run, from_step=from_step, by=by)
+
+
+def _failed_start(handle: RunHandle, reason: str) -> None:
+    from breakglass.flows import audit
+    from breakglass.flows.records import now
+    from breakglass.flows.runstore import RecordWriter
+
+    writer = RecordWriter(handle)
+    if writer.record.attempts:
+        return
+    writer.update(status="failed", error=f"pre-flight: {reason}", ended_at=now())
+    audit.append(handle.dir.parent.parent, "run.failed_start", run=handle.dir.name, error=f"pre-flight: {reason}")
 
 
 def unfinished(incident: str, home: Path) -> list[RunHandle]:
-    todo = [h for h in Store(home).runs(incident) if h.load().status not in ("completed", "cancelled")]
+    todo = [h for h in Store(home).runs(incident) if h.load().status != "completed"]  # cancelled: interrupted
     if not todo:
         raise BreakglassError(f"incident {incident}: every run is completed; nothing to resume")
     return todo
 
 
-def resume(incident: str, api: Api, home: Path) -> list[RunRecord]:
+def resume(incident: str, api: Api, home: Path, *, from_step: str | None = None,
+           by: str | None = None) -> list[RunRecord]:
     """Continue every run of the incident that is not completed and whose runner is gone.
 
     Runs that were handed to a work pool go back to that pool (another worker continues them);
-    the others continue in this process. Returns the records of the runs continued here.
+    the others continue in this process. Returns the records of the runs continued here. With
+    ``from_step``, only the runs that have that step, completed ones included, and from that step on.
     """
+    from breakglass.flows.closing import refuse_if_closed
     from breakglass.flows.deploy import handed_off
 
     handles = Store(home).runs(incident)
-    todo = [h for h in unfinished(incident, home) if handed_off(h) is None]
+    refuse_if_closed(home, incident, "resume")
+    if from_step is not None:
+        todo = [h for h in handles if any(s.id == from_step for s in h.load().steps)]
+        if not todo:
+            raise BreakglassError(f"resume --from {from_step}: no run of incident {incident} has a step {from_step!r}")
+    else:
+        todo = [h for h in unfinished(incident, home) if handed_off(h) is None]
     if handles and handles[0].load().mode == "drill" and any(h.bindings().rpc for h in todo):
-        raise BreakglassError(f"incident {incident} is a drill whose anvil has stopped; start a new drill instead")
-    return [execute(h, api, home, resume=True) for h in todo]
+        raise BreakglassError(f"incident {incident} is a drill whose anvil has stopped; start a new drill instead, and "
+                              f"clear this one with `breakglass close {incident} --as NAME --reason TEXT`")
+    return [execute(h, api, home, resume=True, from_step=from_step, by=by) for h in todo]

@@ -111,6 +111,19 @@ class Notice:
         except Exception as exc:  # noqa: BLE001 - the record and the audit log are the record
             log.warning("final Slack message not posted: %s", exc)
 
+    def post_once(self, key: str, text: str) -> bool:
+        """One plain message in the war room (e.g. the incident's closing); False without a Slack app or token."""
+        try:
+            slack = self._transport()
+            if slack is None:
+                return False
+            body = [{"type": "section", "text": {"type": "mrkdwn", "text": escape(text)}}]
+            self._post_once(slack, key, text, body, update=False)
+            return True
+        except Exception as exc:  # noqa: BLE001 - the audit log is the record
+            log.warning("war room message not posted: %s", exc)
+            return False
+
     def _post_once(self, slack: SlackTransport, key: str, text: str, body: list[dict[str, Any]], *, update: bool) -> None:
         """Post once (journaled; after a crash, found again through message metadata); later calls update it."""
         channel = self.inventory.slack_app.post_to

@@ -192,7 +192,8 @@ class Intake:
                                   "incident_of": []}
         for alert in alerts:
             known = self._dedupe.get(alert.dedupe_key)
-            if known and known[1] > clock:
+            after = known[0] if known and self._closed(known[0]) else None  # a closed incident takes nothing new
+            if known and known[1] > clock and after is None:
                 record["joined"].append(known[0])
                 record["incident_of"].append(known[0])
                 self._note(known[0], name, alert, "duplicate")
@@ -203,7 +204,8 @@ class Intake:
                 if trigger is not None:
                     matched.append((book_name, trigger))
             keys = [k for k in [alert.tx_hash, *[a for a in alert.addresses if a not in self._own]] if k]
-            incident = next((self._correlate[k][0] for k in keys if k in self._correlate and self._correlate[k][1] > clock), None)
+            incident = next((self._correlate[k][0] for k in keys if k in self._correlate and self._correlate[k][1] > clock
+                             and not self._closed(self._correlate[k][0])), None)
             if incident is None and not matched:  # recorded in the log, answered matched: [], no incident
                 record["incident_of"].append(None)
                 continue
@@ -218,8 +220,12 @@ class Intake:
                 bucket = int(clock // source.dedupe_window)  # the same alert at any serve replica: one flow run
                 record["routes"].append({"playbook": book_name, "incident": incident, "status": "to-start",
                                          "inputs": triggers.inputs_for(trigger, alert), "alert": alert.id,
-                                         "idempotency_key": f"alert:{name}:{alert.dedupe_key}:{bucket}:{book_name}"})
+                                         "idempotency_key": f"alert:{name}:{alert.dedupe_key}:{bucket}:{book_name}"
+                                         + (f":after:{after}" if after else "")})
         return record
+
+    def _closed(self, incident: str) -> bool:
+        return (self.home / "incidents" / incident / "closed.json").exists()  # flows/closing.NAME
 
     def _note(self, incident: str, source: str, alert: Any, how: str) -> None:
         """The incident lists every alert that joined it."""

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import audit
+from breakglass.flows import audit, interrupt
 from breakglass.flows.records import now
 
 # "signed" is followed at once by the broadcast: its audit entry comes with "broadcast" (same hash and
@@ -46,7 +46,7 @@ class Journal:
     def append(self, intent: str, event: str, **fields: Any) -> None:
         entry = {"at": now(), "intent": intent, "event": event, **fields}
         line = json.dumps(entry, sort_keys=True) + "\n"
-        with self._lock:
+        with interrupt.critical(), self._lock:  # Ctrl-C lets a journal line finish
             self._load()
             fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
             try:

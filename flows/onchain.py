@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import chainkey, failpoints, fixture, noncegap, signerlock
+from breakglass.flows import chainkey, failpoints, fixture, interrupt, noncegap, signerlock
 from breakglass.flows.context import StepContext, endpoints
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.inventory import Fees
@@ -80,7 +80,8 @@ class ChainIO:
         self.name = chain
         self.spec = ctx.inventory.chains[chain]
         self.rpc = ctx.rpc(chain)
-        self.submit = JsonRpc(_submit_endpoints(ctx, chain)) if self.spec.submit else self.rpc
+        self.submit = JsonRpc(_submit_endpoints(ctx, chain), patience=self.rpc.patience,
+                              cancel=ctx.cancel) if self.spec.submit else self.rpc
         self.poll = max(0.02, min(0.25, self.spec.block_time / 4))
         self.scope = chainkey.scope_of(ctx.mode, ctx.bindings)
         self.seen_block: int | None = None
@@ -186,10 +187,11 @@ def send_once(ctx: StepContext, io: ChainIO, signer: Signer, intent: Intent, jou
             tx = {"type": 2, "chainId": io.spec.chain_id, "nonce": nonce, "to": intent.to, "value": intent.value,
                   "data": "0x" + intent.data.hex(), "gas": int(gas * 1.25) + 10_000, "maxFeePerGas": max_fee,
                   "maxPriorityFeePerGas": tip}
-            signed = _sign(signer, tx)
-            journal.append(intent.key, "signed", hash=signed.hash, raw="0x" + signed.raw.hex(), nonce=nonce,
-                           max_fee=max_fee, tip=tip, gas=tx["gas"], chain_id=io.spec.chain_id, to=intent.to,
-                           signer=signer.address, label=intent.label)
+            with interrupt.critical():  # Ctrl-C waits for the journal line (an impersonated signer sends in _sign)
+                signed = _sign(signer, tx)
+                journal.append(intent.key, "signed", hash=signed.hash, raw="0x" + signed.raw.hex(), nonce=nonce,
+                               max_fee=max_fee, tip=tip, gas=tx["gas"], chain_id=io.spec.chain_id, to=intent.to,
+                               signer=signer.address, label=intent.label)
             slot.used(nonce, signed.hash, io.seen_block)
             failpoints.hit("tx.after_sign")
             if signed.raw:  # an impersonated fork-drill signer has sent it already

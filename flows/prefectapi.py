@@ -81,6 +81,21 @@ def ensure_global_limit(client_: Any, name: str) -> None:
     _CREATED.add((str(client_.api_url), name))
 
 
+def cancel_flow_runs(api: Api, flow_run_ids: list[str], message: str) -> list[str]:
+    """Set every flow run that is not final to Cancelled; returns those it changed (close, interruption)."""
+    from prefect.states import Cancelled
+
+    changed = []
+    with settings(api):
+        found = client()
+        for flow_run_id in flow_run_ids:
+            state = found.read_flow_run(flow_run_id).state
+            if state is None or not state.is_final():
+                found.set_flow_run_state(flow_run_id, Cancelled(message=message), force=True)
+                changed.append(flow_run_id)
+    return changed
+
+
 @atexit.register
 def _close() -> None:
     for found in _CLIENTS.values():

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 RunStatus = Literal["running", "completed", "failed", "paused", "crashed", "cancelled"]
 StepStatus = Literal["pending", "running", "waiting", "completed", "skipped", "failed"]
+SkippedReason = Literal["ancestor_failed", "condition_false", "gate_aborted"]
 
 
 def now() -> str:
@@ -40,6 +41,11 @@ class StepRecord(_Record):
     outputs: dict[str, Any] | None = None
     error: str | None = None
     reason: str | None = Field(None, description="why a step was skipped")
+    skipped_reason: SkippedReason | None = Field(
+        None, description="ancestor_failed: a step it needs failed or was skipped (resume runs it again); "
+                          "condition_false: its own `if` was false; gate_aborted: a gate it needs aborted "
+                          "(both stay skipped on resume)")
+    deadline: str | None = Field(None, description="when the running step's time limit runs out")
 
 
 class Attempt(_Record):

@@ -18,7 +18,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,8 +28,9 @@ from prefect.context import get_run_context
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
 
-from breakglass.flows import audit, intents, planner, prefectapi, signerlock, templating
+from breakglass.flows import audit, closing, intents, interrupt, planner, prefectapi, recovery, signerlock, templating
 from breakglass.flows.context import StepContext
+from breakglass.flows.deadlines import deadline, enforced
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
 from breakglass.flows.gatenotice import Notice
@@ -57,6 +58,8 @@ class _Run:
     signers: dict[str, Any]
     journal: Journal
     gates: Any = None  # the gatehost.Coordinator of the current flow run
+    stopping: threading.Event = field(default_factory=threading.Event)  # Ctrl-C or SIGTERM: nothing new starts
+    interrupts: Any = None  # the interrupt.Interrupts of this process, installed again inside the flow
 
     def step_context(self, step_id: str) -> StepContext:
         record = self.writer.record
@@ -100,7 +103,8 @@ class _Run:
         context = self.template_context()
         try:
             if step.if_ is not None and not templating.condition(step.if_, context):
-                self.writer.step(step_id, status="skipped", reason=f"if {step.if_!r} is false", ended_at=now())
+                self.writer.step(step_id, status="skipped", reason=f"if {step.if_!r} is false",
+                                 skipped_reason="condition_false", ended_at=now())
                 log.info("step %s skipped: if %r is false", step_id, step.if_)
                 return Completed(message="skipped: condition is false")
         except templating.TemplateError as exc:
@@ -110,11 +114,11 @@ class _Run:
         for attempt in range(1, total + 1):
             current = self.writer.snapshot().step(step_id)
             self.writer.step(step_id, status="running", started_at=current.started_at or now(),
-                             attempts=current.attempts + 1, error=None)
+                             attempts=current.attempts + 1, error=None, deadline=deadline(step))
             self.audit("step.started", step=step_id, kind=step.kind, attempt=current.attempts + 1)
             started = time.perf_counter()
             try:
-                outputs = self._attempt(step, context, step.timeout)
+                outputs = self._attempt(step, context, enforced(step))
             except Exception as exc:  # noqa: BLE001 - every failure is recorded, none is lost
                 message = self.redact(_describe(exc))
                 partial = getattr(exc, "outputs", None)
@@ -205,6 +209,8 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
     """``run`` is ``<incident>/<run id>`` under ``$BREAKGLASS_HOME``; ``resume`` is set on hand-offs that continue
     a crashed run (the process that executes it has already reconciled the record)."""
     key, active_run = run, _ACTIVE[run]
+    if active_run.interrupts is not None:
+        active_run.interrupts.install()
     log = get_run_logger()
     flow_run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
     record = active_run.writer.snapshot()
@@ -235,12 +241,13 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     while True:
         for step, _ in order:
             sid = step.id
-            if sid in completed | skipped | failed or sid in futures:
+            if sid in completed | skipped | failed or sid in futures or run.stopping.is_set():
                 continue
             blocker = next((n for n in step.needs if n in failed | skipped), None)
             if blocker is not None:
                 why = "failed" if blocker in failed else "was skipped"
-                run.writer.step(sid, status="skipped", reason=f"needs '{blocker}', which {why}", ended_at=now())
+                run.writer.step(sid, status="skipped", reason=f"needs '{blocker}', which {why}", ended_at=now(),
+                                skipped_reason=recovery.skip_reason(run.handle.dir, run.writer.record, blocker))
                 skipped.add(sid)
                 continue
             if all(n in completed for n in step.needs):
@@ -301,8 +308,9 @@ def settings(api: Api) -> Any:
     return prefectapi.settings(api)
 
 
-def _mark_crashed(record: RunRecord) -> RunRecord:
-    """The previous runner died: say so in Prefect and in the record before continuing."""
+def _mark_crashed(record: RunRecord, playbook: Playbook, run_dir: Path, from_step: str | None = None,
+                  by: str | None = None) -> RunRecord:
+    """The previous runner died or the run failed: say so in Prefect and in the record, then reopen what runs again."""
     from prefect.client.orchestration import get_client
     from prefect.states import Crashed
 
@@ -317,9 +325,8 @@ def _mark_crashed(record: RunRecord) -> RunRecord:
                 )
         record.attempts[-1] = last.model_copy(update={"status": "crashed", "ended_at": now()})
         record.status = "crashed"
-    for step in record.steps:
-        if step.status in ("running", "waiting", "failed"):
-            step.status = "pending"
+    again = recovery.reopen(record, playbook, run_dir, from_step, by)
+    audit.append(run_dir.parent.parent, "run.resumed", run=run_dir.name, by=by, from_step=from_step, again=again)
     return record
 
 
@@ -347,7 +354,7 @@ def _heartbeat(run_dir: Path, every: float = 2.0) -> Iterator[None]:
 
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             signers: dict[str, Any] | None = None, models: tuple[Playbook, Inventory] | None = None,
-            flow_run: Any = None) -> RunRecord:
+            flow_run: Any = None, from_step: str | None = None, by: str | None = None) -> RunRecord:
     """Run (or resume) one breakglass run in this process, holding its runner lock throughout.
 
     ``flow_run`` is a flow run that a Prefect deployment created (a worker executes it);
@@ -364,11 +371,17 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
         writer = RecordWriter(handle)
         stack.enter_context(settings(api))
         if resume:
-            writer.update(**_mark_crashed(writer.snapshot()).model_dump(include={"attempts", "status", "steps"}))
+            reopened = _mark_crashed(writer.snapshot(), playbook, handle.dir, from_step, by)
+            writer.update(**reopened.model_dump(include={"attempts", "status", "steps"}))
         key = key_of(handle.dir)
         stack.enter_context(_heartbeat(handle.dir))
-        _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
-                            signers or {}, Journal(handle.dir / "journal.jsonl"))
+        run = _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
+                                  signers or {}, Journal(handle.dir / "journal.jsonl"))
+        stops = interrupt.Interrupts(writer.record.incident, lambda name: closing.interrupted(handle, writer, api, name),
+                                     run.stopping)
+        stack.callback(stops.uninstall)
+        closing.note_runner(handle, signals=stops.install())  # close signals a CLI runner, never serve or a worker
+        run.interrupts = stops
         try:
             if flow_run is not None:
                 from prefect.flow_engine import run_flow

@@ -92,6 +92,7 @@ class RecordWriter:
         self.handle = handle
         self.record = handle.load()
         self._lock = threading.RLock()
+        self.frozen = False  # set once an interruption has recorded the run's end: the process exits next
 
     def update(self, **fields: Any) -> None:
         with self._lock:
@@ -112,6 +113,8 @@ class RecordWriter:
             return self.record.model_copy(deep=True)
 
     def _flush(self) -> None:
+        if self.frozen:
+            return
         self.record.updated_at = now()
         write_private(self.handle.record_path, self.record.model_dump_json(indent=2).encode() + b"\n")
 

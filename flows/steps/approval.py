@@ -115,6 +115,11 @@ def eligible(inventory: Inventory, bindings: Any, groups: list[str]) -> dict[str
 
 class Approval(KindBase):
     kind: ClassVar[str] = "approval"
+
+    def timeout_for(self, step: Any) -> float:
+        """A gate keeps its own deadline (``with.timeout``, then the escalation's); the step's limit is that."""
+        p = step.with_
+        return p.timeout + (p.escalate.timeout if p.escalate is not None else 0.0)
     spec: ClassVar[type[StepBase]] = ApprovalStep
     outputs: ClassVar[type[Model]] = ApprovalOutputs
     gate: ClassVar[bool] = True

@@ -51,6 +51,7 @@ class StepKind(Protocol):
     outputs: ClassVar[type[Model]]
     protective: ClassVar[bool]  # only protects: may go ahead when a gate times out with on_timeout: proceed
     gate: ClassVar[bool]  # an approval gate: the planner marks it, the runner parks the flow run while it waits
+    default_timeout: ClassVar[float]  # seconds an attempt may take without `timeout:` (docs/language.md)
 
     def references(self, step: Any) -> Iterable[Ref]: ...
 
@@ -66,6 +67,8 @@ class StepKind(Protocol):
 
     def summary(self, outputs: dict[str, Any]) -> str: ...
 
+    def timeout_for(self, step: Any) -> float: ...
+
     def run(self, ctx: StepContext, step: Any) -> Model: ...
 
 
@@ -74,6 +77,11 @@ class KindBase:
 
     protective: ClassVar[bool] = False
     gate: ClassVar[bool] = False
+    default_timeout: ClassVar[float] = 300.0
+
+    def timeout_for(self, step: Any) -> float:
+        """The limit of one attempt without `timeout:`; a kind whose parameters set it says so here."""
+        return self.default_timeout
 
     def check(self, step: Any, inventory: Inventory | None, playbook_dir: Any) -> list[Problem]:
         return []

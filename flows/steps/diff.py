@@ -200,6 +200,7 @@ def violations(changes: dict[str, list[Any]], rules: list[str]) -> list[str]:
 
 class Diff(KindBase):
     kind: ClassVar[str] = "diff"
+    default_timeout: ClassVar[float] = 300.0  # seconds without `timeout:` (a state diff reads two snapshots)
     spec: ClassVar[type[StepBase]] = DiffStep
     outputs: ClassVar[type[Model]] = DiffOutputs
     protective: ClassVar[bool] = True

@@ -61,6 +61,7 @@ class NotifyOutputs(Model):
 
 class Notify(KindBase):
     kind: ClassVar[str] = "notify"
+    default_timeout: ClassVar[float] = 300.0  # seconds without `timeout:` (every recipient, with the transports' own retries)
     spec: ClassVar[type[StepBase]] = NotifyStep
     outputs: ClassVar[type[Model]] = NotifyOutputs
 

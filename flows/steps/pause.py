@@ -82,6 +82,7 @@ def read_paused(io: onchain.ChainIO, address: str, contract: Any, block: str = "
 
 class Pause(KindBase):
     kind: ClassVar[str] = "pause"
+    default_timeout: ClassVar[float] = 600.0  # seconds without `timeout:` (sign, send, mine; a Safe's owners sign within it)
     spec: ClassVar[type[StepBase]] = PauseStep
     outputs: ClassVar[type[Model]] = PauseOutputs
     protective: ClassVar[bool] = True

@@ -84,6 +84,7 @@ def intent_key(ctx: StepContext, chain: str, contract: str, role: str, account: 
 
 class Revoke(KindBase):
     kind: ClassVar[str] = "revoke"
+    default_timeout: ClassVar[float] = 1800.0  # seconds without `timeout:` (several transactions; a Safe's owners sign within it)
     spec: ClassVar[type[StepBase]] = RevokeStep
     outputs: ClassVar[type[Model]] = RevokeOutputs
 

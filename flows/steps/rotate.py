@@ -113,6 +113,7 @@ def swap_data(ctx: StepContext, io: onchain.ChainIO, safe_address: str, remove: 
 
 class Rotate(KindBase):
     kind: ClassVar[str] = "rotate"
+    default_timeout: ClassVar[float] = 1800.0  # seconds without `timeout:` (several transactions; a Safe's owners sign within it)
     spec: ClassVar[type[StepBase]] = RotateStep
     outputs: ClassVar[type[Model]] = RotateOutputs
 

@@ -91,6 +91,7 @@ def _names(values: list[str] | str) -> list[str]:
 
 class Snapshot(KindBase):
     kind: ClassVar[str] = "snapshot"
+    default_timeout: ClassVar[float] = 120.0  # seconds without `timeout:` (reads only)
     spec: ClassVar[type[StepBase]] = SnapshotStep
     outputs: ClassVar[type[Model]] = SnapshotOutputs
     protective: ClassVar[bool] = True

@@ -54,6 +54,7 @@ class TransactOutputs(Model):
 
 class Transact(KindBase):
     kind: ClassVar[str] = "transact"
+    default_timeout: ClassVar[float] = 1800.0  # seconds without `timeout:` (a Safe's owners sign within it)
     spec: ClassVar[type[StepBase]] = TransactStep
     outputs: ClassVar[type[Model]] = TransactOutputs
     signing: ClassVar[bool] = True

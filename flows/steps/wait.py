@@ -41,6 +41,10 @@ class WaitOutputs(Model):
 
 class Wait(KindBase):
     kind: ClassVar[str] = "wait"
+
+    def timeout_for(self, step: Any) -> float:
+        """The wait itself and a minute more; a wait for blocks, ten minutes."""
+        return step.with_.seconds + 60.0 if step.with_.seconds is not None else 600.0
     spec: ClassVar[type[StepBase]] = WaitStep
     outputs: ClassVar[type[Model]] = WaitOutputs
     protective: ClassVar[bool] = True

@@ -61,6 +61,7 @@ class WatchlistOutputs(Model):
 
 class Watchlist(KindBase):
     kind: ClassVar[str] = "watchlist"
+    default_timeout: ClassVar[float] = 300.0  # seconds without `timeout:` (a version file and its posts)
     spec: ClassVar[type[StepBase]] = WatchlistStep
     outputs: ClassVar[type[Model]] = WatchlistOutputs
 

@@ -15,9 +15,11 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 DEV_MNEMONIC_ACCOUNTS = 10
 _LISTENING = re.compile(rb"Listening on 127\.0\.0\.1:(\d+)")
+_PR_SET_PDEATHSIG = 1
 
 
 class AnvilError(Exception):
@@ -35,6 +37,18 @@ def find_binary(root: Path | None = None) -> Path:
     raise AnvilError(
         "anvil is not installed: run `npm ci` in the repository (it installs @foundry-rs/anvil from package.json)"
     )
+
+
+def _die_with(parent: int) -> Any:
+    import ctypes
+
+    prctl = ctypes.CDLL(None, use_errno=True).prctl  # looked up before the fork: the child only calls it
+
+    def preexec() -> None:  # in the child, between fork and exec
+        if prctl(_PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0 or os.getppid() != parent:
+            os._exit(1)  # no death signal, or the parent is already gone: no orphan
+
+    return preexec
 
 
 @dataclass
@@ -68,7 +82,9 @@ class Anvil:
 
 def start(*, chain_id: int = 31337, block_time: float | None = None, fork_url: str | None = None,
           fork_block: int | None = None, log_dir: Path | None = None, extra: list[str] | None = None,
-          timeout: float = 15.0) -> Anvil:
+          timeout: float = 15.0, die_with_parent: bool = False) -> Anvil:
+    """``die_with_parent``: the kernel kills anvil when the thread that started it ends, even by kill -9
+    (``PR_SET_PDEATHSIG``): a drill owns its chain. Start it from a thread that lives as long as the drill."""
     binary = find_binary()
     log_dir = log_dir or Path(tempfile.mkdtemp(prefix="breakglass-anvil-"))
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -83,7 +99,8 @@ def start(*, chain_id: int = 31337, block_time: float | None = None, fork_url: s
     args += extra or []
     # anvil logs every call: send it to a file, since an undrained pipe would block it.
     log = open(log_path, "wb")  # noqa: SIM115
-    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                               preexec_fn=_die_with(os.getpid()) if die_with_parent else None)  # noqa: PLW1509
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         match = _LISTENING.search(log_path.read_bytes())

@@ -9,7 +9,9 @@ embeds an API key) never appears in a message, a log line or an exception.
 
 from __future__ import annotations
 
+import collections
 import itertools
+import random
 import threading
 import time
 from dataclasses import dataclass, field
@@ -48,15 +50,22 @@ class Endpoint:
 
 
 _RETRYABLE = (httpx.TimeoutException, httpx.TransportError)
+_NOTHING = object()
 
 class JsonRpc:
+    """``patience``: seconds to keep going round the endpoints after every one has failed, backing off
+    exponentially with full jitter (``backoff`` doubling up to ``max_backoff``), so that a step rides
+    out an RPC outage within its time limit. ``cancel`` (set when the step's limit passes) ends the wait."""
+
     def __init__(self, endpoints: list[Endpoint], *, timeout: float = 10.0, attempts_per_endpoint: int = 2,
-                 backoff: float = 0.2, limits: batching.Limits = batching.DEFAULT) -> None:
+                 backoff: float = 0.2, patience: float = 0.0, max_backoff: float = 5.0,
+                 cancel: threading.Event | None = None, limits: batching.Limits = batching.DEFAULT) -> None:
         if not endpoints:
             raise ValueError("at least one endpoint is needed")
         self.endpoints = endpoints
         self.attempts_per_endpoint = attempts_per_endpoint
         self.backoff = backoff
+        self.patience, self.max_backoff, self.cancel = patience, max_backoff, cancel
         self.round_trips = 0
         self.limits = limits
         self.memory = batching.learned(tuple(endpoints))  # what these endpoints refused, for the whole run
@@ -106,6 +115,21 @@ class JsonRpc:
     def _post(self, body: Any) -> Any:
         payload = body if isinstance(body, bytes) else orjson.dumps(body)
         problems: list[str] = []
+        give_up = time.monotonic() + self.patience
+        for round_ in itertools.count():
+            answer = self._round(payload, problems)
+            if answer is not _NOTHING:
+                return answer
+            pause = random.uniform(0, min(self.max_backoff, self.backoff * 2 ** (round_ + 1)))  # noqa: S311 - jitter
+            if time.monotonic() + pause > give_up or (self.cancel is not None and self.cancel.wait(pause)):
+                break
+            if self.cancel is None:
+                time.sleep(pause)
+        counts = collections.Counter(problems)  # each endpoint's error once, with how often it happened
+        listed = "; ".join(p if n == 1 else f"{p} ({n} times)" for p, n in counts.items())
+        raise RpcUnavailable(f"no RPC endpoint answered ({listed})")
+
+    def _round(self, payload: bytes, problems: list[str]) -> Any:
         for endpoint in self.endpoints:
             for attempt in range(self.attempts_per_endpoint):
                 if attempt:
@@ -133,7 +157,7 @@ class JsonRpc:
                     break
                 self.used = endpoint
                 return answer
-        raise RpcUnavailable("no RPC endpoint answered (" + "; ".join(problems) + ")")
+        return _NOTHING
 
 
 def _result(method: str, answer: Any) -> Any:

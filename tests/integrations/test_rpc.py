@@ -48,8 +48,7 @@ def test_unavailable_lists_endpoints_by_label_only(flaky) -> None:
     url = f"{flaky.url}/v3/secret-project-key"
     with JsonRpc([Endpoint("env:A#0", url), Endpoint("env:B#1", url)], backoff=0.01) as rpc, pytest.raises(RpcUnavailable) as info:
         rpc.call("eth_chainId")
-    assert str(info.value) == ("no RPC endpoint answered (env:A#0: HTTP 503; env:A#0: HTTP 503; "
-                               "env:B#1: HTTP 503; env:B#1: HTTP 503)")
+    assert str(info.value) == "no RPC endpoint answered (env:A#0: HTTP 503 (2 times); env:B#1: HTTP 503 (2 times))"
     assert "secret" not in repr(Endpoint("env:A#0", url))
 
 
