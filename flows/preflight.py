@@ -40,8 +40,11 @@ def _signers(inventory: Inventory, names: set[str]) -> set[str]:
     return out
 
 
-def needed_env(inventory: Inventory, playbook: Playbook | None = None) -> dict[str, str]:
-    """Variable -> what it is for. Without a playbook: everything the inventory names."""
+def needed_env(inventory: Inventory, playbook: Playbook | None = None, *, service: bool = True) -> dict[str, str]:
+    """Variable -> what it is for. Without a playbook: everything the inventory names.
+
+    ``service=False`` leaves out what only `serve` reads (alert sources' credentials, the Slack app's
+    signing secret and Socket Mode token): a run started by hand at 3 a.m. must not be refused for them."""
     need: dict[str, str] = {}
 
     def add(var: str | None, what: str) -> None:
@@ -75,8 +78,9 @@ def needed_env(inventory: Inventory, playbook: Playbook | None = None) -> dict[s
     vias = {c.via for n in sorted(contacts) for c in inventory.contacts[n].channels}
     if gates and inventory.slack_app is not None:
         vias.add(inventory.slack_app.channel)
-        add(inventory.slack_app.signing_secret_env, "Slack app signing secret")
-        add(inventory.slack_app.app_token_env, "Slack app Socket Mode token")
+        if service:
+            add(inventory.slack_app.signing_secret_env, "Slack app signing secret")
+            add(inventory.slack_app.app_token_env, "Slack app Socket Mode token")
     for via in sorted(vias & set(inventory.channels)):
         ch = inventory.channels[via]
         for field in ("token_env", "url_env", "secret_env", "username_env", "password_env"):
@@ -84,7 +88,7 @@ def needed_env(inventory: Inventory, playbook: Playbook | None = None) -> dict[s
     if gates and inventory.paging is not None:
         add(inventory.paging.routing_key_env, "paging routing key")
         add(inventory.paging.backup_routing_key_env, "paging backup routing key")
-    for name in sorted(sources & set(inventory.alert_sources)):
+    for name in sorted(sources & set(inventory.alert_sources) if service else ()):
         src = inventory.alert_sources[name]
         for field in ("secret_env", "token_env", "username_env", "password_env"):
             add(getattr(src, field), f"alert source {name} ({src.kind}) {field.removesuffix('_env')}")
@@ -95,11 +99,12 @@ def unset(var: str) -> bool:
     return not os.environ.get(var, "").strip()
 
 
-def missing_env(inventory: Inventory, playbooks: dict[str, Playbook | None]) -> list[tuple[str, str, list[str]]]:
+def missing_env(inventory: Inventory, playbooks: dict[str, Playbook | None], *,
+                service: bool = True) -> list[tuple[str, str, list[str]]]:
     """(variable, what it is for, the playbooks it blocks) for every unset variable, sorted by name."""
     found: dict[str, tuple[str, list[str]]] = {}
     for label, playbook in playbooks.items():
-        for var, what in needed_env(inventory, playbook).items():
+        for var, what in needed_env(inventory, playbook, service=service).items():
             if unset(var):
                 found.setdefault(var, (what, []))[1].append(label)
     return [(var, what, users) for var, (what, users) in sorted(found.items())]
@@ -109,7 +114,7 @@ def refuse_missing_env(inventory: Inventory, playbook: Playbook, action: str = "
     """Refuse before anything happens, naming every missing variable at once (never one per attempt)."""
     if inventory.is_drill:
         return
-    missing = missing_env(inventory, {playbook.name: playbook})
+    missing = missing_env(inventory, {playbook.name: playbook}, service=False)
     if missing:
         lines = "; ".join(f"{var} ({what})" for var, what, _ in missing)
         raise BreakglassError(f"refusing to {action} playbook '{playbook.name}': {len(missing)} environment variable(s) "

@@ -248,3 +248,18 @@ def test_the_fast_path_never_broadcasts_to_an_address_without_code(prefect_api, 
     again = cli("prepare", str(playbook), "--inventory", str(inventory), "--json", env=_env(chain))
     skipped = json.loads(again.stdout)["prepared"][0]["steps"][0]
     assert skipped["prepared"] == [] and "no contract code" in skipped["skipped"][0]
+
+
+def test_a_run_is_never_refused_for_what_only_serve_reads(tmp_path: Path) -> None:
+    """Alert sources' credentials and the Slack app's secrets are read by `serve`, not by a run started by hand."""
+    from breakglass.flows import preflight
+    from breakglass.flows.validate import load_playbook
+
+    inventory_path = REPO / "playbooks" / "inventories" / "example.yaml"
+    playbook, inventory = load_playbook(REPO / "playbooks" / "active-drain.yaml", inventory_path)
+    assert playbook.triggers, "the test needs a playbook with triggers"
+    run_needs = preflight.needed_env(inventory, playbook, service=False)
+    serve_needs = preflight.needed_env(inventory, playbook)
+    only_serve = set(serve_needs) - set(run_needs)
+    assert only_serve and all("alert source" in serve_needs[v] or "Slack app" in serve_needs[v] for v in only_serve)
+    assert not any("alert source" in what for what in run_needs.values())
