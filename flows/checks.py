@@ -203,7 +203,29 @@ def _check_triggers(doc: Document, playbook: Playbook, inventory: Inventory | No
                         guess = closest(ref.path[0], ALERT_FIELDS)
                         out.append(_diag(doc, sub, f"alerts have no field '{ref.path[0]}'",
                                          f"Did you mean '{guess}'?" if guess else "Alert fields: " + ", ".join(ALERT_FIELDS) + "."))
+                    else:
+                        source = inventory.alert_sources.get(trigger.source) if inventory is not None else None
+                        problem = _against_adapter(ref.path, trigger, source.kind if source is not None else None)
+                        if problem:
+                            out.append(_diag(doc, sub, *problem))
     return out
+
+
+def _against_adapter(path: tuple[str | None, ...], trigger: Any, kind: str | None) -> tuple[str, str] | None:
+    """A trigger input checked against what the source's adapter declares it outputs (``raw_keys``) and
+    what the alert model guarantees: ``addresses`` may be empty unless ``match.address_in`` holds."""
+    from breakglass.integrations.alerts import ADAPTERS
+
+    if path[:1] == ("addresses",) and len(path) > 1 and (path[1] != "0" or not trigger.match.address_in):
+        return (f"alert.addresses[{path[1] or '...'}] fails on an alert that names fewer addresses "
+                "(alerts may name none)",
+                "Add match: {address_in: [...]} so that a matching alert names at least one, and use "
+                "alert.addresses[0] only; or use a field the adapter always fills (alert.tx_hash).")
+    adapter = ADAPTERS.get(kind or "")
+    keys = getattr(adapter, "raw_keys", None)
+    if path[:1] == ("raw",) and len(path) > 1 and path[1] is not None and keys is not None and path[1] not in keys:
+        return (f"{kind} alerts have no raw.{path[1]}", "raw keys of this source: " + ", ".join(sorted(keys)) + ".")
+    return None
 
 
 def _check_templates(doc: Document, playbook: Playbook) -> list[Diagnostic]:

@@ -147,6 +147,7 @@ def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
 @app.command()
 def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> int:
     """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died."""
+    from breakglass.flows import triggerfail
     from breakglass.flows.runstore import Store
 
     store = Store(_home())
@@ -161,16 +162,21 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
             docs.append({"incident": name, "run": record.run_id, "mode": record.mode, "status": record.status,
                          "initiator": record.initiator, "runner_stale": stale, "acknowledged": acked,
                          "steps": {s.id: s.status for s in record.steps}, "gates": _gates(handle, record)})
+        for failed in triggerfail.failures(store.incident_dir(name)):  # an alert whose playbook could not start
+            docs.append({"incident": name, "run": failed["playbook"], "mode": store.incident_mode(name),
+                         "status": "not started", "initiator": f"alert:{failed['source']}", "runner_stale": False,
+                         "acknowledged": acked, "steps": {}, "gates": [], "reason": failed["reason"],
+                         "alert": failed.get("alert")})
     if as_json:
         _emit({"runs": docs}, True)
         return 0
     table = Table(title="breakglass runs")
     for column in ("incident", "run", "mode", "status", "steps"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for doc in docs:
         status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "")
         table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
-                      ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
+                      doc.get("reason") or ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
     out.print(table)
     for doc in docs:
         for gate in doc["gates"]:

@@ -22,13 +22,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import audit, failpoints, triggers
+from breakglass.flows import audit, failpoints, triggerfail, triggers
 from breakglass.flows.context import Bindings, resolve_address
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.records import now
-from breakglass.flows.runstore import new_incident_id
+from breakglass.flows.refusals import RefusalLog
+from breakglass.flows.runstore import RunExists, new_incident_id
+from breakglass.integrations import jsonsafe
 from breakglass.integrations.alerts import ADAPTERS, AdapterError, auth
-from breakglass.integrations.alerts.base import depth
+from breakglass.integrations.alerts.base import MAX_DEPTH, depth
 
 log = logging.getLogger("breakglass.intake")
 LIMIT = 1024 * 1024  # bytes per request
@@ -50,6 +52,7 @@ class Intake:
             except BreakglassError:  # drill placeholders: no address outside a drill
                 pass
         self._own = {a.lower() for a in self._addresses_of.values()}
+        self.refusals = RefusalLog(self.root, "alert.refused")
         self._load()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
         self._fd = os.open(self.root / "log.jsonl", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -59,22 +62,17 @@ class Intake:
 
     # -- the endpoint ----------------------------------------------------------------------------
     def accept(self, name: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
+        """Size, credentials on the raw bytes, then (bounded) JSON, then the adapter, then routing."""
         source = self.inventory.alert_sources.get(name)
         if source is None:
             return 404, {"error": f"no alert source '{name}'"}
         digest = hashlib.sha256(body).hexdigest()
         if len(body) > LIMIT:
-            return self.refuse(413, name, digest, f"body over {LIMIT} bytes")
+            return self.refuse(413, name, digest, f"body over {LIMIT} bytes", authenticated=False)
         try:
-            parsed_json = json.loads(body)
-        except (UnicodeDecodeError, ValueError) as exc:
-            parsed_json, bad_json = None, f"invalid JSON: {str(exc)[:120]}"
-        else:
-            bad_json = None
-        try:
-            self._authenticate(source, body, parsed_json, headers)
+            parsed_json = self._authenticate(source, body, headers)
         except auth.AuthError as exc:
-            return self.refuse(401, name, digest, str(exc))
+            return self.refuse(401, name, digest, str(exc), authenticated=False)
         replay = hashlib.sha256(json.dumps([name, headers.get("authorization", "") if source.kind == "forta" else "",
                                             headers.get("x-signature", ""), headers.get("defender-signature", ""),
                                             headers.get("x-tenderly-signature", ""), headers.get("x-timestamp", ""),
@@ -82,11 +80,13 @@ class Intake:
         with self._lock:
             if replay in self._replies:
                 return 202, {**self._replies[replay], "replay": True}
-            if bad_json:
-                return self.refuse(400, name, digest, bad_json)
             try:
+                if parsed_json is None:
+                    parsed_json = jsonsafe.loads(body, max_depth=MAX_DEPTH)
                 depth(parsed_json)
                 alerts = ADAPTERS[source.kind].parse(parsed_json)
+            except jsonsafe.JsonRefused as exc:
+                return self.refuse(400, name, digest, str(exc))
             except AdapterError as exc:
                 return self.refuse(400, name, digest, str(exc))
             except Exception as exc:  # an adapter bug must not turn into a 500 and a retry storm
@@ -96,11 +96,15 @@ class Intake:
             record = self._route(name, source, alerts)
             answer = {"accepted": len(alerts), "matched": sorted({r["playbook"] for r in record["routes"]}),
                       "incidents": sorted({i for i in record["incident_of"] if i})}
+            failed = [{"playbook": r["playbook"], "incident": r["incident"], "reason": r["error"]}
+                      for r in record["routes"] if r["status"] == "failed"]
+            if failed:  # the incident is recorded all the same; the monitor must not retry
+                answer["failed"] = failed
             record.update(replay=replay, body_sha256=digest, answer=answer)
             mine = self._write({"type": "accepted", **record})
             self._replies[replay] = answer
         self._durable(mine)  # fsynced before the answer; concurrent requests share one fsync
-        if record["routes"]:
+        if any(r["status"] == "to-start" for r in record["routes"]):
             threading.Thread(target=self._start_all, args=(record,), daemon=True).start()
         return 202, answer
 
@@ -131,7 +135,9 @@ class Intake:
             line = self._write(entry)
         self._durable(line)
 
-    def _authenticate(self, source: Any, body: bytes, parsed: Any, headers: dict[str, str]) -> None:
+    def _authenticate(self, source: Any, body: bytes, headers: dict[str, str]) -> Any:
+        """Raises ``AuthError`` unless the request is the source's own. Returns the decoded body when the proof
+        needed it (Defender signs parsed JSON: its headers and freshness are checked before it is decoded)."""
         for name in (source.secret_env, source.token_env, source.username_env, source.password_env):
             if name and not self.env(name):  # an empty secret must never authenticate anything
                 raise auth.AuthError(f"this source's credential is not configured (environment variable {name} is empty)")
@@ -139,7 +145,13 @@ class Intake:
         if source.kind == "oz-monitor":
             auth.oz_monitor(body, headers, secret)
         elif source.kind == "defender":
+            auth.defender_fresh(headers)
+            try:
+                parsed = jsonsafe.loads(body, max_depth=MAX_DEPTH)
+            except jsonsafe.JsonRefused as exc:
+                raise auth.AuthError(f"Defender-Signature cannot be checked: {exc}") from None
             auth.defender(parsed, headers, secret)
+            return parsed
         elif source.kind == "tenderly":
             auth.tenderly(body, headers, secret)
         elif source.kind == "forta":
@@ -148,13 +160,20 @@ class Intake:
             auth.bearer(headers, self.env(source.token_env))
         else:
             auth.basic(headers, self.env(source.username_env or ""), self.env(source.password_env or ""))
+        return None
 
-    def oversize(self, name: str, length: int) -> tuple[int, dict[str, Any]]:
-        """Refused by its Content-Length before it is read; logged all the same."""
-        return self.refuse(413, name, f"unread ({length} bytes)", f"body over {LIMIT} bytes")
+    def oversize(self, name: str, length: int | None) -> tuple[int, dict[str, Any]]:
+        """Refused before it was read in full (by its Content-Length, or once it passed the limit)."""
+        return self.refuse(413, name, f"unread ({length} bytes)" if length else "unread", f"body over {LIMIT} bytes",
+                           authenticated=False)
 
-    def refuse(self, status: int, name: str, digest: str, reason: str) -> tuple[int, dict[str, Any]]:
-        audit.append(self.root, "alert.refused", source=name, status=status, reason=reason, body_sha256=digest)
+    def refuse(self, status: int, name: str, digest: str, reason: str, *, authenticated: bool = True
+               ) -> tuple[int, dict[str, Any]]:
+        """Authenticated refusals get an audit line each; the others are counted (``flows.refusals``)."""
+        if authenticated:
+            audit.append(self.root, "alert.refused", source=name, status=status, reason=reason, body_sha256=digest)
+        else:
+            self.refusals.refused(name, status, reason, digest)
         return status, {"error": reason}
 
     # -- routing -------------------------------------------------------------------------------
@@ -170,14 +189,19 @@ class Intake:
                 record["incident_of"].append(known[0])
                 self._note(known[0], name, alert, "duplicate")
                 continue
-            matched = []  # the first matching trigger of each playbook: one run per playbook
+            matched, failed = [], []  # the first matching trigger of each playbook: one run per playbook
             for book_name, (_, book) in sorted(self.books.items()):
                 trigger = next((t for t in book.triggers if triggers.matches(t, name, alert, self._addresses_of)), None)
-                if trigger is not None:
-                    matched.append((book_name, trigger))
+                if trigger is None:
+                    continue
+                try:  # before any key is taken: a playbook's template mistake must not cost the alert its incident
+                    matched.append((book_name, triggers.inputs_for(trigger, alert)))
+                except Exception as exc:  # noqa: BLE001 - recorded as a failed trigger with the reason
+                    failed.append((book_name, f"its trigger's inputs do not render on this alert: "
+                                              f"{triggerfail.reason_of(exc)}"))
             keys = [k for k in [alert.tx_hash, *[a for a in alert.addresses if a not in self._own]] if k]
             incident = next((self._correlate[k][0] for k in keys if k in self._correlate and self._correlate[k][1] > clock), None)
-            if incident is None and not matched:  # recorded in the log, answered matched: [], no incident
+            if incident is None and not matched and not failed:  # in the log, answered matched: [], no incident
                 record["incident_of"].append(None)
                 continue
             correlated = incident is not None
@@ -187,11 +211,15 @@ class Intake:
             for key in keys:
                 self._correlate[key] = (incident, clock + CORRELATE_WINDOW)
             self._note(incident, name, alert, "correlated" if correlated else "new")
-            for book_name, trigger in matched:
+            for book_name, inputs in matched:
                 bucket = int(clock // source.dedupe_window)  # the same alert at any serve replica: one flow run
                 record["routes"].append({"playbook": book_name, "incident": incident, "status": "to-start",
-                                         "inputs": triggers.inputs_for(trigger, alert), "alert": alert.id,
+                                         "inputs": inputs, "alert": alert.id,
                                          "idempotency_key": f"alert:{name}:{alert.dedupe_key}:{bucket}:{book_name}"})
+            for book_name, why in failed:
+                triggerfail.record(self.home, self.inventory, incident, name, book_name, alert.model_dump(mode="json"), why)
+                record["routes"].append({"playbook": book_name, "incident": incident, "status": "failed", "error": why,
+                                         "inputs": None, "alert": alert.id})
         return record
 
     def _note(self, incident: str, source: str, alert: Any, how: str) -> None:
@@ -214,10 +242,17 @@ class Intake:
                 self.start(route["playbook"], route["inputs"], route["incident"], f"alert:{record['source']}",
                            route.get("idempotency_key"))
                 route["status"] = "started"
-            except BreakglassError as exc:
-                route["status"] = "joined" if "already has run" in str(exc) else "failed"
-                route["error"] = str(exc)
-                log.warning("alert %s: %s: %s", record["id"], route["playbook"], exc)
+            except RunExists as exc:  # the same run exists (a restart): this alert joins it
+                route["status"], route["error"] = "joined", str(exc)
+                log.info("alert %s joined run %s of incident %s", route["alert"], route["playbook"], route["incident"])
+            except Exception as exc:  # noqa: BLE001 - the playbook refused its inputs (or worse): never a lost alert
+                route["status"], route["error"] = "failed", triggerfail.reason_of(exc)
+                alert = next((a for a in record["alerts"] if a["id"] == route["alert"]), {"id": route["alert"]})
+                try:
+                    triggerfail.record(self.home, self.inventory, route["incident"], record["source"], route["playbook"],
+                                       alert, f"the run did not start: {route['error']}")
+                except Exception as inner:  # noqa: BLE001 - the intake log still has the alert and the reason
+                    log.error("alert %s: %s; and recording that failed: %s", route["alert"], route["error"], inner)
             self._log({"type": "route", "id": record["id"], "n": n, "status": route["status"], "error": route.get("error")})
 
     # -- restart ---------------------------------------------------------------------------------

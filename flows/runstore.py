@@ -40,6 +40,10 @@ class RunLocked(BreakglassError):
     pass
 
 
+class RunExists(BreakglassError):
+    """The incident already has this run (same playbook and inputs)."""
+
+
 @dataclass
 class RunHandle:
     dir: Path
@@ -168,7 +172,7 @@ class Store:
         run_dir = self.incident_dir(incident) / "runs" / run_id
         if (run_dir / "record.json").exists():
             status = RunHandle(run_dir).load().status
-            raise BreakglassError(
+            raise RunExists(
                 f"incident {incident} already has run {run_id} of '{playbook_name}' with these inputs "
                 f"(status: {status}). Use `breakglass resume {incident}` to continue it, or a new --incident."
             )

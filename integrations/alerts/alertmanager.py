@@ -13,6 +13,7 @@ from breakglass.integrations.alerts.base import ADDRESS, TX_HASH, AdapterError, 
 
 class Alertmanager:
     source: ClassVar[str] = "alertmanager"
+    raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")

@@ -25,6 +25,9 @@ class AdapterError(ValueError):
 @runtime_checkable
 class Adapter(Protocol):
     source: ClassVar[str]
+    # The top-level keys ``Alert.raw`` can have, where the format fixes them (``validate`` checks a trigger's
+    # ``alert.raw.<key>`` against them); None where raw is the upstream's own, open-ended object.
+    raw_keys: ClassVar[frozenset[str] | None]
 
     def parse(self, body: Any) -> list[Alert]: ...
 

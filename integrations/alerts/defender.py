@@ -12,6 +12,7 @@ from breakglass.integrations.alerts.base import AdapterError, addresses, items, 
 
 class Defender:
     source: ClassVar[str] = "defender"
+    raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
 
     def parse(self, body: Any) -> list[Alert]:
         events = items(obj(body, "body").get("events"), "events")

@@ -12,6 +12,7 @@ from breakglass.integrations.alerts.base import AdapterError, addresses, items, 
 
 class Forta:
     source: ClassVar[str] = "forta"
+    raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")

@@ -21,6 +21,7 @@ KEYS = {"id", "title", "severity", "chain_id", "tx_hash", "addresses", "block", 
 
 class Generic:
     source: ClassVar[str] = "generic"
+    raw_keys: ClassVar[frozenset[str] | None] = frozenset(KEYS)  # raw is the body itself
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")

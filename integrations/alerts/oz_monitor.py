@@ -21,6 +21,7 @@ NETWORKS = {"ethereum_mainnet": 1, "ethereum_sepolia": 11155111, "base_mainnet":
 
 class OzMonitor:
     source: ClassVar[str] = "oz-monitor"
+    raw_keys: ClassVar[frozenset[str] | None] = frozenset({"EVM", "title", "body"})  # raw or template mode
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")
