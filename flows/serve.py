@@ -22,7 +22,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from breakglass.flows import entry, httpguard, prepared, signers
+from breakglass.flows import entry, httpguard, prepared, restart, signers
 from breakglass.flows.context import Bindings, endpoints
 from breakglass.flows.errors import BreakglassError, SpecError
 from breakglass.flows.runstore import RunExists
@@ -31,6 +31,7 @@ from breakglass.integrations import jsonsafe
 from breakglass.integrations.chain.rpc import JsonRpc
 
 log = logging.getLogger("breakglass.serve")
+OWNER = "serve"  # owner.json of the runs `serve` starts in-process: a restart continues them
 
 
 class Service:
@@ -116,7 +117,7 @@ class Service:
             try:
                 entry.start(playbook_path=path, inventory_path=self.inventory_path, given=inputs, incident=incident,
                             home=self.home, api=lambda: self.api, keys=self.keys, initiator=initiator,
-                            initiator_via=via or ("serve" if initiator is None else "cli"),
+                            initiator_via=via or ("serve" if initiator is None else "cli"), owner=OWNER,
                             on_created=lambda h: (created.update(incident=h.dir.parent.parent.name, run=h.dir.name),
                                                   ready.set()))
             except RunExists as exc:  # an alert for a run that exists: it joins it, nothing failed
@@ -137,6 +138,19 @@ class Service:
             raise failure[0]
         self.runs[f"{created.get('incident')}/{created.get('run')}"] = thread
         return created
+
+    def resume_owned(self) -> list[str]:
+        """At start: continue the runs this `serve` started whose runner is gone (``flows.restart``)."""
+        if self.pool:  # runs handed to a pool are the reaper's
+            return []
+        resumed: list[str] = []
+        for handle, key, was in restart.stranded(self.home, OWNER):
+            thread = threading.Thread(target=restart.resume, args=(handle, key, was, self.api, self.home, self.keys,
+                                                                   self._prepare), name=f"resume-{key}", daemon=True)
+            thread.start()
+            self.runs[key] = thread
+            resumed.append(key)
+        return resumed
 
     def _hand_off(self, name: str, path: Path, inputs: dict[str, Any], incident: str | None, initiator: str | None,
                   via: str | None, idempotency_key: str | None, created: dict[str, str], ready: threading.Event,
@@ -322,6 +336,10 @@ def run(service: Service, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, stopped)
     service.keep_fresh()
     service.connect_socket_mode()
+    resumed = service.resume_owned()  # first: a run that exists is continued, never started twice
+    if resumed:
+        sys.stderr.write(f"breakglass serve: continuing {len(resumed)} run(s) whose runner was gone: "
+                         f"{', '.join(resumed)}\n")
     recovered = service.intake.recover()
     if recovered:
         sys.stderr.write(f"breakglass serve: started the runs of {recovered} alert(s) accepted before a restart\n")
