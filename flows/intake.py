@@ -22,12 +22,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows import audit, failpoints, triggerfail, triggers
+from breakglass.flows import audit, failpoints, incidentpage, triggerfail, triggers
 from breakglass.flows.context import Bindings, resolve_address
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.records import now
 from breakglass.flows.refusals import RefusalLog
-from breakglass.flows.runstore import RunExists, new_incident_id
+from breakglass.flows.runstore import RunExists, Store, new_incident_id
 from breakglass.integrations import jsonsafe
 from breakglass.integrations.alerts import ADAPTERS, AdapterError, auth
 from breakglass.integrations.alerts.base import MAX_DEPTH, depth
@@ -44,7 +44,8 @@ class Intake:
         self.root = home / "intake"
         self._lock = threading.Lock()
         self._dedupe: dict[str, tuple[str, float]] = {}  # dedupe key -> (incident, expires)
-        self._correlate: dict[str, tuple[str, float]] = {}  # tx hash / outside address -> (incident, expires)
+        self._correlate: dict[str, tuple[str, float]] = {}  # tx hash / actor address -> (incident, expires)
+        self._playbooks_in: dict[str, set[str]] = {}  # incident -> playbooks routed to it (a joining alert reruns none)
         self._addresses_of: dict[str, str] = {}
         for name in inventory.contracts:
             try:
@@ -52,6 +53,7 @@ class Intake:
             except BreakglassError:  # drill placeholders: no address outside a drill
                 pass
         self._own = {a.lower() for a in self._addresses_of.values()}
+        self._never = self._own | {a.lower() for a in inventory.never_correlate.values()}
         self.refusals = RefusalLog(self.root, "alert.refused")
         self._load()
         self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -182,6 +184,7 @@ class Intake:
         record: dict[str, Any] = {"id": f"{time.time_ns()}-{uuid.uuid4().hex[:8]}", "source": name, "received_at": now(),
                                   "alerts": [a.model_dump(mode="json") for a in alerts], "routes": [], "joined": [],
                                   "incident_of": []}
+        page_on = self.inventory.paging.page_on if self.inventory.paging is not None else []
         for alert in alerts:
             known = self._dedupe.get(alert.dedupe_key)
             if known and known[1] > clock:
@@ -199,23 +202,34 @@ class Intake:
                 except Exception as exc:  # noqa: BLE001 - recorded as a failed trigger with the reason
                     failed.append((book_name, f"its trigger's inputs do not render on this alert: "
                                               f"{triggerfail.reason_of(exc)}"))
-            keys = [k for k in [alert.tx_hash, *[a for a in alert.addresses if a not in self._own]] if k]
+            keys = self._keys(alert.tx_hash, alert.actors)
             incident = next((self._correlate[k][0] for k in keys if k in self._correlate and self._correlate[k][1] > clock), None)
             if incident is None and not matched and not failed:  # in the log, answered matched: [], no incident
                 record["incident_of"].append(None)
                 continue
             correlated = incident is not None
             incident = incident or new_incident_id(self.inventory.mode)
+            running = self._playbooks_in.setdefault(incident, set())
+            joined = [b for b, _ in matched if b in running]  # that playbook already answers this incident
+            matched = [(b, inputs) for b, inputs in matched if b not in running]
             self._dedupe[alert.dedupe_key] = (incident, clock + source.dedupe_window)
             record["incident_of"].append(incident)
             for key in keys:
                 self._correlate[key] = (incident, clock + CORRELATE_WINDOW)
             self._note(incident, name, alert, "correlated" if correlated else "new")
             for book_name, inputs in matched:
+                if not correlated and self.books[book_name][1].severity in page_on:
+                    record.setdefault("page", []).append({"incident": incident, "playbook": book_name, "alert": alert.id,
+                                                          "severity": self.books[book_name][1].severity})
                 bucket = int(clock // source.dedupe_window)  # the same alert at any serve replica: one flow run
                 record["routes"].append({"playbook": book_name, "incident": incident, "status": "to-start",
                                          "inputs": inputs, "alert": alert.id,
                                          "idempotency_key": f"alert:{name}:{alert.dedupe_key}:{bucket}:{book_name}"})
+            for book_name in joined:
+                record["routes"].append({"playbook": book_name, "incident": incident, "status": "joined", "inputs": None,
+                                         "alert": alert.id, "error": f"{book_name} already runs for incident {incident}"})
+                log.info("alert %s joined incident %s, where %s already runs", alert.id, incident, book_name)
+            running.update(b for b, _ in matched)  # a failed trigger is not: a later alert may carry what it lacked
             for book_name, why in failed:
                 triggerfail.record(self.home, self.inventory, incident, name, book_name, alert.model_dump(mode="json"), why)
                 record["routes"].append({"playbook": book_name, "incident": incident, "status": "failed", "error": why,
@@ -224,9 +238,9 @@ class Intake:
 
     def _note(self, incident: str, source: str, alert: Any, how: str) -> None:
         """The incident lists every alert that joined it."""
-        path = self.home / "incidents" / incident / "alerts.jsonl"
+        path = Store(self.home).incident_dir(incident) / "alerts.jsonl"  # a symlinked incident is refused there
         path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with open(path, "a") as fh:
+        with os.fdopen(os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600), "a") as fh:
             fh.write(json.dumps({"at": now(), "source": source, "how": how, "id": alert.id, "dedupe_key": alert.dedupe_key,
                                  "title": alert.title, "tx_hash": alert.tx_hash}) + "\n")
         if how != "duplicate":  # duplicates (storms of them) stay in alerts.jsonl, off the hash chain's fsyncs
@@ -254,6 +268,14 @@ class Intake:
                 except Exception as inner:  # noqa: BLE001 - the intake log still has the alert and the reason
                     log.error("alert %s: %s; and recording that failed: %s", route["alert"], route["error"], inner)
             self._log({"type": "route", "id": record["id"], "n": n, "status": route["status"], "error": route.get("error")})
+        for page in record.get("page", []):  # after the starts: a page never delays a pause
+            alert = next((a for a in record["alerts"] if a["id"] == page["alert"]), {"id": page["alert"]})
+            incidentpage.page_opened(self.inventory, self.home, page["incident"], page["playbook"], page["severity"], alert)
+
+    def _keys(self, tx_hash: str | None, actors: list[str]) -> list[str]:
+        """What correlates alerts: the transaction and the actors the adapter marked, never our own contracts
+        nor the inventory's ``never_correlate`` addresses (routers, tokens, bridges every attack touches)."""
+        return [k for k in [tx_hash, *[a for a in actors if a.lower() not in self._never]] if k]
 
     # -- restart ---------------------------------------------------------------------------------
     def _load(self) -> None:
@@ -274,10 +296,15 @@ class Intake:
                 records[entry["id"]] = entry
                 self._replies[entry["replay"]] = entry["answer"]
                 age = clock - int(entry["id"].split("-")[0]) / 1e9
+                expires = clock + max(0.0, CORRELATE_WINDOW - age)
                 for alert, incident in zip(entry["alerts"], entry.get("incident_of", []), strict=False):
                     if incident is None:
                         continue
-                    self._dedupe.setdefault(alert["dedupe_key"], (incident, clock + max(0.0, CORRELATE_WINDOW - age)))
+                    self._dedupe.setdefault(alert["dedupe_key"], (incident, expires))
+                    for key in self._keys(alert.get("tx_hash"), alert.get("actors") or []):  # later entries win
+                        self._correlate[key] = (incident, expires)
+                for route in entry["routes"]:
+                    self._playbooks_in.setdefault(route["incident"], set()).add(route["playbook"])
             elif entry["type"] == "route" and entry["id"] in records:
                 records[entry["id"]]["routes"][entry["n"]]["status"] = entry["status"]
         self.pending = [r for r in records.values() if any(x["status"] == "to-start" for x in r["routes"])]
