@@ -320,11 +320,11 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
             if rpc.env and drill:
                 out.append(_diag(doc, ("chains", name, "rpc", j), "a drill inventory may only use 'fixture: anvil'",
                                  "Drills never talk to an RPC other than the chain they started."))
-        if FIXTURE_RE.match(chain.multicall3) and not drill:
+        if FIXTURE_RE.fullmatch(chain.multicall3) and not drill:
             out.append(_diag(doc, ("chains", name, "multicall3"), "fixture placeholders are only allowed in a drill inventory"))
     for name, contract in inv.contracts.items():
         need(("contracts", name, "chain"), "chain", contract.chain)
-        if FIXTURE_RE.match(contract.address) and not drill:
+        if FIXTURE_RE.fullmatch(contract.address) and not drill:
             out.append(_diag(doc, ("contracts", name, "address"), "fixture placeholders are only allowed in a drill inventory",
                              "Write the contract's real address."))
     for name, signer in inv.signers.items():
@@ -340,7 +340,7 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
                     need(loc, "signer", owner)
                 elif isinstance(inv.signers[owner], SafeSigner):
                     out.append(_diag(doc, loc, f"'{owner}' is itself a Safe; owners and the executor must be key signers"))
-            if FIXTURE_RE.match(signer.address) and not drill:
+            if FIXTURE_RE.fullmatch(signer.address) and not drill:
                 out.append(_diag(doc, ("signers", name, "address"), "fixture placeholders are only allowed in a drill inventory"))
     for name, contact in inv.contacts.items():
         for j, chain in enumerate(contact.chains):
@@ -362,7 +362,7 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
             if member not in inv.contacts:
                 need(("groups", group, j), "contact", member)
     for name, person in inv.roster.people.items():
-        if person.address and FIXTURE_RE.match(person.address) and not drill:
+        if person.address and FIXTURE_RE.fullmatch(person.address) and not drill:
             out.append(_diag(doc, ("roster", "people", name, "address"), "fixture placeholders are only allowed in a drill inventory",
                              "Write the address this person signs votes with."))
     if inv.slack_app is not None:

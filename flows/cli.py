@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -324,6 +325,7 @@ def version() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # every directory and file under $BREAKGLASS_HOME is the owner's alone (0700 / 0600)
     try:
         result = app(args=argv, prog_name="breakglass", standalone_mode=False)
         return result if isinstance(result, int) else 0

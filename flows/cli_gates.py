@@ -151,7 +151,8 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
     from breakglass.flows.runstore import Store
 
     store = Store(_home())
-    incidents = [incident] if incident else sorted(p.name for p in store.root.glob("*") if (p / "incident.json").exists())
+    incidents = [incident] if incident else sorted(p.name for p in store.root.glob("*")
+                                                   if not p.is_symlink() and (p / "incident.json").exists())
     docs = []
     for name in incidents:
         ack_path = store.incident_dir(name) / "ack.json"

@@ -57,7 +57,7 @@ class ClickHandler:
         self.verifier = SignatureVerifier(secret, clock=_Clock(now)) if secret else None  # type: ignore[arg-type]
         self.account = attestor.key(home)
         self._replies: OrderedDict[str, Answer] = OrderedDict()
-        self._sent: set[tuple[str, str, str, str]] = set()
+        self._sent: dict[tuple[str, str, str, str], str] = {}  # votes handed on, by decision
         self._lock = threading.Lock()
         self.unsigned = RefusalLog(home / "serve", "slack.refused")
 
@@ -131,19 +131,23 @@ class ClickHandler:
             return self._refuse(403, "the button is for an earlier version of the action; the message shows the current one",
                                 incident_dir=gate.incident_dir, **ids)
         decision = "reject" if action["action_id"] == REJECT else "approve"
-        earlier = [v for v in gate.state.votes if v.get("counted") and v["name"] == name]
-        if earlier and earlier[0]["decision"] == decision:
-            return Answer(200, {"text": f"Your {decision} is already counted."})
+        earlier = [v["decision"] for v in gate.state.votes if v.get("counted") and v["name"] == name]
         with self._lock:
-            if (incident, step, digest, name) in self._sent:
-                return Answer(200, {"text": "Your vote is already on its way."})
+            in_flight = self._sent.get((incident, step, digest, name))
+        given = earlier[0] if earlier else in_flight
+        if given == decision:
+            return Answer(200, {"text": f"Your {decision} is already {'counted' if earlier else 'on its way'}."})
+        if given is not None:  # a vote is final: changing it would let one person count twice or undo a quorum
+            return self._refuse(409, f"{name} already voted {given} at this gate; a vote cannot be changed. If the action "
+                                     "must not happen, say so in the war room and have the run cancelled",
+                                incident_dir=gate.incident_dir, **ids, decision=decision)
         vote = voting.make_vote(gate, step, name, reject=decision == "reject", reason=f"Slack ({via})", channel="slack",
                                 account=self.account, via=f"slack:{user}", digest=digest)
         refused = voting.precheck(gate, vote)
         if refused is not None:
             return self._refuse(403, refused, incident_dir=gate.incident_dir, **ids)
         with self._lock:
-            self._sent.add((incident, step, digest, name))
+            self._sent[(incident, step, digest, name)] = decision
         self.wake(gate.handle.dir, approvals.input_key(vote), vote.model_dump_json())  # a run in this process acts now
         voting.submit(self.api(), gate, vote)  # and every runner, here or elsewhere, finds it in Prefect
         return Answer(200, {"text": f"{decision.capitalize()} recorded for {name}."})

@@ -97,7 +97,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_serve(chain, home: Path, tmp_path: Path, socket_url: str | None = None) -> dict:
+def start_serve(chain, home: Path, tmp_path: Path, socket_url: str | None = None, paging: str = "",
+                env_extra: dict[str, str] | None = None, paging_after: str = "2s") -> dict:
     slack = SlackServer()
     slack.socket_url = socket_url
     pages: list[dict] = []
@@ -106,18 +107,19 @@ def start_serve(chain, home: Path, tmp_path: Path, socket_url: str | None = None
     books.mkdir()
     shutil.copytree(REPO / "playbooks" / "templates", books / "templates")
     (books / "gated.yaml").write_text(GATED)
-    inventory = slack_inventory(tmp_path, chain, slack, pagerduty.url, socket_mode=socket_url is not None)
+    inventory = slack_inventory(tmp_path, chain, slack, pagerduty.url, socket_mode=socket_url is not None, extra=paging,
+                                paging_after=paging_after)
     port = free_port()
     env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"),
            "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": SECRET, "PD_ROUTING_KEY": "pd-routing-key-secret",
-           "BREAKGLASS_SERVE_TOKEN": "serve-token-secret", "SLACK_APP_TOKEN": slack.app_token}
+           "BREAKGLASS_SERVE_TOKEN": "serve-token-secret", "SLACK_APP_TOKEN": slack.app_token, **(env_extra or {})}
     process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
                                 "--playbooks", str(books), "--port", str(port)], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, process)
     return {"base": base, "chain": chain, "slack": slack, "pages": pages, "env": env, "process": process, "home": home,
-            "closers": [slack.close, pagerduty.close]}
+            "closers": [slack.close, pagerduty.close], "command": process.args}
 
 
 def stop_serve(served: dict) -> None:
@@ -196,6 +198,10 @@ def test_a_two_of_three_gate_passes_on_two_slack_clicks_and_refuses_every_forger
     assert "bob via slack" in json.dumps(slack.messages[WAR_ROOM][0]["blocks"])
     double = post(click(USERS["bob"], value))
     assert double.status_code == 200 and "already" in double.json()["text"]
+    changed = post(click(USERS["bob"], value, action="gate_reject"))  # approved, then Reject: refused, logged
+    assert changed.status_code == 409 and "cannot be changed" in changed.json()["error"], changed.text
+    assert any(e["event"] == "slack.refused" and "cannot be changed" in e["reason"] and e["user"] == USERS["bob"]
+               for e in audit.entries(home / "incidents" / incident))
 
     assert post(click(USERS["carol"], value)).status_code == 200
     wait_for(lambda: _gate(home, incident).get("status") == "passed", what="gate passed")

@@ -91,5 +91,8 @@ slack_app: {{channel: slack, post_to: {WAR_ROOM}, signing_secret_env: SLACK_SIGN
         served.stop()
         slack.close()
     assert "Traceback" not in served.process.stderr.read()  # the responder sees reasons, not stack traces
+    for path in [home, *(p for p in home.rglob("*") if p.parts[len(home.parts)] in ("incidents", "intake", "serve"))]:
+        mode = path.stat().st_mode & 0o777
+        assert mode == (0o700 if path.is_dir() else 0o600), (str(path), oct(mode))  # nothing under the home is shared
     logged = [json.loads(line) for line in (home / "intake" / "log.jsonl").read_text().splitlines()]
     assert not [e for e in logged if e["type"] == "route" and e["status"] == "to-start"]
