@@ -20,19 +20,19 @@ WAR_ROOM = "C0WARROOM9"
 ADDRESSED = """apiVersion: breakglass/v1
 kind: Playbook
 name: on-addressed
-description: the example of docs/language.md, on an alert that names no address
+description: like the shipped active-drain trigger (alert.raw.matchReasons[0]), a path validate cannot check
 severity: critical
 inputs:
   attacker: {type: address}
 triggers:
   - source: generic
     match: {title: "drain*"}
-    inputs: {attacker: "{{ alert.addresses[0] }}"}
+    inputs: {attacker: "{{ alert.raw.data.attacker }}"}
 steps:
   - {id: look, kind: snapshot, with: {chain: ethereum, paused: [vault]}}
 """
 TYPED = ADDRESSED.replace("on-addressed", "on-typed").replace("drain*", "typed*").replace(
-    "{{ alert.addresses[0] }}", "{{ alert.title }}")  # renders, but a title is not an address
+    "{{ alert.raw.data.attacker }}", "{{ alert.title }}")  # renders, but a title is not an address
 
 
 def test_a_trigger_whose_inputs_fail_still_records_the_incident_and_answers_202(prefect_api, chain, tmp_path) -> None:
