@@ -6,7 +6,9 @@ was accepted but not started (the service died in between) is started when `serv
 A replayed request (same source, credentials and body) gets its original answer from
 the log and starts nothing, across restarts. Alerts with a dedupe key seen within the
 source's window join that alert's incident and start nothing new; alerts naming the same
-transaction or the same outside address as an open incident join it, and are still routed.
+transaction or one of the same actors (as the adapter marks them; never our own contracts nor the
+inventory's ``never_correlate``) as an open incident join it, and start only playbooks that do not
+run for it yet. Nothing is decoded before the request is authenticated (``integrations.jsonsafe``).
 """
 
 from __future__ import annotations
@@ -231,7 +233,11 @@ class Intake:
                 log.info("alert %s joined incident %s, where %s already runs", alert.id, incident, book_name)
             running.update(b for b, _ in matched)  # a failed trigger is not: a later alert may carry what it lacked
             for book_name, why in failed:
-                triggerfail.record(self.home, self.inventory, incident, name, book_name, alert.model_dump(mode="json"), why)
+                try:
+                    triggerfail.record(self.home, self.inventory, incident, name, book_name, alert.model_dump(mode="json"),
+                                       why)
+                except Exception as exc:  # noqa: BLE001 - the intake log below keeps the alert and the reason
+                    log.error("alert %s: %s; and recording the incident failed: %s", alert.id, why, exc)
                 record["routes"].append({"playbook": book_name, "incident": incident, "status": "failed", "error": why,
                                          "inputs": None, "alert": alert.id})
         return record

@@ -4,8 +4,8 @@ fresh, runs playbooks in-process (so a vote wakes its gate directly), and takes 
 Endpoints: ``GET /healthz`` (alive), ``GET /readyz`` (chain RPCs, the Prefect API and signers,
 with reasons), ``POST /slack/interactivity`` (Approve/Reject clicks), ``POST /runs`` (start a
 playbook from ``--playbooks``; bearer token from ``BREAKGLASS_SERVE_TOKEN``). On SIGTERM uvicorn
-stops taking requests and the process exits; a run it was executing keeps its record and is
-continued by ``breakglass resume``.
+stops taking requests and the process exits; a run it was executing keeps its record, and the
+next `serve` start continues it (``flows.restart``), as does ``breakglass resume``.
 """
 
 from __future__ import annotations
@@ -350,5 +350,5 @@ def run(service: Service, host: str, port: int) -> None:
     finally:
         service.stop()
         running = [k for k, t in service.runs.items() if t.is_alive()]
-        sys.stderr.write("breakglass serve stopped" + (f"; continue {', '.join(running)} with `breakglass resume`"
-                                                       if running else "") + "\n")
+        sys.stderr.write("breakglass serve stopped" + (f"; {', '.join(running)} continue when serve starts again "
+                                                       "(or with `breakglass resume`)" if running else "") + "\n")
