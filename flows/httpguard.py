@@ -41,8 +41,11 @@ async def read_body(request: Any, limit: int = LIMIT) -> bytes:
 
 
 def content_type_is(headers: Any, wanted: str, *, missing_ok: bool = True) -> bool:
+    """The media type (parameters such as charset ignored); for JSON also ``application/*+json`` as monitors send."""
     given = (headers.get("content-type") or "").split(";")[0].strip().lower()
-    return (missing_ok and not given) or given == wanted
+    if not given:
+        return missing_ok
+    return given == wanted or (wanted == "application/json" and given.startswith("application/") and given.endswith("+json"))
 
 
 def pin_recursion_limit() -> int:
