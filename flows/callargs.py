@@ -13,7 +13,7 @@ from breakglass.flows.types import HEX32_RE, NAME_RE
 def role_id(role: str) -> bytes:
     """A role as OpenZeppelin's AccessControl names it: ``DEFAULT_ADMIN_ROLE`` is zero, any other name is
     keccak256 of the name, and a 0x bytes32 is taken as it is."""
-    if HEX32_RE.match(role):
+    if HEX32_RE.fullmatch(role):
         return bytes.fromhex(role[2:])
     return bytes(32) if role == "DEFAULT_ADMIN_ROLE" else keccak(text=role)
 
@@ -24,7 +24,7 @@ def coerce_args(types: tuple[str, ...], args: list[Any]) -> list[Any]:
         raise ValueError(f"{len(types)} argument(s) expected, {len(args)} given")
     out = []
     for kind, arg in zip(types, args, strict=True):
-        if kind == "bytes32" and isinstance(arg, str) and NAME_RE.match(arg):
+        if kind == "bytes32" and isinstance(arg, str) and NAME_RE.fullmatch(arg):
             out.append(role_id(arg))
         elif kind.startswith("bytes") and isinstance(arg, str) and arg.startswith("0x"):
             out.append(bytes.fromhex(arg[2:]))

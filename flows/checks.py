@@ -192,7 +192,29 @@ def _check_triggers(doc: Document, playbook: Playbook, inventory: Inventory | No
                         guess = closest(ref.path[0], ALERT_FIELDS)
                         out.append(_diag(doc, sub, f"alerts have no field '{ref.path[0]}'",
                                          f"Did you mean '{guess}'?" if guess else "Alert fields: " + ", ".join(ALERT_FIELDS) + "."))
+                    else:
+                        source = inventory.alert_sources.get(trigger.source) if inventory is not None else None
+                        problem = _against_adapter(ref.path, trigger, source.kind if source is not None else None)
+                        if problem:
+                            out.append(_diag(doc, sub, *problem))
     return out
+
+
+def _against_adapter(path: tuple[str | None, ...], trigger: Any, kind: str | None) -> tuple[str, str] | None:
+    """A trigger input checked against what the source's adapter declares it outputs (``raw_keys``) and
+    what the alert model guarantees: ``addresses`` may be empty unless ``match.address_in`` holds."""
+    from breakglass.integrations.alerts import ADAPTERS
+
+    if path[:1] == ("addresses",) and len(path) > 1 and (path[1] != "0" or not trigger.match.address_in):
+        return (f"alert.addresses[{path[1] or '...'}] fails on an alert that names fewer addresses "
+                "(alerts may name none)",
+                "Add match: {address_in: [...]} so that a matching alert names at least one, and use "
+                "alert.addresses[0] only; or use a field the adapter always fills (alert.tx_hash).")
+    adapter = ADAPTERS.get(kind or "")
+    keys = getattr(adapter, "raw_keys", None)
+    if path[:1] == ("raw",) and len(path) > 1 and path[1] is not None and keys is not None and path[1] not in keys:
+        return (f"{kind} alerts have no raw.{path[1]}", "raw keys of this source: " + ", ".join(sorted(keys)) + ".")
+    return None
 
 
 def _check_templates(doc: Document, playbook: Playbook) -> list[Diagnostic]:
@@ -287,11 +309,11 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
             if rpc.env and drill:
                 out.append(_diag(doc, ("chains", name, "rpc", j), "a drill inventory may only use 'fixture: anvil'",
                                  "Drills never talk to an RPC other than the chain they started."))
-        if FIXTURE_RE.match(chain.multicall3) and not drill:
+        if FIXTURE_RE.fullmatch(chain.multicall3) and not drill:
             out.append(_diag(doc, ("chains", name, "multicall3"), "fixture placeholders are only allowed in a drill inventory"))
     for name, contract in inv.contracts.items():
         need(("contracts", name, "chain"), "chain", contract.chain)
-        if FIXTURE_RE.match(contract.address) and not drill:
+        if FIXTURE_RE.fullmatch(contract.address) and not drill:
             out.append(_diag(doc, ("contracts", name, "address"), "fixture placeholders are only allowed in a drill inventory",
                              "Write the contract's real address."))
         for loc, message in pausespec.problems(contract):
@@ -309,7 +331,7 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
                     need(loc, "signer", owner)
                 elif isinstance(inv.signers[owner], SafeSigner):
                     out.append(_diag(doc, loc, f"'{owner}' is itself a Safe; owners and the executor must be key signers"))
-            if FIXTURE_RE.match(signer.address) and not drill:
+            if FIXTURE_RE.fullmatch(signer.address) and not drill:
                 out.append(_diag(doc, ("signers", name, "address"), "fixture placeholders are only allowed in a drill inventory"))
     for name, contact in inv.contacts.items():
         for j, chain in enumerate(contact.chains):
@@ -331,7 +353,7 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
             if member not in inv.contacts:
                 need(("groups", group, j), "contact", member)
     for name, person in inv.roster.people.items():
-        if person.address and FIXTURE_RE.match(person.address) and not drill:
+        if person.address and FIXTURE_RE.fullmatch(person.address) and not drill:
             out.append(_diag(doc, ("roster", "people", name, "address"), "fixture placeholders are only allowed in a drill inventory",
                              "Write the address this person signs votes with."))
     if inv.slack_app is not None:

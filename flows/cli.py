@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 import traceback
 from pathlib import Path
@@ -334,6 +335,7 @@ def version() -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    os.umask(0o077)  # every directory and file under $BREAKGLASS_HOME is the owner's alone (0700 / 0600)
     from breakglass.flows import interrupt
 
     interrupt.terminate_as_interrupt()  # SIGTERM as Ctrl-C; a running run installs its own handlers

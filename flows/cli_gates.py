@@ -170,11 +170,13 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
     """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died.
 
     Without an incident: the live incidents that are not closed (--drills: the drills; --all: closed ones too)."""
+    from breakglass.flows import triggerfail
     from breakglass.flows.closing import closing
     from breakglass.flows.runstore import Store
 
     store = Store(_home())
-    incidents = [incident] if incident else sorted(p.name for p in store.root.glob("*") if (p / "incident.json").exists())
+    incidents = [incident] if incident else sorted(p.name for p in store.root.glob("*")
+                                                   if not p.is_symlink() and (p / "incident.json").exists())
     if incident is None:
         incidents = [n for n in incidents if (store.incident_mode(n) == "drill") == drills
                      and (all_ or closing(store.home, n) is None)]
@@ -192,19 +194,24 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
                          "deadlines": {s.id: s.deadline for s in record.steps if s.deadline and s.status in
                                        ("running", "waiting")},
                          "gates": _gates(handle, record), "waiting_transactions": _waiting_txs(handle, record)})
+        for failed in triggerfail.failures(store.incident_dir(name)):  # an alert whose playbook could not start
+            docs.append({"incident": name, "run": failed["playbook"], "mode": store.incident_mode(name),
+                         "status": "not started", "initiator": f"alert:{failed['source']}", "runner_stale": False,
+                         "acknowledged": acked, "closed": closed, "steps": {}, "deadlines": {}, "gates": [],
+                         "waiting_transactions": [], "reason": failed["reason"], "alert": failed.get("alert")})
     if as_json:
         _emit({"runs": docs}, True)
         return 0
     table = Table(title="breakglass runs")
     for column in ("incident", "run", "mode", "status", "steps"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")
     for doc in docs:
         gone = f"breakglass close {doc['incident']}" if doc["mode"] == "drill" else "breakglass resume, or close"
         status_text = doc["status"] + (f" (runner gone: {gone})" if doc["runner_stale"] else "") + (
             f" (closed by {doc['closed']['by']}: {doc['closed']['resolution']})" if doc["closed"] else "")
         table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
-                      ", ".join(f"{k}={v}" + (f" until {doc['deadlines'][k]}" if k in doc["deadlines"] else "")
-                                for k, v in doc["steps"].items()))
+                      doc.get("reason") or ", ".join(f"{k}={v}" + (f" until {doc['deadlines'][k]}" if k in doc["deadlines"] else "")
+                                                     for k, v in doc["steps"].items()))
     out.print(table)
     for doc in docs:
         for entry in doc["waiting_transactions"]:  # a pause that does not land is the loudest thing here

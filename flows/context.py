@@ -65,7 +65,7 @@ def endpoints(inventory: Inventory, chain: str, bindings: Bindings) -> list[Endp
 
 def resolve_address(inventory: Inventory, bindings: Bindings, ref: str) -> str:
     """An address literal, a contract or signer name, or a drill fixture placeholder."""
-    if ADDRESS_RE.match(ref):
+    if ADDRESS_RE.fullmatch(ref):
         return check_address(ref)
     if ref in inventory.contracts:
         return resolve_address(inventory, bindings, inventory.contracts[ref].address)
@@ -73,7 +73,7 @@ def resolve_address(inventory: Inventory, bindings: Bindings, ref: str) -> str:
         signer = inventory.signers[ref]
         address = getattr(signer, "address", None) or f"fixture:{getattr(signer, 'account', '')}"
         return resolve_address(inventory, bindings, address)
-    if FIXTURE_RE.match(ref):
+    if FIXTURE_RE.fullmatch(ref):
         if ref not in bindings.addresses:
             raise BreakglassError(f"'{ref}' is a drill placeholder; it resolves only inside `breakglass drill`")
         return bindings.addresses[ref]

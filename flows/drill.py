@@ -33,7 +33,7 @@ def default_inventory(playbook_path: Path) -> Path:
 def _placeholders(inventory: Inventory) -> set[str]:
     found = {c.address for c in inventory.contracts.values()} | {c.multicall3 for c in inventory.chains.values()}
     found |= {f"fixture:{s.account}" for s in inventory.signers.values() if s.kind == "fixture"}
-    return {p for p in found if FIXTURE_RE.match(p)}
+    return {p for p in found if FIXTURE_RE.fullmatch(p)}
 
 
 def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, Any], incident: str | None,
@@ -219,7 +219,7 @@ def _score(spec: Any, record: RunRecord, home: Path, inventory: Inventory, bindi
 def _drill_value(value: Any, placeholders: dict[str, str]) -> Any:
     if isinstance(value, list):
         return [_drill_value(v, placeholders) for v in value]
-    if isinstance(value, str) and FIXTURE_RE.match(value):
+    if isinstance(value, str) and FIXTURE_RE.fullmatch(value):
         if value not in placeholders:
             raise BreakglassError(f"drill input value {value!r} is not a known fixture; known: "
                                   + ", ".join(sorted(placeholders)))

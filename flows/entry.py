@@ -27,7 +27,8 @@ from breakglass.flows.validate import load_playbook
 def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
           api: Callable[[], Api], bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
           expect_mode: str | None = None, on_created: Callable[[RunHandle], None] | None = None,
-          initiator: str | None = None, initiator_via: str = "cli", keys: dict[str, Any] | None = None) -> RunRecord:
+          initiator: str | None = None, initiator_via: str = "cli", keys: dict[str, Any] | None = None,
+          owner: str | None = None) -> RunRecord:
     """Create the run, broadcast its prepared pauses, then run it on Prefect.
 
     The fast path runs before the Prefect API is contacted (``api`` is called after it) and
@@ -35,7 +36,7 @@ def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
     """
     handle, _ = begin(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
                       home=home, bindings=bindings, drill_values=drill_values, expect_mode=expect_mode,
-                      initiator=initiator, initiator_via=initiator_via)
+                      initiator=initiator, initiator_via=initiator_via, owner=owner)
     if on_created is not None:
         on_created(handle)
     try:
@@ -49,11 +50,15 @@ def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
 def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
           bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
           expect_mode: str | None = None, initiator: str | None = None,
-          initiator_via: str = "cli") -> tuple[RunHandle, dict[str, Any] | None]:
-    """Create the run and broadcast its prepared pauses: everything that happens before Prefect."""
+          initiator_via: str = "cli", owner: str | None = None) -> tuple[RunHandle, dict[str, Any] | None]:
+    """Create the run and broadcast its prepared pauses: everything that happens before Prefect.
+
+    ``owner`` marks the run as this installation's `serve`'s (``owner.json``, written before the record):
+    a restarted `serve` continues such runs when their runner is gone."""
     handle, playbook, inventory = _create(playbook_path=playbook_path, inventory_path=inventory_path, given=given,
                                           incident=incident, home=home, bindings=bindings, drill_values=drill_values,
-                                          expect_mode=expect_mode, initiator=initiator, initiator_via=initiator_via)
+                                          expect_mode=expect_mode, initiator=initiator, initiator_via=initiator_via,
+                                          owner=owner)
     report = None
     if prepared.prepared_steps(playbook):
         try:
@@ -67,7 +72,7 @@ def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
 def _create(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
             bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
             expect_mode: str | None = None, initiator: str | None = None,
-            initiator_via: str = "cli") -> tuple[RunHandle, Playbook, Inventory]:
+            initiator_via: str = "cli", owner: str | None = None) -> tuple[RunHandle, Playbook, Inventory]:
     playbook, inventory = load_playbook(playbook_path, inventory_path)
     assert inventory is not None
     if expect_mode == "drill" and not inventory.is_drill:
@@ -84,7 +89,7 @@ def _create(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any],
         incident=incident, mode=inventory.mode, playbook_name=playbook.name,
         step_kinds=[(s.id, s.kind) for s in playbook.steps], playbook_file=playbook_path,
         inventory_name=inventory.name, inventory_file=inventory_path, inputs=values, bindings=bindings,
-        initiator=initiator, initiator_via=initiator_via,
+        initiator=initiator, initiator_via=initiator_via, owner=owner,
     )
     return handle, playbook, inventory
 

@@ -6,6 +6,7 @@ crash) and then edited with ``chat.update``: each decision, who and when, how ma
 needed; when the gate closes the buttons give way to the outcome. Each button's value carries
 the incident, the gate and the digest, so `serve` can refuse a click on an older action.
 Pages (trigger, backup trigger, resolve) are journaled too, so a resumed gate does not page twice.
+A gate pages until its quorum is reached or it closes: one vote of a 2-of-3 gate stops nothing.
 Nothing here can fail the gate: problems are logged.
 """
 
@@ -142,7 +143,8 @@ class Notice:
         self.journal.append(key, "posted", ts=ts, channel=channel)
 
     def tick(self, state: GateState) -> None:
-        """Page when nobody has acted; page the backup on continued silence; resolve when the gate closes."""
+        """Page while the gate waits for its quorum (a vote that leaves it short stops nothing): the roster after
+        ``after``, the backup ``backup_after`` later; resolve both when the gate closes."""
         paging = self.inventory.paging
         if paging is None:
             return
@@ -150,7 +152,7 @@ class Notice:
         pages = [(paging.routing_key_env, "page", paging.after)]
         if paging.backup_routing_key_env:
             pages.append((paging.backup_routing_key_env, "backup-page", paging.after + paging.backup_after))
-        acted = any(v.get("counted") for v in state.votes)
+        approvals = len({v["name"] for v in state.votes if v.get("counted") and v["decision"] == "approve"})
         for env, name, delay in pages:
             key = f"{self.run_key}/{state.step}/{name}"
             events = {e["event"] for e in self.journal.entries(key)}
@@ -159,8 +161,9 @@ class Notice:
                     if "triggered" in events and "resolved" not in events:
                         pagerduty.send(paging.url, os.environ.get(env, ""), "resolve", dedup)
                         self.journal.append(key, "resolved")
-                elif not acted and "triggered" not in events and time.time() - state.opened_at >= delay:
-                    summary = f"breakglass: gate {state.step} of {self.incident} waits for approvers ({state.quorum} needed)"
+                elif "triggered" not in events and time.time() - state.opened_at >= delay:
+                    summary = (f"breakglass: gate {state.step} of {self.incident} waits for approvers "
+                               f"({approvals} of {state.quorum} so far)")
                     pagerduty.send(paging.url, os.environ.get(env, ""), "trigger", dedup, {
                         "summary": summary[:1024], "source": "breakglass", "severity": "critical",
                         "custom_details": {"incident": self.incident, "gate": state.step, "digest": state.digest,

@@ -14,11 +14,13 @@ ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 def home() -> Path:
     path = Path(os.environ.get("BREAKGLASS_HOME") or "~/.breakglass").expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    if path.stat().st_mode & 0o077:  # made by someone else's umask, or by hand
+        path.chmod(0o700)
     return path
 
 
 def check_id(value: str, what: str = "incident id") -> str:
-    if not ID_RE.match(value) or ".." in value:
+    if not ID_RE.fullmatch(value) or ".." in value:
         raise BreakglassError(
             f"{what} {value!r} is not allowed: use 1-128 characters of A-Z, a-z, 0-9, '.', '_' and '-', "
             "starting with a letter or digit"

@@ -16,11 +16,11 @@ from breakglass.flows.types import HEX32_RE, check_address
 
 def _scalar(kind: str, value: Any, inventory: Inventory | None) -> Any:
     if kind == "address":
-        if isinstance(value, str) and FIXTURE_RE.match(value):
+        if isinstance(value, str) and FIXTURE_RE.fullmatch(value):
             raise ValueError(f"{value!r} is a drill placeholder; give a real address")
         return check_address(value)
     if kind == "tx_hash":
-        if not isinstance(value, str) or not HEX32_RE.match(value):
+        if not isinstance(value, str) or not HEX32_RE.fullmatch(value):
             raise ValueError("expected a transaction hash: 0x followed by 64 hex digits")
         return value.lower()
     if kind == "int":

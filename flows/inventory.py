@@ -24,13 +24,13 @@ ENV_RE = re.compile(r"^[A-Z_][A-Z0-9_]{0,127}$")
 
 
 def _address_or_fixture(value: str) -> str:
-    if isinstance(value, str) and FIXTURE_RE.match(value):
+    if isinstance(value, str) and FIXTURE_RE.fullmatch(value):
         return value
     return check_address(value)
 
 
 def _env_name(value: str) -> str:
-    if not isinstance(value, str) or not ENV_RE.match(value):
+    if not isinstance(value, str) or not ENV_RE.fullmatch(value):
         raise ValueError("must be an environment variable name such as ETH_RPC_URL (A-Z, 0-9, _)")
     return value
 
@@ -221,13 +221,16 @@ class SlackApp(Model):
 
 
 class Paging(Model):
-    """PagerDuty Events API v2: page the roster when nobody acts on a gate."""
+    """PagerDuty Events API v2: page the roster while a gate waits for its quorum, then the backup."""
 
     url: str = Field("https://events.pagerduty.com/v2/enqueue", description="Events API v2 endpoint")
     routing_key_env: EnvName = Field(description="environment variable with the integration's routing key")
     backup_routing_key_env: EnvName | None = Field(None, description="the backup group's routing key, for continued silence")
     after: Duration = Field(120, description="page when no approver has acted this long after a gate opens")
-    backup_after: Duration = Field(300, description="then page the backup after this much more silence")
+    backup_after: Duration = Field(300, description="then page the backup if the gate still waits this much later")
+    page_on: list[Literal["info", "low", "medium", "high", "critical"]] = Field(
+        default_factory=list, description="also page when an alert opens an incident whose playbook has one of these "
+                                          "severities, e.g. [critical]")
 
 
 class AlertSource(Model):
@@ -270,6 +273,9 @@ class Inventory(Model):
     slack_app: SlackApp | None = None
     paging: Paging | None = None
     alert_sources: dict[Name, AlertSource] = Field(default_factory=dict, description="inbound alert URLs of `serve`")
+    never_correlate: dict[Name, Address] = Field(
+        default_factory=dict, description="addresses that never join alerts into one incident, by name: routers, "
+                                          "tokens, bridges that unrelated attacks have in common")
 
     @property
     def is_drill(self) -> bool:

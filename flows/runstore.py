@@ -30,6 +30,8 @@ from breakglass.flows.home import check_id, write_private
 from breakglass.flows.inputs import digest
 from breakglass.flows.records import FileRef, RunRecord, StepRecord, now
 
+OWNER_FILE = "owner.json"
+
 
 def new_incident_id(mode: str) -> str:
     prefix = "DRILL" if mode == "drill" else "INC"
@@ -38,6 +40,10 @@ def new_incident_id(mode: str) -> str:
 
 class RunLocked(BreakglassError):
     pass
+
+
+class RunExists(BreakglassError):
+    """The incident already has this run (same playbook and inputs)."""
 
 
 @dataclass
@@ -125,7 +131,11 @@ class Store:
         self.root = home / "incidents"
 
     def incident_dir(self, incident: str) -> Path:
-        return self.root / check_id(incident)
+        path = self.root / check_id(incident)
+        if path.is_symlink():  # never followed: it could point anywhere, and writes would go there
+            raise BreakglassError(f"incident {incident}: {path} is a symbolic link; breakglass does not follow it. "
+                                  "Move the real directory there, or remove the link")
+        return path
 
     def incident_mode(self, incident: str) -> str | None:
         meta = self.incident_dir(incident) / "incident.json"
@@ -150,6 +160,20 @@ class Store:
             raise BreakglassError(f"no incident {incident!r} under {self.home}; `breakglass status` lists incidents")
         return [RunHandle(p) for p in sorted((base / "runs").glob("*")) if (p / "record.json").exists()]
 
+    def owned(self, owner: str) -> list[RunHandle]:
+        """Every run whose ``owner.json`` names ``owner`` (symlinked incident directories are not followed)."""
+        found = []
+        for marker in sorted(self.root.glob(f"*/runs/*/{OWNER_FILE}")):
+            run_dir = marker.parent
+            if run_dir.parent.parent.is_symlink() or run_dir.is_symlink() or not (run_dir / "record.json").exists():
+                continue
+            try:
+                if json.loads(marker.read_text()).get("owner") == owner:
+                    found.append(RunHandle(run_dir))
+            except (OSError, ValueError):
+                continue
+        return found
+
     def handle(self, key: str) -> RunHandle:
         """The run named ``<incident>/<run id>`` (how Prefect parameters and hand-offs name it)."""
         incident, _, run_id = key.partition("/")
@@ -164,18 +188,21 @@ class Store:
     def create_run(self, *, incident: str, mode: str, playbook_name: str, step_kinds: list[tuple[str, str]],
                    playbook_file: Path, inventory_name: str, inventory_file: Path, inputs: dict[str, Any],
                    bindings: Bindings | None = None, initiator: str | None = None,
-                   initiator_via: str | None = None) -> RunHandle:
+                   initiator_via: str | None = None, owner: str | None = None) -> RunHandle:
         self.open_incident(incident, mode)
         inputs_hash = digest(inputs)
         run_id = f"{playbook_name}-{inputs_hash[:12]}"
         run_dir = self.incident_dir(incident) / "runs" / run_id
         if (run_dir / "record.json").exists():
             status = RunHandle(run_dir).load().status
-            raise BreakglassError(
+            raise RunExists(
                 f"incident {incident} already has run {run_id} of '{playbook_name}' with these inputs "
                 f"(status: {status}). Use `breakglass resume {incident}` to continue it, or a new --incident."
             )
         run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        if owner is not None:  # before the record: a run that exists is always known to be its owner's
+            write_private(run_dir / OWNER_FILE, json.dumps({"owner": owner, "pid": os.getpid(),
+                                                            "host": socket.gethostname()}).encode())
         refs = []
         for name, source, target in ((playbook_name, playbook_file, "playbook.yaml"),
                                      (inventory_name, inventory_file, "inventory.yaml")):

@@ -4,8 +4,8 @@ fresh, runs playbooks in-process (so a vote wakes its gate directly), and takes 
 Endpoints: ``GET /healthz`` (alive), ``GET /readyz`` (chain RPCs, the Prefect API and signers,
 with reasons), ``POST /slack/interactivity`` (Approve/Reject clicks), ``POST /runs`` (start a
 playbook from ``--playbooks``; bearer token from ``BREAKGLASS_SERVE_TOKEN``). On SIGTERM uvicorn
-stops taking requests and the process exits; a run it was executing keeps its record and is
-continued by ``breakglass resume``.
+stops taking requests and the process exits; a run it was executing keeps its record, and the
+next `serve` start continues it (``flows.restart``), as does ``breakglass resume``.
 """
 
 from __future__ import annotations
@@ -22,18 +22,22 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 
-from breakglass.flows import entry, prepared, signers
+from breakglass.flows import entry, httpguard, prepared, restart, signers
 from breakglass.flows.context import Bindings, endpoints
 from breakglass.flows.errors import BreakglassError, SpecError
+from breakglass.flows.runstore import RunExists
 from breakglass.flows.validate import load_inventory, load_playbook
+from breakglass.integrations import jsonsafe
 from breakglass.integrations.chain.rpc import JsonRpc
 
 log = logging.getLogger("breakglass.serve")
+OWNER = "serve"  # owner.json of the runs `serve` starts in-process: a restart continues them
 
 
 class Service:
     def __init__(self, home: Path, inventory_path: Path, playbooks: Path, api: Any, refresh: float = 60.0,
                  pool: str | None = None) -> None:
+        httpguard.pin_recursion_limit()  # before any request is decoded: no import may leave it at 100,000
         self.home, self.inventory_path, self.playbooks_dir, self.api = home, inventory_path, playbooks, api
         self.pool = pool  # hand runs to this work pool instead of running them in-process
         self.books: dict[str, tuple[Path, Any]] = {}
@@ -118,9 +122,13 @@ class Service:
             try:
                 entry.start(playbook_path=path, inventory_path=self.inventory_path, given=inputs, incident=incident,
                             home=self.home, api=lambda: self.api, keys=self.keys, initiator=initiator,
-                            initiator_via=via or ("serve" if initiator is None else "cli"),
+                            initiator_via=via or ("serve" if initiator is None else "cli"), owner=OWNER,
                             on_created=lambda h: (created.update(incident=h.dir.parent.parent.name, run=h.dir.name),
                                                   ready.set()))
+            except RunExists as exc:  # an alert for a run that exists: it joins it, nothing failed
+                failure.append(exc)
+                ready.set()
+                log.info("%s: joined the existing run", exc)
             except BaseException as exc:  # noqa: BLE001 - reported to the caller or logged
                 failure.append(exc)
                 ready.set()
@@ -135,6 +143,19 @@ class Service:
             raise failure[0]
         self.runs[f"{created.get('incident')}/{created.get('run')}"] = thread
         return created
+
+    def resume_owned(self) -> list[str]:
+        """At start: continue the runs this `serve` started whose runner is gone (``flows.restart``)."""
+        if self.pool:  # runs handed to a pool are the reaper's
+            return []
+        resumed: list[str] = []
+        for handle, key, was in restart.stranded(self.home, OWNER):
+            thread = threading.Thread(target=restart.resume, args=(handle, key, was, self.api, self.home, self.keys,
+                                                                   self._prepare), name=f"resume-{key}", daemon=True)
+            thread.start()
+            self.runs[key] = thread
+            resumed.append(key)
+        return resumed
 
     def _hand_off(self, name: str, path: Path, inputs: dict[str, Any], incident: str | None, initiator: str | None,
                   via: str | None, idempotency_key: str | None, created: dict[str, str], ready: threading.Event,
@@ -185,11 +206,25 @@ class Service:
                 if not any(t.is_alive() for t in self.runs.values()):
                     self._prepare()
 
+        def flush() -> None:  # unauthenticated refusals: one summary line per source per minute
+            while not self._stop.wait(10.0):
+                self._flush_refusals()
+
         self._prepare()
         threading.Thread(target=loop, name="breakglass-prepare", daemon=True).start()
+        threading.Thread(target=flush, name="breakglass-refusals", daemon=True).start()
+
+    def _flush_refusals(self, force: bool = False) -> None:
+        try:
+            self.intake.refusals.flush(force)
+            if self.clicks is not None:
+                self.clicks.unsigned.flush(force)
+        except OSError as exc:
+            log.warning("refusal summary not written: %s", exc)
 
     def stop(self) -> None:
         self._stop.set()
+        self._flush_refusals(force=True)
         if self.socket is not None:
             self.socket.close()
 
@@ -209,6 +244,10 @@ def _wake(run_dir: Path, key: str, raw: str) -> None:
         active.gates.deliver(key, raw)
 
 
+def _answer(answer: Any) -> JSONResponse:
+    return JSONResponse(answer.body, status_code=answer.status)
+
+
 def app(service: Service) -> FastAPI:
     api = FastAPI(title="breakglass", docs_url=None, redoc_url=None, openapi_url=None)
     token = os.environ.get("BREAKGLASS_SERVE_TOKEN", "")
@@ -226,8 +265,14 @@ def app(service: Service) -> FastAPI:
     async def interactivity(request: Request) -> JSONResponse:
         if service.clicks is None:
             return JSONResponse({"error": "Slack approvals are not configured (no slack_app in the inventory)"}, 404)
-        body = await request.body()
-        answer = await run_in_threadpool(service.clicks.http, body, {k.lower(): v for k, v in request.headers.items()})
+        headers = {k.lower(): v for k, v in request.headers.items()}
+        if not httpguard.content_type_is(headers, "application/x-www-form-urlencoded"):
+            return _answer(service.clicks.refuse_unsigned(415, "Content-Type must be application/x-www-form-urlencoded"))
+        try:
+            body = await httpguard.read_body(request)
+        except httpguard.TooLarge:
+            return _answer(service.clicks.refuse_unsigned(413, f"body over {httpguard.LIMIT} bytes"))
+        answer = await run_in_threadpool(service.clicks.http, body, headers)
         return JSONResponse(answer.body, status_code=answer.status)
 
     @api.get("/alerts/{name}")
@@ -237,33 +282,42 @@ def app(service: Service) -> FastAPI:
 
     @api.post("/alerts/{name}")
     async def alert(name: str, request: Request) -> JSONResponse:
-        from breakglass.flows.intake import LIMIT
-
-        length = int(request.headers.get("content-length") or 0)
-        if length > LIMIT:
-            status, answer = service.intake.oversize(name, length)
-            return JSONResponse(answer, status_code=status)
         headers = {k.lower(): v for k, v in request.headers.items()}
-        if "json" not in headers.get("content-type", "application/json"):
-            status, answer = service.intake.refuse(415, name, "content-type", "Content-Type must be application/json")
+        if name not in service.inventory.alert_sources:
+            return JSONResponse({"error": f"no alert source '{name}'"}, 404)
+        if not httpguard.content_type_is(headers, "application/json"):
+            status, answer = service.intake.refuse(415, name, "unread", "Content-Type must be application/json",
+                                                   authenticated=False)
             return JSONResponse(answer, status_code=status)
-        body = await request.body()
+        try:
+            body = await httpguard.read_body(request)
+        except httpguard.TooLarge as exc:
+            status, answer = service.intake.oversize(name, exc.size)
+            return JSONResponse(answer, status_code=status)
         status, answer = await run_in_threadpool(service.intake.accept, name, body, headers)  # fsyncs: off the event loop
         return JSONResponse(answer, status_code=status)
 
     @api.post("/runs")
     async def runs(request: Request) -> JSONResponse:
         given = request.headers.get("authorization", "")
-        if not token or not hmac.compare_digest(given, f"Bearer {token}"):
+        if not token or not hmac.compare_digest(given.encode(), f"Bearer {token}".encode()):
             return JSONResponse({"error": "POST /runs needs Authorization: Bearer $BREAKGLASS_SERVE_TOKEN"}, 401)
+        if not httpguard.content_type_is(request.headers, "application/json"):
+            return JSONResponse({"error": "Content-Type must be application/json"}, 415)
         try:
-            doc = await request.json()
+            doc = jsonsafe.loads(await httpguard.read_body(request), max_depth=8)
             if not isinstance(doc, dict) or not isinstance(doc.get("playbook"), str):
                 raise ValueError
+            inputs = doc.get("inputs") or {}
+            if not isinstance(inputs, dict) or not isinstance(doc.get("incident") or "", str) \
+                    or not isinstance(doc.get("as") or "", str):
+                raise ValueError
+        except httpguard.TooLarge:
+            return JSONResponse({"error": f"body over {httpguard.LIMIT} bytes"}, 413)
         except ValueError:
             return JSONResponse({"error": "body must be JSON: {playbook, inputs?, incident?, as?}"}, 400)
         try:
-            created = service.start_run(doc["playbook"], {str(k): str(v) for k, v in (doc.get("inputs") or {}).items()},
+            created = service.start_run(doc["playbook"], {str(k): str(v) for k, v in inputs.items()},
                                         doc.get("incident"), doc.get("as"))
         except SpecError as exc:
             return JSONResponse({"error": "; ".join(str(d) for d in exc.diagnostics)}, 400)
@@ -287,6 +341,10 @@ def run(service: Service, host: str, port: int) -> None:
     signal.signal(signal.SIGTERM, stopped)
     service.keep_fresh()
     service.connect_socket_mode()
+    resumed = service.resume_owned()  # first: a run that exists is continued, never started twice
+    if resumed:
+        sys.stderr.write(f"breakglass serve: continuing {len(resumed)} run(s) whose runner was gone: "
+                         f"{', '.join(resumed)}\n")
     recovered = service.intake.recover()
     if recovered:
         sys.stderr.write(f"breakglass serve: started the runs of {recovered} alert(s) accepted before a restart\n")
@@ -297,5 +355,5 @@ def run(service: Service, host: str, port: int) -> None:
     finally:
         service.stop()
         running = [k for k, t in service.runs.items() if t.is_alive()]
-        sys.stderr.write("breakglass serve stopped" + (f"; continue {', '.join(running)} with `breakglass resume`"
-                                                       if running else "") + "\n")
+        sys.stderr.write("breakglass serve stopped" + (f"; {', '.join(running)} continue when serve starts again "
+                                                       "(or with `breakglass resume`)" if running else "") + "\n")

@@ -12,7 +12,6 @@ reason and the ids involved, never the body.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import threading
 import time
@@ -29,6 +28,8 @@ from breakglass.flows import approvals, attestor, audit, voting
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatenotice import APPROVE, REJECT
 from breakglass.flows.home import check_id
+from breakglass.flows.refusals import RefusalLog
+from breakglass.integrations import jsonsafe
 
 
 @dataclass(frozen=True)
@@ -56,21 +57,22 @@ class ClickHandler:
         self.verifier = SignatureVerifier(secret, clock=_Clock(now)) if secret else None  # type: ignore[arg-type]
         self.account = attestor.key(home)
         self._replies: OrderedDict[str, Answer] = OrderedDict()
-        self._sent: set[tuple[str, str, str, str]] = set()
+        self._sent: dict[tuple[str, str, str, str], str] = {}  # votes handed on, by decision
         self._lock = threading.Lock()
+        self.unsigned = RefusalLog(home / "serve", "slack.refused")
 
     # -- HTTP ------------------------------------------------------------------------------------
     def http(self, body: bytes, headers: dict[str, str]) -> Answer:
         timestamp = headers.get("x-slack-request-timestamp", "")
         signature = headers.get("x-slack-signature", "")
         if not self._valid(body, timestamp, signature):
-            return self._refuse(401, "bad signature or a timestamp outside 5 minutes", via="http")
+            return self.refuse_unsigned(401, "bad signature or a timestamp outside 5 minutes", body)
         replay = hashlib.sha256(f"{timestamp}:{signature}".encode()).hexdigest()
         with self._lock:
             if replay in self._replies:  # Slack's retries and replayed bodies: the same answer, nothing new
                 return self._replies[replay]
         try:
-            payload = json.loads(parse_qs(body.decode("utf-8"), strict_parsing=True)["payload"][0])
+            payload = jsonsafe.loads(parse_qs(body.decode("utf-8"), strict_parsing=True)["payload"][0], what="payload")
             if not isinstance(payload, dict):
                 raise ValueError("not an object")
         except (UnicodeDecodeError, ValueError, KeyError, IndexError):
@@ -82,6 +84,11 @@ class ClickHandler:
             while len(self._replies) > 10_000:
                 self._replies.popitem(last=False)
         return answer
+
+    def refuse_unsigned(self, status: int, reason: str, body: bytes | None = None) -> Answer:
+        """Refused before a signature checked out: counted, one audit line per minute (``flows.refusals``)."""
+        self.unsigned.refused("slack", status, reason, hashlib.sha256(body).hexdigest() if body is not None else "unread")
+        return Answer(status, {"error": reason})
 
     def _valid(self, body: bytes, timestamp: str, signature: str) -> bool:
         """slack-sdk's check, made total: it raises on a non-numeric timestamp or a body that is not UTF-8."""
@@ -106,7 +113,9 @@ class ClickHandler:
             action = (payload.get("actions") or [None])[0]
             if not isinstance(action, dict) or action.get("action_id") not in (APPROVE, REJECT):
                 return self._refuse(400, "no Approve or Reject action in the payload", **ids)
-            value = json.loads(action.get("value") or "")
+            value = jsonsafe.loads(action.get("value") or "", max_depth=1, max_bytes=2000, what="the button value")
+            if not isinstance(value, dict):
+                raise ValueError("the button value is not an object")
             incident, step, digest = str(value["incident"]), str(value["gate"]), str(value["digest"])
         except (ValueError, KeyError, TypeError, AttributeError):
             return self._refuse(400, "malformed payload", **ids)
@@ -122,19 +131,23 @@ class ClickHandler:
             return self._refuse(403, "the button is for an earlier version of the action; the message shows the current one",
                                 incident_dir=gate.incident_dir, **ids)
         decision = "reject" if action["action_id"] == REJECT else "approve"
-        earlier = [v for v in gate.state.votes if v.get("counted") and v["name"] == name]
-        if earlier and earlier[0]["decision"] == decision:
-            return Answer(200, {"text": f"Your {decision} is already counted."})
+        earlier = [v["decision"] for v in gate.state.votes if v.get("counted") and v["name"] == name]
         with self._lock:
-            if (incident, step, digest, name) in self._sent:
-                return Answer(200, {"text": "Your vote is already on its way."})
+            in_flight = self._sent.get((incident, step, digest, name))
+        given = earlier[0] if earlier else in_flight
+        if given == decision:
+            return Answer(200, {"text": f"Your {decision} is already {'counted' if earlier else 'on its way'}."})
+        if given is not None:  # a vote is final: changing it would let one person count twice or undo a quorum
+            return self._refuse(409, f"{name} already voted {given} at this gate; a vote cannot be changed. If the action "
+                                     "must not happen, say so in the war room and have the run cancelled",
+                                incident_dir=gate.incident_dir, **ids, decision=decision)
         vote = voting.make_vote(gate, step, name, reject=decision == "reject", reason=f"Slack ({via})", channel="slack",
                                 account=self.account, via=f"slack:{user}", digest=digest)
         refused = voting.precheck(gate, vote)
         if refused is not None:
             return self._refuse(403, refused, incident_dir=gate.incident_dir, **ids)
         with self._lock:
-            self._sent.add((incident, step, digest, name))
+            self._sent[(incident, step, digest, name)] = decision
         self.wake(gate.handle.dir, approvals.input_key(vote), vote.model_dump_json())  # a run in this process acts now
         voting.submit(self.api(), gate, vote)  # and every runner, here or elsewhere, finds it in Prefect
         return Answer(200, {"text": f"{decision.capitalize()} recorded for {name}."})

@@ -35,7 +35,7 @@ def is_template(value: Any) -> bool:
 @lru_cache(maxsize=65536)
 def check_address(value: str) -> str:
     """A 0x address; mixed case must be a valid EIP-55 checksum. Returns the checksummed form."""
-    if not isinstance(value, str) or not ADDRESS_RE.match(value):
+    if not isinstance(value, str) or not ADDRESS_RE.fullmatch(value):
         raise ValueError("not an address: expected 0x followed by 40 hex digits")
     if value != value.lower() and value != value.upper()[:2].lower() + value[2:].upper() and not is_checksum_address(
         value
@@ -45,19 +45,19 @@ def check_address(value: str) -> str:
 
 
 def _ident(value: str) -> str:
-    if not isinstance(value, str) or not IDENT_RE.match(value):
+    if not isinstance(value, str) or not IDENT_RE.fullmatch(value):
         raise ValueError("must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'")
     return value
 
 
 def _name(value: str) -> str:
-    if not isinstance(value, str) or not NAME_RE.match(value):
+    if not isinstance(value, str) or not NAME_RE.fullmatch(value):
         raise ValueError("must start with a letter, then letters, digits, '_' or '-' (at most 64)")
     return value
 
 
 def _hex32(value: str) -> str:
-    if not isinstance(value, str) or not HEX32_RE.match(value):
+    if not isinstance(value, str) or not HEX32_RE.fullmatch(value):
         raise ValueError("expected 0x followed by 64 hex digits")
     return value.lower()
 
@@ -92,7 +92,7 @@ def parse_duration(value: Any) -> float:
     if isinstance(value, int | float):
         seconds = float(value)
     else:
-        match = _DURATION_RE.match(str(value).strip())
+        match = _DURATION_RE.fullmatch(str(value).strip())
         if not match:
             raise ValueError("expected a duration like 30s, 5m or 1h")
         seconds = float(match.group(1)) * _UNITS[match.group(2)]
@@ -117,8 +117,8 @@ HEX32_OK = Hex32Allowed()
 
 TxHash = Annotated[str, AfterValidator(_hex32_or_template), HEX32_OK]
 Bytes32 = Annotated[str, AfterValidator(_hex32_or_template), HEX32_OK]
-StorageSlot = Annotated[str, AfterValidator(lambda v: v if is_template(v) or re.match(r"^0x[0-9a-fA-F]{1,64}$", v) else _hex32(v)), HEX32_OK]
-RoleId = Annotated[str, AfterValidator(lambda v: v if is_template(v) or NAME_RE.match(v) or HEX32_RE.match(v) else _hex32(v)), HEX32_OK]
+StorageSlot = Annotated[str, AfterValidator(lambda v: v if is_template(v) or re.fullmatch(r"0x[0-9a-fA-F]{1,64}", v) else _hex32(v)), HEX32_OK]
+RoleId = Annotated[str, AfterValidator(lambda v: v if is_template(v) or NAME_RE.fullmatch(v) or HEX32_RE.fullmatch(v) else _hex32(v)), HEX32_OK]
 Duration = Annotated[
     float,
     BeforeValidator(parse_duration),

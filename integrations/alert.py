@@ -20,6 +20,8 @@ class Alert(BaseModel):
     block: int | None = None
     title: str = ""
     raw: dict[str, Any] = Field(default_factory=dict)
+    actors: list[str] = Field(default_factory=list, description="addresses the source names as actors (attacker, sender, "
+                                                                "exploit contract): what correlates alerts, with tx_hash")
 
 
 ALERT_FIELDS = tuple(Alert.model_fields)

@@ -13,6 +13,7 @@ from breakglass.integrations.alerts.base import ADDRESS, TX_HASH, AdapterError, 
 
 class Alertmanager:
     source: ClassVar[str] = "alertmanager"
+    raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")
@@ -30,8 +31,8 @@ class Alertmanager:
         starts = text(alert.get("startsAt"), f"{where}.startsAt")
         firing = text(alert.get("status"), f"{where}.status") == "firing"
         values = list(labels.values()) + [str(v) for v in annotations.values()]
-        found = sorted({v.lower() for v in values if ADDRESS.match(v)})
-        hashes = [v.lower() for v in values if TX_HASH.match(v)]
+        found = sorted({v.lower() for v in values if ADDRESS.fullmatch(v)})
+        hashes = [v.lower() for v in values if TX_HASH.fullmatch(v)]
         return Alert(source=self.source, id=f"{fingerprint}@{starts}", dedupe_key=f"{self.source}:{fingerprint}@{starts}",
                      title=text(annotations.get("summary") or labels.get("alertname", ""), f"{where}.annotations.summary"),
                      severity=severity(labels.get("severity"), f"{where}.labels.severity") if firing else "info",

@@ -15,6 +15,8 @@ from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from breakglass.integrations import jsonsafe
+
 WINDOW = 300.0  # seconds a signed request stays acceptable
 DEFENDER_WINDOW = 600.0  # Defender's own SDK accepts 10 minutes
 
@@ -48,16 +50,27 @@ def oz_monitor(body: bytes, headers: dict[str, str], secret: str, now: float | N
         raise AuthError("X-Signature does not match")
 
 
-def defender(body: Any, headers: dict[str, str], secret: str, now: float | None = None) -> None:
-    """``Defender-Signature`` = hex HMAC-SHA256(secret, compact JSON of the body with ``timestamp`` added last)."""
+def defender_fresh(headers: dict[str, str], now: float | None = None) -> None:
+    """What of Defender's proof can be checked without the body: both headers there, the timestamp fresh."""
     stamp, signature = headers.get("defender-timestamp", ""), headers.get("defender-signature", "")
-    if not stamp or not signature or not isinstance(body, dict):
+    if not stamp or not signature:
         raise AuthError("missing Defender-Timestamp / Defender-Signature")
     try:
         at = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
     except ValueError:
         raise AuthError("Defender-Timestamp is not ISO-8601") from None
     _fresh(at, time.time() if now is None else now, DEFENDER_WINDOW, "Defender-Timestamp")
+
+
+def defender(body: Any, headers: dict[str, str], secret: str, now: float | None = None) -> None:
+    """``Defender-Signature`` = hex HMAC-SHA256(secret, compact JSON of the body with ``timestamp`` added last).
+
+    Defender signs the parsed body, so the caller decodes it first (bounded: ``integrations.jsonsafe``),
+    after ``defender_fresh`` passed."""
+    defender_fresh(headers, now)
+    stamp, signature = headers["defender-timestamp"], headers["defender-signature"]
+    if not isinstance(body, dict):
+        raise AuthError("the body is not a JSON object: Defender-Signature cannot match")
     signed = json.dumps({**body, "timestamp": stamp}, separators=(",", ":"), ensure_ascii=False).encode()
     if not _same(signature, _mac(secret, signed)):
         raise AuthError("Defender-Signature does not match")
@@ -101,8 +114,8 @@ def forta_jwt(headers: dict[str, str], scanners: list[str], now: float | None = 
         raise AuthError("missing Forta bearer JWT")
     raw_header, raw_payload, raw_signature = given.removeprefix("Bearer ").split(".")
     try:
-        header = json.loads(_b64(raw_header))
-        payload = json.loads(_b64(raw_payload))
+        header = jsonsafe.loads(_b64(raw_header), max_depth=4, max_bytes=8192, what="the JWT header")
+        payload = jsonsafe.loads(_b64(raw_payload), max_depth=4, max_bytes=8192, what="the JWT payload")
         signature = _b64(raw_signature)
     except (ValueError, UnicodeDecodeError):
         raise AuthError("the Forta JWT is not well formed") from None

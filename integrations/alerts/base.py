@@ -25,6 +25,9 @@ class AdapterError(ValueError):
 @runtime_checkable
 class Adapter(Protocol):
     source: ClassVar[str]
+    # The top-level keys ``Alert.raw`` can have, where the format fixes them (``validate`` checks a trigger's
+    # ``alert.raw.<key>`` against them); None where raw is the upstream's own, open-ended object.
+    raw_keys: ClassVar[frozenset[str] | None]
 
     def parse(self, body: Any) -> list[Alert]: ...
 
@@ -50,9 +53,22 @@ def text(value: Any, where: str, *, required: bool = True, limit: int = 2000) ->
 
 
 def address(value: Any, where: str) -> str:
-    if not isinstance(value, str) or not ADDRESS.match(value):
+    if not isinstance(value, str) or not ADDRESS.fullmatch(value):
         raise AdapterError(f"{where}: {str(value)[:60]!r} is not an address (0x and 40 hex digits)")
     return value.lower()
+
+
+def actors(*values: Any) -> list[str]:
+    """The addresses among ``values`` (free-form upstream fields: anything else is ignored, never an error)."""
+    return sorted({v.lower() for v in values if isinstance(v, str) and ADDRESS.fullmatch(v)})
+
+
+ACTOR_KEYS = ("attacker", "attackerAddress", "exploiter", "exploitContract", "exploitContractAddress", "sender")
+
+
+def actor_metadata(metadata: Any) -> list[str]:
+    """Actors named in a finding's metadata under the keys detection bots use (attacker, exploitContract, ...)."""
+    return actors(*(metadata.get(k) for k in ACTOR_KEYS)) if isinstance(metadata, dict) else []
 
 
 def addresses(values: Any, where: str) -> list[str]:
@@ -64,7 +80,7 @@ def addresses(values: Any, where: str) -> list[str]:
 def tx_hash(value: Any, where: str) -> str | None:
     if value is None:
         return None
-    if not isinstance(value, str) or not TX_HASH.match(value):
+    if not isinstance(value, str) or not TX_HASH.fullmatch(value):
         raise AdapterError(f"{where}: {str(value)[:80]!r} is not a transaction hash (0x and 64 hex digits)")
     return value.lower()
 

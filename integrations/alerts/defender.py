@@ -7,11 +7,23 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
-from breakglass.integrations.alerts.base import AdapterError, addresses, items, number, obj, severity, text, tx_hash
+from breakglass.integrations.alerts.base import (
+    AdapterError,
+    actor_metadata,
+    actors,
+    addresses,
+    items,
+    number,
+    obj,
+    severity,
+    text,
+    tx_hash,
+)
 
 
 class Defender:
     source: ClassVar[str] = "defender"
+    raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
 
     def parse(self, body: Any) -> list[Alert]:
         events = items(obj(body, "body").get("events"), "events")
@@ -32,7 +44,8 @@ class Defender:
                            f"{where}.blockNumber")
             ident = f"{monitor.get('id', name)}/{tx}"
             return Alert(source=self.source, id=ident, dedupe_key=f"{self.source}:{ident}", title=name, chain_id=chain,
-                         tx_hash=tx, addresses=found, block=block, severity="unknown", raw=event)
+                         tx_hash=tx, addresses=found, block=block, severity="unknown", raw=event,
+                         actors=actors(transaction.get("from")))
         if kind == "FORTA":
             alert = obj(event.get("alert"), f"{where}.alert")
             source = obj(alert.get("source") or {}, f"{where}.alert.source")
@@ -41,7 +54,8 @@ class Defender:
             return Alert(source=self.source, id=ident, dedupe_key=f"{self.source}:{ident}",
                          title=text(alert.get("name") or name, f"{where}.alert.name"), chain_id=chain, tx_hash=tx,
                          addresses=addresses(alert.get("addresses"), f"{where}.alert.addresses"),
-                         severity=severity(alert.get("severity"), f"{where}.alert.severity"), raw=event)
+                         severity=severity(alert.get("severity"), f"{where}.alert.severity"), raw=event,
+                         actors=actor_metadata(alert.get("metadata")))
         raise AdapterError(f"{where}.type: {kind!r} is not BLOCK or FORTA")
 
 

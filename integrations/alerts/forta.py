@@ -7,11 +7,22 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
-from breakglass.integrations.alerts.base import AdapterError, addresses, items, number, obj, severity, text, tx_hash
+from breakglass.integrations.alerts.base import (
+    AdapterError,
+    actor_metadata,
+    addresses,
+    items,
+    number,
+    obj,
+    severity,
+    text,
+    tx_hash,
+)
 
 
 class Forta:
     source: ClassVar[str] = "forta"
+    raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")
@@ -37,7 +48,8 @@ class Forta:
                             f"{where}.source.block.chainId"),
             tx_hash=tx_hash(source.get("transactionHash"), f"{where}.source.transactionHash"),
             addresses=addresses(alert.get("addresses"), f"{where}.addresses"),
-            block=number(block.get("number"), f"{where}.source.block.number"), raw=alert)
+            block=number(block.get("number"), f"{where}.source.block.number"), raw=alert,
+            actors=actor_metadata(alert.get("metadata")))
 
 
 ADAPTER = Forta()

@@ -2,7 +2,7 @@
 
 ```json
 {"id": "my-monitor-2026-11-25-001", "title": "Vault outflow", "severity": "critical",
- "chain_id": 1, "tx_hash": "0x…", "addresses": ["0x…"], "block": 21543210,
+ "chain_id": 1, "tx_hash": "0x…", "addresses": ["0x…"], "actors": ["0x… the attacker"], "block": 21543210,
  "dedupe_key": "optional; defaults to the id", "data": {"anything": "kept as raw"}}
 ```
 
@@ -16,11 +16,12 @@ from typing import Any, ClassVar
 from breakglass.integrations.alert import Alert
 from breakglass.integrations.alerts.base import AdapterError, addresses, number, obj, severity, text, tx_hash
 
-KEYS = {"id", "title", "severity", "chain_id", "tx_hash", "addresses", "block", "dedupe_key", "data"}
+KEYS = {"id", "title", "severity", "chain_id", "tx_hash", "addresses", "actors", "block", "dedupe_key", "data"}
 
 
 class Generic:
     source: ClassVar[str] = "generic"
+    raw_keys: ClassVar[frozenset[str] | None] = frozenset(KEYS)  # raw is the body itself
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")
@@ -34,7 +35,7 @@ class Generic:
                       title=text(data.get("title"), "title"), severity=severity(data.get("severity"), "severity"),
                       chain_id=number(data.get("chain_id"), "chain_id"), tx_hash=tx_hash(data.get("tx_hash"), "tx_hash"),
                       addresses=addresses(data.get("addresses"), "addresses"), block=number(data.get("block"), "block"),
-                      raw=data)]
+                      actors=addresses(data.get("actors"), "actors"), raw=data)]
 
 
 ADAPTER = Generic()

@@ -13,7 +13,17 @@ import re
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
-from breakglass.integrations.alerts.base import AdapterError, address, addresses, items, number, obj, text, tx_hash
+from breakglass.integrations.alerts.base import (
+    AdapterError,
+    actors,
+    address,
+    addresses,
+    items,
+    number,
+    obj,
+    text,
+    tx_hash,
+)
 
 NETWORKS = {"ethereum_mainnet": 1, "ethereum_sepolia": 11155111, "base_mainnet": 8453, "arbitrum_one": 42161,
             "optimism_mainnet": 10, "polygon_mainnet": 137, "bsc_mainnet": 56, "avalanche_mainnet": 43114}
@@ -21,6 +31,7 @@ NETWORKS = {"ethereum_mainnet": 1, "ethereum_sepolia": 11155111, "base_mainnet":
 
 class OzMonitor:
     source: ClassVar[str] = "oz-monitor"
+    raw_keys: ClassVar[frozenset[str] | None] = frozenset({"EVM", "title", "body"})  # raw or template mode
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")
@@ -55,7 +66,7 @@ class OzMonitor:
         ident = f"{name}/{slug}/{tx}"
         return Alert(source=self.source, id=hashlib.sha256(ident.encode()).hexdigest()[:32],
                      dedupe_key=f"{self.source}:{ident}", title=name, chain_id=NETWORKS.get(slug), tx_hash=tx,
-                     addresses=sorted(found), block=block, raw=data)
+                     addresses=sorted(found), block=block, raw=data, actors=actors(transaction.get("from")))
 
 
 ADAPTER = OzMonitor()

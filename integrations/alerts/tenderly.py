@@ -7,11 +7,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
-from breakglass.integrations.alerts.base import AdapterError, address, number, obj, text, tx_hash
+from breakglass.integrations.alerts.base import AdapterError, actors, address, number, obj, text, tx_hash
 
 
 class Tenderly:
     source: ClassVar[str] = "tenderly"
+    raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")
@@ -25,7 +26,7 @@ class Tenderly:
                       title=f"Tenderly {kind.lower()}", chain_id=number(tx.get("network"), "transaction.network"),
                       tx_hash=tx_hash(tx.get("hash"), "transaction.hash"), addresses=found,
                       block=number(tx.get("block_number"), "transaction.block_number"),
-                      severity="info" if kind == "TEST" else "unknown", raw=data)]
+                      severity="info" if kind == "TEST" else "unknown", raw=data, actors=actors(tx.get("from")))]
 
 
 ADAPTER = Tenderly()

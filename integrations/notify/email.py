@@ -18,7 +18,7 @@ _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 
 
 def valid_address(value: str) -> bool:
-    return bool(_ADDRESS.match(value))
+    return bool(_ADDRESS.fullmatch(value))
 
 
 def header_safe(value: str) -> str:

@@ -365,3 +365,41 @@ def test_an_adapter_bug_is_a_400_with_an_audit_line_not_a_500(chain, tmp_path, m
     refused = [json.loads(line) for line in (tmp_path / "home" / "intake" / "audit.jsonl").read_text().splitlines()]
     assert refused[-1]["event"] == "alert.refused" and refused[-1]["body_sha256"] == hashlib.sha256(body).hexdigest()
     assert started == [] and b"a-1" not in (tmp_path / "home" / "intake" / "audit.jsonl").read_bytes()
+
+
+def test_validate_checks_trigger_inputs_against_the_adapters_output(tmp_path) -> None:
+    from tests.conftest import cli
+
+    inventory = tmp_path / "inv.yaml"
+    inventory.write_text("""apiVersion: breakglass/v1
+kind: Inventory
+name: t
+chains: {ethereum: {chain_id: 1, block_time: 12s, rpc: [{env: X_RPC}]}}
+contracts: {vault: {chain: ethereum, address: "0x1111111111111111111111111111111111111111"}}
+alert_sources: {oz: {kind: oz-monitor, secret_env: OZ_SECRET}, gen: {kind: generic, token_env: T},
+               fo: {kind: forta, scanners: ["0x9965507D1a55bcC2695C58ba16FB37d819B0A4dc"]}}
+""")
+    (tmp_path / "p.yaml").write_text("""apiVersion: breakglass/v1
+kind: Playbook
+name: p
+description: t
+severity: high
+inputs: {a: {type: string}, b: {type: string}, c: {type: string}}
+triggers:
+  - source: gen
+    inputs: {a: "{{ alert.addresses[0] }}", b: "{{ alert.raw.metadata.x }}", c: "{{ alert.raw.data.anything }}"}
+  - source: oz
+    match: {address_in: [vault]}
+    inputs: {a: "{{ alert.addresses[0] }}", b: "{{ alert.addresses[1] }}", c: "{{ alert.raw.EVM.monitor.name }}"}
+  - source: fo
+    inputs: {a: "{{ alert.raw.metadata.attacker }}"}
+steps:
+  - {id: look, kind: snapshot, with: {chain: ethereum, paused: [vault]}}
+""")
+    result = cli("validate", str(tmp_path / "p.yaml"), "--inventory", str(inventory))
+    assert result.returncode == 1
+    errors = [line for line in result.stderr.splitlines() if "p.yaml:" in line]
+    assert len(errors) == 3, result.stderr  # the open-ended raw of forta and generic's data are not judged
+    assert "p.yaml:9:" in errors[0] and "alert.addresses[0] fails on an alert that names fewer addresses" in errors[0]
+    assert "generic alerts have no raw.metadata" in result.stderr and "address_in" in result.stderr
+    assert "p.yaml:12:" in errors[2] and "alert.addresses[1]" in errors[2]

@@ -211,7 +211,7 @@ alert_sources:
         assert any(var in p for p in missing), var
     assert not any("BG_TEST_SET_TENDERLY" in p for p in doc["problems"])
 
-    monkeypatch.setattr(intake, "REFUSALS", intake.RefusalLog(interval=60))
+    monkeypatch.setattr(intake, "REFUSAL_LINES", intake.RefusalLines(interval=60))
     client = TestClient(serve_mod.app(service))
     secret_body = '{"secret-looking": "do-not-log-me"}'
     with caplog.at_level("WARNING", logger="breakglass.intake"):

@@ -34,7 +34,7 @@ USERS = {"alice": "U0ALICE", "bob": "U0BOB", "carol": "U0CAROL"}
 
 
 def slack_inventory(tmp: Path, chain, slack: SlackServer, pagerduty: str, paging_after: str = "2s",
-                    socket_mode: bool = False) -> Path:
+                    socket_mode: bool = False, extra: str = "") -> Path:
     a = chain.addresses
     people = "".join(f'    {n}: {{slack: {u}, address: "{a["fixture:" + n]}"}}\n' for n, u in USERS.items())
     return live_inventory(tmp, chain, extra=f"""roster:
@@ -53,7 +53,7 @@ slack_app:
   url: "{pagerduty}"
   routing_key_env: PD_ROUTING_KEY
   after: {paging_after}
-""")
+{extra}""")
 
 
 GATED = """apiVersion: breakglass/v1
@@ -97,7 +97,8 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_serve(chain, home: Path, tmp_path: Path, socket_url: str | None = None) -> dict:
+def start_serve(chain, home: Path, tmp_path: Path, socket_url: str | None = None, paging: str = "",
+                env_extra: dict[str, str] | None = None, paging_after: str = "2s") -> dict:
     slack = SlackServer()
     slack.socket_url = socket_url
     pages: list[dict] = []
@@ -106,18 +107,19 @@ def start_serve(chain, home: Path, tmp_path: Path, socket_url: str | None = None
     books.mkdir()
     shutil.copytree(REPO / "playbooks" / "templates", books / "templates")
     (books / "gated.yaml").write_text(GATED)
-    inventory = slack_inventory(tmp_path, chain, slack, pagerduty.url, socket_mode=socket_url is not None)
+    inventory = slack_inventory(tmp_path, chain, slack, pagerduty.url, socket_mode=socket_url is not None, extra=paging,
+                                paging_after=paging_after)
     port = free_port()
     env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"),
            "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": SECRET, "PD_ROUTING_KEY": "pd-routing-key-secret",
-           "BREAKGLASS_SERVE_TOKEN": "serve-token-secret", "SLACK_APP_TOKEN": slack.app_token}
+           "BREAKGLASS_SERVE_TOKEN": "serve-token-secret", "SLACK_APP_TOKEN": slack.app_token, **(env_extra or {})}
     process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
                                 "--playbooks", str(books), "--port", str(port)], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
     wait_healthy(base, process)
     return {"base": base, "chain": chain, "slack": slack, "pages": pages, "env": env, "process": process, "home": home,
-            "closers": [slack.close, pagerduty.close]}
+            "closers": [slack.close, pagerduty.close], "command": process.args}
 
 
 def stop_serve(served: dict) -> None:
@@ -196,6 +198,10 @@ def test_a_two_of_three_gate_passes_on_two_slack_clicks_and_refuses_every_forger
     assert "bob via slack" in json.dumps(slack.messages[WAR_ROOM][0]["blocks"])
     double = post(click(USERS["bob"], value))
     assert double.status_code == 200 and "already" in double.json()["text"]
+    changed = post(click(USERS["bob"], value, action="gate_reject"))  # approved, then Reject: refused, logged
+    assert changed.status_code == 409 and "cannot be changed" in changed.json()["error"], changed.text
+    assert any(e["event"] == "slack.refused" and "cannot be changed" in e["reason"] and e["user"] == USERS["bob"]
+               for e in audit.entries(home / "incidents" / incident))
 
     assert post(click(USERS["carol"], value)).status_code == 200
     wait_for(lambda: _gate(home, incident).get("status") == "passed", what="gate passed")
@@ -217,7 +223,7 @@ def test_a_two_of_three_gate_passes_on_two_slack_clicks_and_refuses_every_forger
     assert len(pause_transactions(chain, chain.addresses["fixture:vault"])) == 1
     refused = [e for e in audit.entries(home / "incidents" / incident) if e["event"] == "slack.refused"]
     refused += [e for e in audit.entries(home / "serve") if e["event"] == "slack.refused"]
-    assert len(refused) >= 10 and all("trigger_id" not in json.dumps(e) and "v0=" not in json.dumps(e) for e in refused)
+    assert len(refused) >= 9 and all("trigger_id" not in json.dumps(e) and "v0=" not in json.dumps(e) for e in refused)
     counted = [e for e in audit.entries(home / "incidents" / incident) if e["event"] == "vote.counted"]
     assert [(e["name"], e["channel"]) for e in counted] == [("bob", "slack"), ("carol", "slack")]
     secrets = (SECRET, "pd-routing-key-secret", "serve-token-secret", slack.token, served["env"]["BG_TEST_GUARDIAN_KEY"][2:])
@@ -263,10 +269,17 @@ json_values = st.recursive(st.none() | st.booleans() | st.integers() | st.text(m
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(body=st.binary(max_size=300), sign=st.booleans(), payload=json_values, as_form=st.booleans(),
-       stamp=st.one_of(st.none(), st.from_regex(r"[0-9a-z+-]{0,12}", fullmatch=True)))
-def test_the_interactivity_endpoint_answers_garbage_with_a_clean_4xx(handler_app, body, sign, payload, as_form, stamp) -> None:
+       stamp=st.one_of(st.none(), st.from_regex(r"[0-9a-z+-]{0,12}", fullmatch=True)),
+       levels=st.sampled_from([0, 0, 0, 1, 33, 1_000, 70_000, 200_000]), nest_value=st.booleans())
+def test_the_interactivity_endpoint_answers_garbage_with_a_clean_4xx(handler_app, body, sign, payload, as_form, stamp,
+                                                                     levels, nest_value) -> None:
     if as_form:
-        body = ("payload=" + urlencode({"": json.dumps(payload)})[1:]).encode()
+        text = json.dumps(payload)
+        if levels and nest_value:  # nested inside the button's value, or around the whole payload
+            text = json.dumps(click(USERS["bob"], "[" * levels + "]" * levels))
+        elif levels:
+            text = "[" * levels + text + "]" * levels
+        body = ("payload=" + urlencode({"": text})[1:]).encode()
     headers = {"Content-Type": "application/x-www-form-urlencoded"}
     if sign:
         now = str(int(time.time()))
