@@ -144,10 +144,16 @@ def test_a_run_failing_its_pre_flight_is_failed_not_running_and_says_so_once(pre
     chain, proxy, book, inventory, env = outage
     proxy.down = False
     incident = f"INC-preflight-{os.getpid()}-{time.monotonic_ns()}"
+    unset = cli("run", str(book), "--inventory", str(inventory), "--yes", "--incident", incident, "--as", "alice",
+                env={**env, "BG_TEST_GUARDIAN_KEY": ""})
+    assert unset.returncode == 1, unset.stderr  # the pre-flight refuses before anything exists: no incident at all
+    assert unset.stderr.count("BG_TEST_GUARDIAN_KEY") == 1 and "nothing was signed or sent" in unset.stderr
+    assert not (home / "incidents" / incident).exists()
+    # a key that is set but does not unlock passes the pre-flight and fails the start: a failed run, said once
     result = cli("run", str(book), "--inventory", str(inventory), "--yes", "--incident", incident, "--as", "alice",
-                 env={**env, "BG_TEST_GUARDIAN_KEY": ""})
+                 env={**env, "BG_TEST_GUARDIAN_KEY": "0x" + "zz" * 32})
     assert result.returncode == 1, result.stderr
-    problem = "environment variable BG_TEST_GUARDIAN_KEY is not set"
+    problem = "the value is not a hex private key"
     assert result.stderr.count(problem) == 1, result.stderr
     assert result.stderr.rstrip().endswith(f"`breakglass close {incident} --as NAME --reason TEXT` ends it")
     assert f"`breakglass resume {incident}` continues it" in result.stderr
