@@ -17,9 +17,7 @@ try:  # typer >= 0.20 vendors click; its exceptions live there
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as click_exceptions
-from rich.table import Table
-
-from breakglass.flows import __version__, artifacts
+from breakglass.flows import __version__
 from breakglass.flows.cli_base import (  # noqa: E402
     AsOpt,
     IncidentOpt,
@@ -104,27 +102,9 @@ def _finish(records: list[Any], as_json: bool) -> int:
 
 
 def _print_record(record: Any) -> None:
-    table = Table(title=f"{record.incident} · {record.run_id} · {record.mode} · {record.status}")
-    for column in ("step", "kind", "status", "attempts", "detail"):
-        table.add_column(column)
-    for step in record.steps:
-        detail = step.error or step.reason or ""
-        outputs = step.outputs or {}
-        if step.kind in ("diff", "revoke", "rotate") and outputs:
-            detail = artifacts.step_line(step.kind, outputs) + (f"; {step.error}" if step.error else "")
-        elif outputs.get("block_hash"):
-            detail = f"block {outputs['block_number']} {outputs['block_hash'][:12]}… → {outputs.get('artifact', '')}"
-        elif outputs.get("results"):
-            detail = ", ".join(f"{r['contract']} {r['status']}" + (f" ({r['tx_hash'][:12]}…)" if r.get("tx_hash") else "")
-                               for r in outputs["results"]) + (f"; {step.error}" if step.error else "")
-        elif outputs.get("decision"):
-            channels = sorted({v["channel"] for v in outputs.get("votes", [])})
-            detail = f"{outputs['decision']} by {', '.join(outputs.get('approvers', [])) or 'nobody'}" + (
-                f" ({', '.join(channels)})" if channels else "") + f", digest {outputs['digest'][:12]}…"
-        elif outputs.get("tx_hash"):
-            detail = f"{outputs.get('function', '')} tx {outputs['tx_hash']} in block {outputs.get('block_number')}"
-        table.add_row(step.id, step.kind, step.status, str(step.attempts), detail)
-    out.print(table)
+    from breakglass.flows.cli_output import record_table
+
+    out.print(record_table(record))
 
 
 @app.command()
@@ -207,12 +187,14 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
     record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=given, incident=incident,
                            home=home, api=_api, auto_approve=auto_approve, keep_chain=keep_chain, initiator=as_,
                            spec=spec, card=card, fork=fork)
-    if card:
-        _print_card(card, home / "incidents" / record.incident / "runs" / record.run_id / "artifacts")
     if keep_chain:
         kept = home / "incidents" / record.incident / "runs" / record.run_id / "kept-chains.json"
         err.print(f"the drill's chain keeps running (see {kept}); stop it with kill <pid> when done", markup=False)
-    code = _finish([record], as_json)
+    try:
+        code = _finish([record], as_json)
+    finally:  # the scorecard comes last, after the steps' table
+        if card:
+            _print_card(card, home / "incidents" / record.incident / "runs" / record.run_id / "artifacts")
     if card.get("gaps"):
         raise RunFailed(f"drill {card['name']}: {len(card['gaps'])} gap(s); the first: {card['gaps'][0]}")
     return code
@@ -323,24 +305,41 @@ def version() -> int:
     return 0
 
 
+def _wants_json(argv: list[str]) -> bool:
+    return "--json" in argv or any(a == "--format=json" for a in argv) or any(
+        a == "--format" and b == "json" for a, b in zip(argv, argv[1:], strict=False))
+
+
+def _fail(code: int, kind: str, message: str, as_json: bool, **extra: Any) -> int:
+    """The one place an error leaves the CLI: text on stderr, and with --json one document on stdout."""
+    from breakglass.flows.cli_base import EMITTED
+
+    if as_json and not EMITTED:
+        _emit({"error": {"code": kind, "exit_code": code, "message": message, **extra}}, True)
+    return code
+
+
 def main(argv: list[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
     try:
-        result = app(args=argv, prog_name="breakglass", standalone_mode=False)
+        result = app(args=args, prog_name="breakglass", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except SpecError as exc:
         for diag in exc.diagnostics:
             err.print(str(diag), markup=False, highlight=False)
         err.print(f"{len(exc.diagnostics)} problem(s); nothing was run", markup=False)
-        return 1
+        return _fail(1, "invalid", f"{len(exc.diagnostics)} problem(s); nothing was run", as_json,
+                     diagnostics=[d.__dict__ for d in exc.diagnostics])
     except BreakglassError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
-        return 1
+        return _fail(1, "error", str(exc), as_json)
     except RunFailed as exc:
         err.print(f"failed: {exc}", markup=False, highlight=False)
-        return 2
+        return _fail(2, "failed", str(exc), as_json)
     except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted", markup=False)
-        return 130
+        return _fail(130, "interrupted", "interrupted", as_json)
     except typer.Exit as exc:
         return exc.exit_code
     except click_exceptions.NoArgsIsHelpError as exc:
@@ -350,14 +349,14 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
         if exc.ctx is not None:
             err.print(f"usage: {exc.ctx.command_path} --help", markup=False)
-        return 1
+        return _fail(1, "usage", exc.format_message(), as_json)
     except click_exceptions.ClickException as exc:
         err.print(f"error: {exc.format_message()}", markup=False)
-        return 1
-    except Exception:
+        return _fail(1, "error", exc.format_message(), as_json)
+    except Exception as exc:
         traceback.print_exc()
         err.print(f"\nThis is a bug in breakglass {__version__}. Please report it with the traceback above.", markup=False)
-        return 3
+        return _fail(3, "bug", f"{type(exc).__name__}: a bug in breakglass; the traceback is on stderr", as_json)
 
 
 def entrypoint() -> None:

@@ -8,21 +8,26 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from breakglass.flows.cli_base import AsOpt, JsonOpt, _api, _emit, _home, app, err, out
+from breakglass.flows import cli_output
+from breakglass.flows.cli_base import IncidentArg, JsonOpt, VoterOpt, _api, _emit, _home, app, err, out
 from breakglass.flows.errors import BreakglassError
 
 HEARTBEAT_STALE = 15.0  # seconds without a heartbeat before a runner counts as gone
 
 
 @app.command()
-def approve(incident: str, step: str, as_: AsOpt = None,
-            sign_with: Annotated[str | None, typer.Option("--sign-with", help="env:VAR, keystore:PATH or (drills) fixture:NAME")] = None,
+def approve(incident: IncidentArg, step: Annotated[str, typer.Argument(help="the gate's step id", metavar="STEP")],
+            as_: VoterOpt = None,
+            sign_with: Annotated[str | None, typer.Option("--sign-with", help="env:VAR, keystore:PATH or (drills) fixture:NAME",
+                                                          metavar="SIGNER")] = None,
             reject: Annotated[bool, typer.Option("--reject", help="vote against")] = False,
             reason: Annotated[str, typer.Option("--reason", help="why (required with --reject)")] = "",
             as_json: JsonOpt = False) -> int:
-    """Vote at an approval gate. Signed votes (--sign-with) are EIP-712 signatures over the gate's digest."""
+    """Vote at an approval gate. Signed votes (--sign-with) are EIP-712 signatures over the gate's digest.
+
+    Examples: breakglass approve INC-20261205-0001 approve-external --as alice --sign-with env:ALICE_KEY ·
+    breakglass approve DRILL-… approve-external --as bob --sign-with fixture:bob"""
     from breakglass.flows import voting
 
     if not as_:
@@ -63,8 +68,10 @@ def approve(incident: str, step: str, as_: AsOpt = None,
 
 
 @app.command()
-def ack(incident: str, as_: AsOpt = None, as_json: JsonOpt = False) -> int:
-    """Acknowledge the incident: the first human acknowledgement is recorded (drills score it)."""
+def ack(incident: IncidentArg, as_: VoterOpt = None, as_json: JsonOpt = False) -> int:
+    """Acknowledge the incident: the first human acknowledgement is recorded (drills score it).
+
+    Example: breakglass ack INC-20261205-0001 --as alice"""
     from breakglass.flows import audit
     from breakglass.flows.home import write_private
     from breakglass.flows.runstore import Store
@@ -144,9 +151,22 @@ def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
     return found
 
 
+def _step_rows(record: Any) -> list[dict[str, Any]]:
+    return [{"id": s.id, "kind": s.kind, "status": s.status, "attempts": s.attempts, "error": s.error,
+             "reason": s.reason, "detail": cli_output.step_detail(s)} for s in record.steps]
+
+
+def _signer_form(mode: str) -> str:
+    return "fixture:NAME" if mode == "drill" else "env:YOUR_KEY_VAR (or keystore:PATH)"
+
+
 @app.command()
-def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False) -> int:
-    """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died."""
+def status(incident: Annotated[str | None, typer.Argument(help="one incident (default: all)", metavar="INCIDENT")] = None,
+           as_json: JsonOpt = False) -> int:
+    """Show incidents: their runs and steps (with errors), the gates waiting and for whom, and runners that died.
+    Live incidents come first, drills after them.
+
+    Examples: breakglass status · breakglass status INC-20261205-0001 --json"""
     from breakglass.flows.runstore import Store
 
     store = Store(_home())
@@ -159,19 +179,39 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
             record = handle.load()
             stale = record.status in ("running", "paused") and not _runner_alive(handle)
             docs.append({"incident": name, "run": record.run_id, "mode": record.mode, "status": record.status,
+                         "playbook": record.playbook.name, "error": record.error,
                          "initiator": record.initiator, "runner_stale": stale, "acknowledged": acked,
-                         "steps": {s.id: s.status for s in record.steps}, "gates": _gates(handle, record)})
+                         "steps": {s.id: s.status for s in record.steps}, "step_details": _step_rows(record),
+                         "gates": _gates(handle, record)})
+    live = [d for d in docs if d["mode"] != "drill"]
+    drills = [d for d in docs if d["mode"] == "drill"]
     if as_json:
-        _emit({"runs": docs}, True)
+        _emit({"runs": live + drills, "live": [d["incident"] for d in live], "drills": [d["incident"] for d in drills]},
+              True)
         return 0
-    table = Table(title="breakglass runs")
-    for column in ("incident", "run", "mode", "status", "steps"):
-        table.add_column(column)
-    for doc in docs:
-        status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "")
-        table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
-                      ", ".join(f"{k}={v}" for k, v in doc["steps"].items()))
-    out.print(table)
+    if incident is not None:
+        for doc in docs:
+            table = cli_output.table(f"{doc['incident']} · {doc['run']} · {doc['playbook']} · {doc['mode']} · "
+                                     f"{doc['status']}" + (" (runner gone: breakglass resume)" if doc["runner_stale"] else ""),
+                                     ("step", "kind", "status", "attempts", "detail / error"))
+            for step in doc["step_details"]:
+                table.add_row(step["id"], step["kind"], step["status"], str(step["attempts"]), step["detail"])
+            out.print(table)
+    else:
+        for title, group in (("live incidents", live), ("drills", drills)):
+            table = cli_output.table(f"{title} ({len({d['incident'] for d in group})})",
+                                     ("incident", "run", "playbook", "status", "steps"))
+            for doc in group:
+                status_text = doc["status"] + (" (runner gone: breakglass resume)" if doc["runner_stale"] else "")
+                failed = [s for s in doc["step_details"] if s["status"] == "failed"]
+                counts: dict[str, int] = {}
+                for state in doc["steps"].values():
+                    counts[state] = counts.get(state, 0) + 1
+                summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+                summary += "".join(f"; {s['id']} failed: {s['error']}" for s in failed)
+                table.add_row(doc["incident"], doc["run"], doc["playbook"], status_text, summary)
+            if group or title == "live incidents":
+                out.print(table)
     for doc in docs:
         for gate in doc["gates"]:
             if gate.get("status") != "waiting":
@@ -183,8 +223,10 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
                 out.print(f"    authorises: {line}", markup=False)
             for line in gate["changes"]:
                 out.print(f"    CHANGED: {line}", markup=False)
-            out.print(f"    vote: breakglass approve {doc['incident']} {gate['step']} --as NAME --sign-with env:YOUR_KEY_VAR",
-                      markup=False)
+            out.print(f"    vote: breakglass approve {doc['incident']} {gate['step']} --as NAME "
+                      f"--sign-with {_signer_form(doc['mode'])}", markup=False)
+    if incident is None and not docs:
+        out.print("no incidents yet", markup=False)
     return 0
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
+from breakglass.flows import cli_output
 from breakglass.flows.cli_base import InventoryOpt, JsonOpt, _emit, _home, _require_inventory, app, err, out
 from breakglass.flows.errors import BreakglassError, RunFailed
 
@@ -82,22 +82,27 @@ def sign(incident: str, safe_tx_hash: str,
 
 
 @app.command()
-def check(inventory: Annotated[Path, typer.Argument(help="a live inventory")],
-          pauses: Annotated[int, typer.Option(help="pauses each guardian must be able to pay for")] = 3,
+def check(inventory: Annotated[Path | None, typer.Argument(help="a live inventory (or --inventory FILE)",
+                                                            metavar="INVENTORY")] = None,
+          inventory_opt: InventoryOpt = None,
+          pauses: Annotated[int, typer.Option(help="pauses each guardian must be able to pay for", metavar="N")] = 3,
           as_json: JsonOpt = False) -> int:
-    """Readiness: RPCs, signers, and each guardian's pause path, checked against the live chain."""
+    """Readiness: RPCs, signers, and each guardian's pause path, checked against the live chain.
+
+    Examples: breakglass check --inventory inventories/mainnet.yaml · breakglass check inventories/mainnet.yaml --json"""
     from breakglass.flows import check as check_mod
     from breakglass.flows.signers import interactive_prompt
 
+    if inventory is not None and inventory_opt is not None and inventory != inventory_opt:
+        raise BreakglassError(f"two inventories given ({inventory} and --inventory {inventory_opt}): give one")
+    inventory = _require_inventory(inventory or inventory_opt, "check")
     if not inventory.is_file():
         raise BreakglassError(f"{inventory}: no such inventory file")
     findings = check_mod.run(check_mod.load(inventory), pauses=pauses, prompt=interactive_prompt())
     if as_json:
         _emit(check_mod.to_json(findings), True)
     else:
-        table = Table(title=f"breakglass check {inventory}")
-        for column in ("subject", "check", "status", "detail"):
-            table.add_column(column)
+        table = cli_output.table(f"breakglass check {inventory}", ("subject", "check", "status", "detail"))
         for f in findings:
             table.add_row(f.subject, f.check, {"ok": "ok", "fail": "FAIL", "warn": "warn"}[f.status], f.detail)
         out.print(table)
