@@ -33,19 +33,27 @@ from breakglass.flows.cli_base import (  # noqa: E402
     out,
     server_app,
 )
+from breakglass.flows.cli_paths import resolve as resolve_playbook
 from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
 
 
 @app.command()
-def validate(paths: Annotated[list[Path], typer.Argument(help="playbook or inventory files, or folders")],
+def validate(paths: Annotated[list[Path], typer.Argument(help="playbook, inventory or drill files, or folders",
+                                                         metavar="PATH...")],
              inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
-    """Check playbooks and inventories; every problem is reported with file:line:col."""
+    """Check playbooks and inventories; every problem is reported with file:line:col.
+
+    Examples: breakglass validate playbooks/ · breakglass validate mine.yaml --inventory playbooks/inventories/example.yaml"""
     from breakglass.flows.validate import validate as run_validate
 
     report = run_validate(paths, inventory)
+    note = (f"references (contracts, signers, contacts, channels) of {len(report.unchecked)} playbook(s) were not "
+            "checked: no inventory was given or found beside them. Check them with --inventory FILE, e.g. "
+            "--inventory playbooks/inventories/example.yaml") if report.unchecked else None
     if as_json:
         _emit({"valid": not report.diagnostics, "files": report.files,
-               "errors": [d.__dict__ for d in report.diagnostics]}, True)
+               "errors": [d.__dict__ for d in report.diagnostics],
+               "references_unchecked": report.unchecked, "note": note}, True)
     else:
         for diag in report.diagnostics:
             err.print(str(diag), markup=False, highlight=False)
@@ -53,6 +61,8 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="playbook or inven
             err.print(f"ok: {len(report.files)} file(s) valid", markup=False)
         else:
             err.print(f"{len(report.diagnostics)} problem(s) in {len(report.files)} file(s)", markup=False)
+        if note:
+            err.print(f"note: {note}", markup=False)
     return 1 if report.diagnostics else 0
 
 
@@ -76,7 +86,7 @@ def plan(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None,
     from breakglass.flows import inputs, planner
     from breakglass.flows.validate import load_playbook
 
-    pb, inv = load_playbook(playbook, _require_inventory(inventory, "plan"))
+    pb, inv = load_playbook(resolve_playbook(playbook), _require_inventory(inventory, "plan"))
     assert inv is not None
     values = inputs.resolve(pb, inputs.parse_pairs(input or []), inv, drill_values={} if inv.is_drill else None)
     result = planner.plan(pb, inv, values)
@@ -116,6 +126,7 @@ def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, 
     from breakglass.flows.validate import load_playbook
 
     inventory = _require_inventory(inventory, "run")
+    playbook = resolve_playbook(playbook)
     pb, inv = load_playbook(playbook, inventory)
     assert inv is not None
     given = inputs.parse_pairs(input or [])
@@ -149,6 +160,7 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
     from breakglass.flows import drill as drill_mod
     from breakglass.flows import drillspec
 
+    playbook = resolve_playbook(playbook, "playbook (or drill spec)")
     home = _home()
     spec_path = playbook if _kind(playbook) == "Drill" else drillspec.for_playbook(playbook)
     spec, given, card = None, _pairs(input), {}
@@ -156,6 +168,10 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
         spec, playbook, spec_inventory = drillspec.load(spec_path, inventory)
         inventory, given, as_ = inventory or spec_inventory, {**spec.inputs, **given}, as_ or spec.initiator
         err.print(f"drill spec {spec_path}: {spec.name}", markup=False)
+    if inventory is None and spec is None and not fork_url:
+        chosen = drill_mod.default_inventory(playbook)
+        if chosen == drill_mod.BUNDLED_INVENTORY and playbook.resolve().parent != chosen.parent.parent:
+            err.print(f"drill inventory: {chosen} (the bundled one; pass --inventory FILE for your own)", markup=False)
     fork = None
     if spec is not None and spec.fork is not None and not fork_url:  # the spec's chain setup: a fork
         import os
@@ -286,15 +302,26 @@ def server_stop() -> int:
 
 @server_app.command("status")
 def server_status(as_json: JsonOpt = False) -> int:
-    """Say which Prefect API this installation uses, and whether it answers."""
+    """Say which Prefect API this installation uses, whether it answers, its UI URL and how to log in to it.
+
+    Example: breakglass server status --json"""
     from breakglass.flows import server
 
     doc = server.status(_home())
     if as_json:
         _emit(doc, True)
-    else:
-        for key, value in doc.items():
-            out.print(f"{key}: {value}", markup=False)
+        return 0
+    if doc.get("api") is None:
+        out.print("Prefect server: not running (breakglass starts it on first need, or: breakglass server start)",
+                  markup=False)
+        return 0
+    kind = "local server managed by breakglass" if doc["managed"] else "configured by PREFECT_API_URL"
+    answers = "answers" if doc.get("healthy") else "does NOT answer"
+    lines = [f"Prefect API: {doc['api']} ({kind}); it {answers}", f"UI: {doc['ui']}", f"log in: {doc['login']}"]
+    if doc.get("pid"):
+        lines.append(f"process {doc['pid']} · database {doc['database']} · log {doc['log']}")
+    for line in lines:
+        out.print(line, markup=False)
     return 0
 
 

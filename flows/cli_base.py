@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -15,6 +16,7 @@ from breakglass.flows import cli_words
 from breakglass.flows.errors import BreakglassError
 
 cli_words.apply()
+os.environ.setdefault("DO_NOT_TRACK", "1")  # no Prefect client telemetry (nor its notice) from breakglass processes
 
 HELP = {"help_option_names": ["-h", "--help"]}
 EXIT_CODES = ("Exit codes: 0 success · 1 bad input or usage (nothing was run) · 2 the command worked but found "
@@ -41,8 +43,12 @@ def _version(value: bool) -> None:
 
 @app.callback()
 def _main(version: Annotated[bool, typer.Option("--version", "-V", is_eager=True, callback=_version,
-                                                help="print the version and exit")] = False) -> None:
+                                                help="print the version and exit")] = False,
+          verbose: Annotated[bool, typer.Option("--verbose", "-v", help="show Prefect's own log lines too (they are "
+                                                "always in the run's artifacts/prefect.log)")] = False) -> None:
     """Incident-response playbooks for crypto protocols, run on Prefect."""
+    if verbose:
+        os.environ["BREAKGLASS_VERBOSE"] = "1"
 
 out = Console(soft_wrap=True)
 err = Console(stderr=True, soft_wrap=True)
@@ -67,7 +73,16 @@ def _api() -> Any:
     """The installation's Prefect API, exported to the environment before Prefect is imported."""
     from breakglass.flows import server
 
-    api = server.ensure(_home())
+    started = time.monotonic()
+
+    def starting() -> None:
+        err.print("starting the local Prefect server (the first start takes 10-20 s while its database is created, "
+                  "later ones 3-6 s)…", markup=False)
+
+    api = server.ensure(_home(), on_start=starting)
+    if time.monotonic() - started > 1.0:
+        err.print(f"Prefect server ready in {time.monotonic() - started:.1f} s at {api.url.removesuffix('/api')}",
+                  markup=False)
     os.environ.update(api.settings())
     return api
 

@@ -130,13 +130,14 @@ def continue_command(incident: str, records: list[RunRecord]) -> str | None:
     return None
 
 
-ACTOR_KEYS = ("name", "initiator", "by", "os_user")
+ACTOR_KEYS = ("name", "initiator", "by")
 SUBJECT_KEYS = ("step", "title", "contract", "recipient", "playbook", "to", "reason", "error", "status")
 
 
 def audit_row(entry: dict[str, Any], prefixes: tuple[str, ...] = ()) -> dict[str, str]:
     """One readable row per audit entry: time, event, actor, subject (no raw JSON)."""
     actor = next((str(entry[k]) for k in ACTOR_KEYS if entry.get(k)), "")
+    actor = actor or (f"breakglass ({entry['os_user']})" if entry.get("os_user") else "breakglass")
     if entry.get("channel") and entry.get("name"):
         actor += f" via {entry['channel']}"
     parts = []

@@ -28,7 +28,7 @@ from prefect.context import get_run_context
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
 
-from breakglass.flows import audit, intents, planner, prefectapi, signerlock, templating
+from breakglass.flows import audit, intents, planner, prefectapi, runlog, signerlock, templating
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gatehost import Coordinator, GateView, recheck_gates
@@ -102,6 +102,7 @@ class _Run:
             if step.if_ is not None and not templating.condition(step.if_, context):
                 self.writer.step(step_id, status="skipped", reason=f"if {step.if_!r} is false", ended_at=now())
                 log.info("step %s skipped: if %r is false", step_id, step.if_)
+                runlog.say("  -  %s skipped: if %r is false", step_id, step.if_)
                 return Completed(message="skipped: condition is false")
         except templating.TemplateError as exc:
             self.writer.step(step_id, status="failed", error=self.redact(str(exc)), ended_at=now())
@@ -112,6 +113,7 @@ class _Run:
             self.writer.step(step_id, status="running", started_at=current.started_at or now(),
                              attempts=current.attempts + 1, error=None)
             self.audit("step.started", step=step_id, kind=step.kind, attempt=current.attempts + 1)
+            runlog.say("  >  %s (%s) started%s", step_id, step.kind, f", attempt {attempt}/{total}" if attempt > 1 else "")
             started = time.perf_counter()
             try:
                 outputs = self._attempt(step, context, step.timeout)
@@ -123,14 +125,18 @@ class _Run:
                 self.audit("step.failed", step=step_id, error=message)
                 if attempt < total:
                     log.warning("step %s attempt %d/%d failed: %s; retrying", step_id, attempt, total, message)
+                    runlog.say("  !  %s attempt %d/%d failed: %s; retrying", step_id, attempt, total, message)
                     time.sleep(min(2 ** (attempt - 1), 10))
                     continue
                 log.error("step %s failed after %d attempt(s): %s", step_id, total, message)
+                runlog.say("  X  %s FAILED after %d attempt(s): %s", step_id, total, message)
                 return Failed(message=message)
             data = outputs.model_dump(mode="json")
             self.writer.step(step_id, status="completed", outputs=data, ended_at=now(), error=None)
             self.audit("step.completed", step=step_id, seconds=round(time.perf_counter() - started, 3))
             log.info("step %s completed in %.3fs", step_id, time.perf_counter() - started)
+            runlog.say("  ok %s completed in %.2fs%s", step_id, time.perf_counter() - started,
+                       runlog.suffix(self.writer.snapshot().step(step_id)))
             return Completed(message="completed")
         raise AssertionError("unreachable")
 
@@ -213,6 +219,9 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
     active_run.writer.update(status="running", attempts=attempts, ended_at=None, error=None)
     active_run.audit("run.started", attempt=len(attempts), flow_run=flow_run_id,
                      playbook=active_run.playbook.name, initiator=record.initiator)
+    ui = os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
+    runlog.say("run %s: %d step(s) · Prefect flow run %s%s", key, len(active_run.playbook.steps), flow_run_id,
+               f" ({ui}/runs/flow-run/{flow_run_id}; `breakglass server status` says how to log in)" if ui else "")
     recheck_gates(active_run, log)
     record = active_run.writer.snapshot()
     completed = {s.id for s in record.steps if s.status == "completed"}
@@ -241,6 +250,7 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
             if blocker is not None:
                 why = "failed" if blocker in failed else "was skipped"
                 run.writer.step(sid, status="skipped", reason=f"needs '{blocker}', which {why}", ended_at=now())
+                runlog.say("  -  %s skipped: needs '%s', which %s", sid, blocker, why)
                 skipped.add(sid)
                 continue
             if all(n in completed for n in step.needs):
@@ -268,6 +278,7 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     attempts[-1] = attempts[-1].model_copy(update={"ended_at": now(), "status": final})
     error = f"step(s) failed: {', '.join(sorted(failed))}" if failed else None
     run.audit("run.finished", status=final, error=error)
+    runlog.say("run %s %s: %d completed, %d skipped, %d failed", key, final, len(completed), len(skipped), len(failed))
     head = audit.head(run.handle.dir.parent.parent)
     run.writer.update(status=final, attempts=attempts, ended_at=now(), error=error, audit_head=AuditHead(**head))
     publish_artifacts(run.writer.snapshot(), log, run.home)
@@ -367,6 +378,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             writer.update(**_mark_crashed(writer.snapshot()).model_dump(include={"attempts", "status", "steps"}))
         key = key_of(handle.dir)
         stack.enter_context(_heartbeat(handle.dir))
+        stack.enter_context(runlog.routed(handle.artifacts))
         _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
                             signers or {}, Journal(handle.dir / "journal.jsonl"))
         try:

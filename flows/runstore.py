@@ -181,9 +181,12 @@ class Store:
             refs.append(FileRef(name=name, path=target, source=str(source), sha256=hashlib.sha256(data).hexdigest()))
         if bindings is not None:
             write_private(run_dir / "bindings.json", json.dumps(bindings.to_json(), indent=2).encode())
+        from breakglass.flows.messages import BUNDLED
+
         templates = playbook_file.resolve().parent / "templates"
-        if templates.is_dir():  # resumes send the same words, even if the files change meanwhile
-            shutil.copytree(templates, run_dir / "templates", dirs_exist_ok=True)
+        for folder in (BUNDLED, templates):  # the bundled library, then the playbook's own over it
+            if folder.is_dir():  # resumes send the same words, even if the files change meanwhile
+                shutil.copytree(folder, run_dir / "templates", dirs_exist_ok=True)
         stamp = now()
         record = RunRecord(
             run_id=run_id, run_key=f"{incident}/{playbook_name}/{inputs_hash}", incident=incident, mode=mode,  # type: ignore[arg-type]

@@ -56,6 +56,7 @@ def load_inventory(path: Path) -> Inventory:
 class Report:
     files: list[str] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # playbooks whose references no inventory could check
 
 
 def _yaml_files(path: Path) -> list[Path]:
@@ -104,6 +105,7 @@ def validate(paths: list[Path], inventory_path: Path | None = None) -> Report:
         usable = [inv for inv in inventories if inv.model is not None and not inv.diagnostics]
         if not usable:
             report.diagnostics += checks.check_playbook(item, None, None)
+            report.unchecked.append(item.path)
         for inv in usable:
             report.diagnostics += checks.check_playbook(item, inv.model, inv.path)
     report.diagnostics = sorted(set(report.diagnostics))

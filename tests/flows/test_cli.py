@@ -53,6 +53,20 @@ def test_usage_errors_exit_1_without_traceback(capsys) -> None:
 def test_missing_file_is_a_clear_error(capsys) -> None:
     code, _, err = run(capsys, "plan", "playbooks/nope.yaml", "--inventory", "playbooks/inventories/example.yaml")
     assert code == 1 and err.strip() == "error: playbooks/nope.yaml: no such playbook file"
+    code, _, err = run(capsys, "drill", "playbooks/guardian-key-compromize.yaml")  # a typo: did you mean
+    assert code == 1 and err.strip() == ("error: playbooks/guardian-key-compromize.yaml: no such playbook (or drill spec) "
+                                         "file; did you mean playbooks/guardian-key-compromise.yaml?")
+    code, _, err = run(capsys, "plan", "guardian-key-compromize", "--inventory", "playbooks/inventories/example.yaml")
+    assert code == 1 and "did you mean playbooks/guardian-key-compromise.yaml?" in err
+    code, _, err = run(capsys, "drill", "playbooks/")  # a folder that exists is explained, not "no such file"
+    assert code == 1 and err.startswith("error: playbooks is a folder; give one playbook (or drill spec) file in it (")
+    assert "guardian-key-compromise.yaml" in err and "no such" not in err
+
+
+def test_a_playbook_name_alone_is_found_in_playbooks(capsys) -> None:
+    code, out, _ = run(capsys, "plan", "guardian-key-compromise", "--inventory", "playbooks/inventories/example.yaml",
+                       *LIVE_INPUTS, "--json")
+    assert code == 0 and json.loads(out)["playbook"] == "guardian-key-compromise"
 
 
 def test_bad_inputs_are_listed_together(capsys) -> None:
