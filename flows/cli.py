@@ -20,6 +20,7 @@ except ImportError:  # pragma: no cover - older typer on plain click
 from breakglass.flows import __version__
 from breakglass.flows.cli_base import (  # noqa: E402
     AsOpt,
+    IncidentArg,
     IncidentOpt,
     InputOpt,
     InventoryOpt,
@@ -36,6 +37,8 @@ from breakglass.flows.cli_base import (  # noqa: E402
 from breakglass.flows.cli_paths import resolve as resolve_playbook
 from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
 
+PlaybookArg = Annotated[Path, typer.Argument(help="a playbook file, or its name in ./playbooks/", metavar="PLAYBOOK")]
+
 
 @app.command()
 def validate(paths: Annotated[list[Path], typer.Argument(help="playbook, inventory or drill files, or folders",
@@ -51,9 +54,12 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="playbook, invento
             "checked: no inventory was given or found beside them. Check them with --inventory FILE, e.g. "
             "--inventory playbooks/inventories/example.yaml") if report.unchecked else None
     if as_json:
-        _emit({"valid": not report.diagnostics, "files": report.files,
-               "errors": [d.__dict__ for d in report.diagnostics],
-               "references_unchecked": report.unchecked, "note": note}, True)
+        doc = {"valid": not report.diagnostics, "files": report.files, "errors": [d.__dict__ for d in report.diagnostics],
+               "references_unchecked": report.unchecked, "note": note}
+        if report.diagnostics:  # the same error member as every other command's
+            doc["error"] = {"code": "invalid", "exit_code": 1,
+                            "message": f"{len(report.diagnostics)} problem(s) in {len(report.files)} file(s)"}
+        _emit(doc, True)
     else:
         for diag in report.diagnostics:
             err.print(str(diag), markup=False, highlight=False)
@@ -81,8 +87,11 @@ def _print_plan(plan: Any) -> None:
 
 
 @app.command()
-def plan(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, as_json: JsonOpt = False) -> int:
-    """Print the step graph in execution order and the resolved targets. No side effects, no RPC."""
+def plan(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt = None, as_json: JsonOpt = False) -> int:
+    """Print the step graph in execution order and the resolved targets. No side effects, no RPC.
+
+    Examples: breakglass plan guardian-key-compromise --inventory playbooks/inventories/drill.yaml ·
+    breakglass plan mine.yaml -i inventories/mainnet.yaml --input attacker=0x… --json"""
     from breakglass.flows import inputs, planner
     from breakglass.flows.validate import load_playbook
 
@@ -118,10 +127,13 @@ def _print_record(record: Any) -> None:
 
 
 @app.command()
-def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
+def run(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="skip the live confirmation")] = False,
         as_: AsOpt = None, as_json: JsonOpt = False) -> int:
-    """Run a playbook. Against a live inventory it shows the plan and asks you to type the playbook's name."""
+    """Run a playbook. Against a live inventory it shows the plan and asks you to type the playbook's name.
+
+    Examples: breakglass run guardian-key-compromise -i inventories/mainnet.yaml --input attacker=0x… --as alice ·
+    breakglass run mine.yaml -i inventories/mainnet.yaml --yes --json"""
     from breakglass.flows import entry, inputs, planner
     from breakglass.flows.validate import load_playbook
 
@@ -145,7 +157,7 @@ def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, 
 
 
 @app.command()
-def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
+def drill(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
           auto_approve: Annotated[bool, typer.Option("--auto-approve", help="cast fixture votes at gates (drills only)")] = False,
           keep_chain: Annotated[bool, typer.Option("--keep-chain", help="leave the drill's anvil running to inspect it")] = False,
           as_: AsOpt = None, as_json: JsonOpt = False,
@@ -156,7 +168,10 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
     """Rehearse a playbook (or a drill spec, kind: Drill) on a throwaway anvil with the fixture protocol deployed.
 
     With a drill spec (given, or playbooks/drills/<playbook file> next to the playbook) the run is scored
-    against its expectations; unmet ones are gaps, and the exit code is 2."""
+    against its expectations; unmet ones are gaps, and the exit code is 2. A playbook outside playbooks/ without
+    inventories/drill.yaml beside it is drilled with the bundled drill inventory.
+
+    Examples: breakglass drill guardian-key-compromise --auto-approve · breakglass drill mine.yaml -i my-drill.yaml"""
     from breakglass.flows import drill as drill_mod
     from breakglass.flows import drillspec
 
@@ -242,8 +257,10 @@ def _pairs(values: list[str] | None) -> dict[str, str]:
 
 
 @app.command()
-def resume(incident: str, as_json: JsonOpt = False) -> int:
-    """Continue an incident's runs whose runner died: completed steps are not run again."""
+def resume(incident: IncidentArg, as_json: JsonOpt = False) -> int:
+    """Continue an incident's runs whose runner died: completed steps are not run again.
+
+    Example: breakglass resume INC-20261205-0001"""
     from breakglass.flows import entry
     from breakglass.flows.deploy import handed_off
 
@@ -262,10 +279,27 @@ def resume(incident: str, as_json: JsonOpt = False) -> int:
 
 
 @app.command()
-def schema(what: Annotated[str, typer.Argument(help="'playbook' (playbooks and inventories) or 'run-record'")] = "playbook") -> int:
-    """Print a JSON Schema."""
+def schema(what: Annotated[str, typer.Argument(help="'playbook' (playbooks and inventories) or 'run-record'",
+                                                metavar="WHAT")] = "playbook",
+           install: Annotated[list[Path] | None, typer.Option(
+               "--install", help="add a yaml-language-server modeline for editor completion to these YAML files",
+               metavar="FILE")] = None,
+           as_json: JsonOpt = False) -> int:
+    """Print a JSON Schema (the output is JSON, with or without --json); or, with --install FILE, point your
+    editor at it.
+
+    Examples: breakglass schema > schema.json · breakglass schema --install mine.yaml"""
     from breakglass.flows import schema as schema_mod
 
+    if install:
+        from breakglass.flows import modeline
+
+        done = [modeline.install(path) for path in install]
+        _emit({"installed": [str(p) for p, changed in done if changed],
+               "unchanged": [str(p) for p, changed in done if not changed]}, as_json)
+        for path, changed in done if not as_json else []:
+            err.print(f"{path}: {'modeline added' if changed else 'already has a schema modeline'}", markup=False)
+        return 0
     if what not in ("playbook", "run-record"):
         raise BreakglassError(f"unknown schema {what!r}: choose 'playbook' or 'run-record'")
     sys.stdout.write(schema_mod.dumps(schema_mod.spec_schema() if what == "playbook" else schema_mod.record_schema()))
@@ -280,23 +314,27 @@ def server_start(
              "variable: a command line is visible to every user of the machine)")] = None,
     host: Annotated[str, typer.Option("--host", help="listen address; 0.0.0.0 to let workers on other machines in "
                                                      "(keep it on a private network)")] = "127.0.0.1",
+    as_json: JsonOpt = False,
 ) -> int:
     """Start the local Prefect server (SQLite under $BREAKGLASS_HOME/prefect, or Postgres) unless it runs."""
     from breakglass.flows import server
 
     api = server.start(_home(), database=database, host=host)
     where = server.redact_url(database) if database else "SQLite"
-    err.print(f"Prefect API at {api.url} on {where} (UI at {api.url.removesuffix('/api')})", markup=False)
+    err.print(f"Prefect API at {api.url} on {where} (UI at {api.url.removesuffix('/api')}; "
+              "`breakglass server status` says how to log in)", markup=False)
+    _emit({"api": api.url, "ui": api.url.removesuffix("/api"), "database": where}, as_json)
     return 0
 
 
 @server_app.command("stop")
-def server_stop() -> int:
+def server_stop(as_json: JsonOpt = False) -> int:
     """Stop the local Prefect server."""
     from breakglass.flows import server
 
     stopped = server.stop(_home())
     err.print("stopped" if stopped else "not running", markup=False)
+    _emit({"stopped": stopped}, as_json)
     return 0
 
 
@@ -326,9 +364,12 @@ def server_status(as_json: JsonOpt = False) -> int:
 
 
 @app.command()
-def version() -> int:
-    """Print the version."""
-    out.print(f"breakglass {__version__}", markup=False)
+def version(as_json: JsonOpt = False) -> int:
+    """Print the version (also: breakglass --version)."""
+    if as_json:
+        _emit({"version": __version__}, True)
+    else:
+        out.print(f"breakglass {__version__}", markup=False)
     return 0
 
 
@@ -347,6 +388,9 @@ def _fail(code: int, kind: str, message: str, as_json: bool, **extra: Any) -> in
 
 
 def main(argv: list[str] | None = None) -> int:
+    from breakglass.flows.cli_base import EMITTED
+
+    EMITTED.clear()
     args = list(sys.argv[1:] if argv is None else argv)
     as_json = _wants_json(args)
     try:

@@ -232,13 +232,16 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
 
 @app.command()
 def serve(inventory: Annotated[Path, typer.Option("--inventory", "-i", help="the inventory serve works with", dir_okay=False)],
-          playbooks: Annotated[Path, typer.Option("--playbooks", help="folder of playbooks it may run")] = Path("playbooks"),
+          playbooks: Annotated[Path, typer.Option("--playbooks", help="folder of playbooks it may run", file_okay=False)] = Path("playbooks"),
           host: Annotated[str, typer.Option("--host", help="listen address (keep it private; TLS via a proxy)")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", help="listen port")] = 8787,
           refresh: Annotated[float, typer.Option("--refresh", help="seconds between prepared-pause refreshes")] = 60.0,
           pool: Annotated[str | None, typer.Option("--pool", help="hand runs to this work pool's workers (after the "
-                                                   "fast-path pause) instead of running them in-process")] = None) -> int:
-    """The always-on service: Slack approvals, in-process runs, signers unlocked, prepared pauses kept fresh."""
+                                                   "fast-path pause) instead of running them in-process")] = None,
+          as_json: JsonOpt = False) -> int:
+    """The always-on service: Slack approvals, in-process runs, signers unlocked, prepared pauses kept fresh.
+
+    Example: breakglass serve --inventory inventories/mainnet.yaml --playbooks playbooks/ --port 8787"""
     from breakglass.flows import serve as serve_mod
 
     service = serve_mod.Service(_home(), inventory, playbooks, _api(), refresh=refresh, pool=pool)

@@ -8,14 +8,27 @@ from typing import Annotated
 import typer
 
 from breakglass.flows import cli_output
-from breakglass.flows.cli_base import InventoryOpt, JsonOpt, _emit, _home, _require_inventory, app, err, out
+from breakglass.flows.cli_base import (
+    IncidentArg,
+    InventoryOpt,
+    JsonOpt,
+    _emit,
+    _home,
+    _require_inventory,
+    app,
+    err,
+    out,
+)
 from breakglass.flows.errors import BreakglassError, RunFailed
 
 
 @app.command()
-def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whose pause steps say prepared: true")],
+def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whose pause steps say prepared: true",
+                                                            metavar="PLAYBOOK...")],
             inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
-    """Sign and store (encrypted) the pauses marked `prepared: true`, for the signers' next nonces."""
+    """Sign and store (encrypted) the pauses marked `prepared: true`, for the signers' next nonces.
+
+    Example: breakglass prepare playbooks/guardian-key-compromise.yaml --inventory inventories/mainnet.yaml"""
     from breakglass.flows import prepared
     from breakglass.flows import signers as signers_mod
     from breakglass.flows.validate import load_playbook
@@ -47,11 +60,17 @@ def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whos
 
 
 @app.command()
-def sign(incident: str, safe_tx_hash: str,
-         signature: Annotated[str | None, typer.Option("--signature", help="an owner's 65-byte signature made on their own device")] = None,
-         with_signer: Annotated[str | None, typer.Option("--with", help="an owner signer from --inventory to sign with")] = None,
-         inventory: InventoryOpt = None) -> int:
-    """Add a Safe owner's signature to a proposed Safe transaction; it is checked before it counts."""
+def sign(incident: IncidentArg, safe_tx_hash: Annotated[str, typer.Argument(help="the Safe transaction's hash (0x + 64 hex)",
+                                                                           metavar="SAFE_TX_HASH")],
+         signature: Annotated[str | None, typer.Option("--signature", help="an owner's 65-byte signature made on their own device",
+                                                       metavar="0xSIGNATURE")] = None,
+         with_signer: Annotated[str | None, typer.Option("--with", help="an owner signer from --inventory to sign with",
+                                                         metavar="SIGNER")] = None,
+         inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
+    """Add a Safe owner's signature to a proposed Safe transaction; it is checked before it counts.
+
+    Examples: breakglass sign INC-20261205-0001 0xSAFE_TX_HASH --signature 0x… ·
+    breakglass sign INC-… 0xSAFE_TX_HASH --with owner-b --inventory inventories/mainnet.yaml"""
     from breakglass.flows import safe
     from breakglass.flows.runstore import Store
     from breakglass.flows.signers import interactive_prompt, unlock_one
@@ -78,6 +97,7 @@ def sign(incident: str, safe_tx_hash: str,
             raise BreakglassError("--signature is not hex") from None
     owner = safe.submit_signature(incident_dir, safe_tx_hash.lower(), raw)
     err.print(f"accepted: owner {owner} signed {safe_tx_hash}", markup=False)
+    _emit({"incident": incident, "safe_tx_hash": safe_tx_hash.lower(), "owner": owner, "status": "accepted"}, as_json)
     return 0
 
 

@@ -151,3 +151,77 @@ def test_ctrl_c_exits_130(capsys, monkeypatch) -> None:
 def test_incident_ids_are_restricted(capsys) -> None:
     code, _, err = run(capsys, "status", "../etc")
     assert code == 1 and "is not allowed" in err
+
+
+JSON_FAILURES = {  # every command, made to fail, with --json
+    "validate": ["validate", "tests/data/invalid/unknown-key.yaml"],
+    "plan": ["plan", "playbooks/nope.yaml", "--inventory", "playbooks/inventories/example.yaml"],
+    "run": ["run", "playbooks/nope.yaml", "--inventory", "playbooks/inventories/example.yaml"],
+    "drill": ["drill", "playbooks/"],
+    "resume": ["resume"],
+    "schema": ["schema", "nope"],
+    "version": ["version", "--no-such-flag"],
+    "report": ["report", "INC-nope"],
+    "approve": ["approve", "INC-nope", "gate"],
+    "ack": ["ack", "INC-nope"],
+    "status": ["status", "INC-nope"],
+    "serve": ["serve"],
+    "prepare": ["prepare", "playbooks/guardian-key-compromise.yaml"],
+    "sign": ["sign", "INC-nope", "0x1234", "--signature", "0x00"],
+    "check": ["check"],
+    "deploy": ["deploy", "--pool", "p"],
+    "worker": ["worker"],
+    "server start": ["server", "start", "--database", "mysql://u:p@h/db"],
+    "server stop": ["server", "stop", "--no-such-flag"],
+    "server status": ["server", "status", "--no-such-flag"],
+    "audit verify": ["audit", "verify", "INC-nope"],
+}
+
+
+def _commands() -> set[str]:
+    import typer
+
+    from breakglass.flows.cli_base import app
+
+    def walk(group, prefix: str) -> set[str]:
+        found = set()
+        for name, command in group.commands.items():
+            sub = getattr(command, "commands", None)
+            found |= walk(command, f"{prefix}{name} ") if sub is not None else {f"{prefix}{name}"}
+        return found
+
+    return walk(typer.main.get_command(app), "")
+
+
+def test_every_command_fails_with_one_json_document_on_stdout(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert _commands() <= set(JSON_FAILURES), f"add {_commands() - set(JSON_FAILURES)} to JSON_FAILURES"
+    for name, args in JSON_FAILURES.items():
+        code, out, err = run(capsys, *args, "--json")
+        doc = json.loads(out)  # exactly one document: a second one, or text around it, does not parse
+        assert code == 1 and doc["error"]["exit_code"] == 1, (name, code, out, err)
+        assert doc["error"]["code"] in ("invalid", "error", "usage") and doc["error"]["message"], (name, doc)
+        assert "Traceback" not in err and (err.strip() or name == "validate"), name  # people read stderr
+    code, out, _ = run(capsys, "report", "INC-nope", "--format", "json")  # --format json counts as --json
+    assert code == 1 and json.loads(out)["error"]["message"].startswith("no incident")
+
+
+def test_help_lists_exit_codes_and_accepts_h_and_version(capsys) -> None:
+    code, out, _ = run(capsys, "-h")
+    assert code == 0 and "Exit codes: 0 success · 1 bad input or usage" in " ".join(out.split())
+    assert "3 a bug in breakglass · 130 interrupted" in " ".join(out.split())
+    code, out, _ = run(capsys, "--version")
+    assert (code, out.strip()) == (0, f"breakglass {__import__('breakglass.flows').flows.__version__}")
+    for name in _commands():
+        code, out, _ = run(capsys, *name.split(), "-h")
+        usage = out.split("\n\n")[0]
+        assert code == 0 and usage.startswith(f"Usage: breakglass {name}"), name
+        assert not any(t in out for t in ("<bool>", "<path>", "<str>", "<list", "{", "<int>", "<float>")), (name, out)
+        assert "Example" in out or name in ("version", "server stop", "server start"), f"{name}: no example in --help"
+
+
+def test_check_takes_its_inventory_positionally_or_by_option(capsys) -> None:
+    code, _, err = run(capsys, "check", "--inventory", "nope.yaml")
+    assert code == 1 and err.strip() == "error: nope.yaml: no such inventory file"
+    code, _, err = run(capsys, "check", "nope.yaml")
+    assert code == 1 and err.strip() == "error: nope.yaml: no such inventory file"
