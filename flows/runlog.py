@@ -31,7 +31,7 @@ class _Quiet(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         path = record.pathname or ""
         if path.startswith(FLOWS):
-            return not (path == RUNNER and record.levelno < logging.WARNING)  # said by the progress lines
+            return not (path == RUNNER and record.levelno < logging.CRITICAL)  # said by the progress lines
         if "/prefect/" in path:
             return record.levelno >= logging.CRITICAL
         return record.levelno >= logging.WARNING
