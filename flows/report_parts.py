@@ -46,8 +46,8 @@ def actions(record: RunRecord, inventory: Inventory, entries: list[dict[str, Any
         signed = [e for e in events if e["event"] in SENT]
         proposed = next((e for e in events if e["event"] == "safe_proposed"), None)
         if not signed:
-            if proposed is not None and not any(i.startswith(intent + "/exec") and any(
-                    e["event"] in SENT for e in by_intent[i]) for i in by_intent):
+            executed = by_intent.get(intent.removesuffix("/safe") + "/exec", [])  # safe.send's two keys
+            if proposed is not None and not any(e["event"] in SENT for e in executed):
                 rows.append({"step": step, "what": f"{_label(proposed.get('call', ''))} via Safe {proposed.get('safe')}",
                              "status": "awaiting owners' signatures", "tx_hash": proposed["safe_tx_hash"], "block": None,
                              "note": f"safeTxHash, Safe nonce {proposed.get('nonce')}", "url": None})
