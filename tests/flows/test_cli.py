@@ -225,3 +225,21 @@ def test_check_takes_its_inventory_positionally_or_by_option(capsys) -> None:
     assert code == 1 and err.strip() == "error: nope.yaml: no such inventory file"
     code, _, err = run(capsys, "check", "nope.yaml")
     assert code == 1 and err.strip() == "error: nope.yaml: no such inventory file"
+
+
+def test_shipped_files_carry_a_schema_modeline_and_install_adds_one(capsys, tmp_path: Path) -> None:
+    from breakglass.flows.modeline import PREFIX
+
+    shipped = sorted((REPO / "playbooks").rglob("*.yaml"))
+    for path in shipped:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith(PREFIX), path
+        assert (path.parent / first.removeprefix(PREFIX)).resolve() == REPO / "playbooks" / "schema.json", path
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("apiVersion: breakglass/v1\nkind: Playbook\n")
+    code, out, _ = run(capsys, "schema", "--install", str(mine), "--json")
+    assert code == 0 and json.loads(out) == {"installed": [str(mine)], "unchanged": []}
+    line = mine.read_text().splitlines()[0]
+    assert (tmp_path / line.removeprefix(PREFIX)).resolve() == REPO / "playbooks" / "schema.json"
+    code, _, err = run(capsys, "schema", "--install", str(mine))  # idempotent
+    assert code == 0 and "already has a schema modeline" in err and mine.read_text().count(PREFIX) == 1
