@@ -241,9 +241,11 @@ def _kind(path: Path) -> str | None:
 
 
 def _print_card(card: dict[str, Any], where: Path) -> None:
-    times = ", ".join(f"{k.removeprefix('time_to_')} {v}s" for k, v in card["metrics_seconds"].items() if v is not None)
+    times = ", ".join(f"{k.removeprefix('time_to_')} {v:g} s" for k, v in card["metrics_seconds"].items() if v is not None)
     met = sum(1 for c in card["expectations"] if c["met"])
-    err.print(f"scorecard: {met}/{len(card['expectations'])} expectations met · {times}", markup=False)
+    startup = f" · tool start-up {card['tool_startup_s']:g} s (not judged)" if card.get("tool_startup_s") is not None else ""
+    err.print(f"scorecard: {'PASSED' if card.get('passed') else 'FAILED'}, {met}/{len(card['expectations'])} "
+              f"expectations met · response {times}{startup}", markup=False)
     for gap in card["gaps"]:
         err.print(f"  gap: {gap}", markup=False)
     err.print(f"  {where / 'scorecard.json'} (and .md, .html)", markup=False)

@@ -254,6 +254,11 @@ def test_the_flagship_drill_is_scored_from_its_spec(drill_result, prefect_api) -
     assert "scorecard: " in result.stderr and (run_dir / "artifacts" / "scorecard.md").read_text().startswith("# Drill")
     page = (run_dir / "artifacts" / "scorecard.html").read_text()
     assert page.count('<tr class="met">') == len(card["expectations"]) and "auto-approved (CI rehearsal)" in page
+    assert '<p id="verdict" class="banner pass">PASSED:' in page and "&le; 5 s" in page  # a verdict, and units
+    assert card["passed"] is True and card["tool_startup_s"] > 0 and "response milestones" in card["targets_judge"]
+    totals = card["metrics_total_seconds"]  # the tool's start-up is not the response's time
+    assert all(totals[k] >= v for k, v in times.items() if v is not None and k != "time_to_detect")
+    assert totals["time_to_decision"] - times["time_to_decision"] == pytest.approx(card["tool_startup_s"], abs=0.01)
 
 
 def test_the_flagship_report_opens_in_headless_chromium_with_one_bar_per_step(drill_result, tmp_path: Path) -> None:
