@@ -196,7 +196,7 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
                                      ("step", "kind", "status", "attempts", "detail / error"))
             for step in doc["step_details"]:
                 table.add_row(step["id"], step["kind"], step["status"], str(step["attempts"]), step["detail"])
-            out.print(table)
+            out.print(cli_output.keep_whole(table, "step"))
     else:
         for title, group in (("live incidents", live), ("drills", drills)):
             table = cli_output.table(f"{title} ({len({d['incident'] for d in group})})",
@@ -211,7 +211,7 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
                 summary += "".join(f"; {s['id']} failed: {s['error']}" for s in failed)
                 table.add_row(doc["incident"], doc["run"], doc["playbook"], status_text, summary)
             if group or title == "live incidents":
-                out.print(table)
+                out.print(cli_output.keep_whole(table, "incident", "run"))
     for doc in docs:
         for gate in doc["gates"]:
             if gate.get("status") != "waiting":

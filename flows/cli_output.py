@@ -18,9 +18,18 @@ def table(title: str | None, columns: tuple[str, ...] | list[str]) -> Table:
     return found
 
 
+def keep_whole(found: Table, *names: str) -> Table:
+    """Identifiers (incident, run, step ids) stay on one line: the other columns fold instead."""
+    for column in found.columns:
+        if column.header in names:
+            cells = [str(c) for c in column.cells]
+            column.min_width = max([len(str(column.header)), *(len(c) for c in cells)])
+    return found
+
+
 def record_table(record: Any) -> Table:
     found = table(f"{record.incident} · {record.run_id} · {record.mode} · {record.status}",
                   ("step", "kind", "status", "attempts", "detail"))
     for step in record.steps:
         found.add_row(step.id, step.kind, step.status, str(step.attempts), step_detail(step))
-    return found
+    return keep_whole(found, "step")

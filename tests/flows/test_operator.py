@@ -158,3 +158,11 @@ def test_the_report_of_a_failed_live_incident_says_why_at_the_top(prefect_api, c
     md = cli("report", record["incident"]).stdout
     assert f"**The response failed.** Step `look` (snapshot) failed: {reason}" in md
     assert "None: no transaction was signed." in md
+    shown = cli("status", record["incident"], env={"COLUMNS": "80"})
+    assert shown.returncode == 0, shown.stderr
+    assert "look" in shown.stdout and "snapshot" in shown.stdout and "needs 'look', which failed" in shown.stdout
+    assert reason.replace(" ", "")[:60] in "".join(c for line in shown.stdout.splitlines() if "│" in line
+                                                   for c in line.split("│")[-2].strip()).replace(" ", "")
+    listed = cli("status").stdout
+    live, _, drills = listed.partition("drills (")
+    assert "live incidents (" in live and record["incident"] in live and record["incident"] not in drills
