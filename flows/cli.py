@@ -54,7 +54,7 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="playbook, invento
             "--inventory playbooks/inventories/example.yaml") if report.unchecked else None
     if as_json:
         doc = {"valid": not report.diagnostics, "files": report.files, "errors": [d.__dict__ for d in report.diagnostics],
-               "references_unchecked": report.unchecked, "note": note}
+               "references_unchecked": report.unchecked, "note": note, "notes": report.notes}
         if report.diagnostics:  # the same error member as every other command's
             doc["error"] = {"code": "invalid", "exit_code": 1,
                             "message": f"{len(report.diagnostics)} problem(s) in {len(report.files)} file(s)"}
@@ -66,8 +66,8 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="playbook, invento
             err.print(f"ok: {len(report.files)} file(s) valid", markup=False)
         else:
             err.print(f"{len(report.diagnostics)} problem(s) in {len(report.files)} file(s)", markup=False)
-        if note:
-            err.print(f"note: {note}", markup=False)
+        for line in report.notes + ([note] if note else []):
+            err.print(f"note: {line}", markup=False)
     return 1 if report.diagnostics else 0
 
 
