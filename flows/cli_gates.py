@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from breakglass.flows import cli_output
+from breakglass.flows import cli_output, safepending
 from breakglass.flows.cli_base import IncidentArg, JsonOpt, VoterOpt, _api, _emit, _home, app, err, out
 from breakglass.flows.errors import BreakglassError
 
@@ -182,7 +182,7 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
                          "playbook": record.playbook.name, "error": record.error,
                          "initiator": record.initiator, "runner_stale": stale, "acknowledged": acked,
                          "steps": {s.id: s.status for s in record.steps}, "step_details": _step_rows(record),
-                         "gates": _gates(handle, record)})
+                         "gates": _gates(handle, record), "safe_transactions": safepending.pending(handle.dir, name)})
     live = [d for d in docs if d["mode"] != "drill"]
     drills = [d for d in docs if d["mode"] == "drill"]
     if as_json:
@@ -225,6 +225,17 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
                 out.print(f"    CHANGED: {line}", markup=False)
             out.print(f"    vote: breakglass approve {doc['incident']} {gate['step']} --as NAME "
                       f"--sign-with {_signer_form(doc['mode'])}", markup=False)
+    for doc in docs:
+        for tx in doc["safe_transactions"]:
+            out.print(f"{doc['incident']} Safe {tx['safe']} nonce {tx['nonce']}: {tx['call']} — {tx['status']}", markup=False)
+            out.print(f"    safeTxHash {tx['safe_tx_hash']} (verify it on your own device before signing)", markup=False)
+            out.print(f"    signatures {len(tx['signatures'])} of {tx['threshold']}: {', '.join(tx['signatures']) or 'none yet'}"
+                      + (f"; submitted, not yet counted: {', '.join(tx['submitted'])}" if tx["submitted"] else ""),
+                      markup=False)
+            out.print(f"    may still sign: {', '.join(tx['may_still_sign']) or 'nobody'}", markup=False)
+            for item in tx["excluded"]:
+                out.print(f"    does not count: {item['owner']} ({item['why']})", markup=False)
+            out.print(f"    sign: {tx['sign']}", markup=False)
     if incident is None and not docs:
         out.print("no incidents yet", markup=False)
     return 0

@@ -26,6 +26,7 @@ from eth_utils import to_checksum_address
 from breakglass.flows import onchain
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.safepending import excluded_reason
 from breakglass.flows.signers import SafeGuardian
 from breakglass.integrations.chain import safe as safe_tx
 from breakglass.integrations.chain.signers import LocalSigner
@@ -120,7 +121,7 @@ def _collect(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, key:
         else:
             reason = None if owner in owners else f"{owner} is not an owner of the Safe (or signed another safeTxHash)"
             if owner in excluded:
-                reason = f"{owner} is excluded from this Safe transaction (it removes that owner); its signature does not count"
+                reason = f"{owner} is excluded from this Safe transaction ({excluded_reason(proposal)}); its signature does not count"
         if reason is None and owner is not None:
             if owner not in accepted:
                 accepted[owner] = signature
@@ -173,8 +174,8 @@ def submit_signature(incident_dir: Path, safe_tx_hash: str, signature: bytes) ->
         raise BreakglassError(f"signature refused: it recovers to {owner}, which is not an owner of Safe {proposal['safe']} "
                               f"(or it was made over another safeTxHash than {safe_tx_hash})")
     if owner in proposal.get("excluded", []):
-        raise BreakglassError(f"signature refused: {owner} is excluded from {safe_tx_hash} (the transaction removes "
-                              "that owner from the Safe); another owner must sign")
+        raise BreakglassError(f"signature refused: {owner} is excluded from {safe_tx_hash} ({excluded_reason(proposal)}); "
+                              "another owner must sign")
     folder = signatures_dir(incident_dir, safe_tx_hash)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     (folder / f"{owner}.json").write_text(json.dumps({"owner": owner, "signature": "0x" + signature.hex()}))

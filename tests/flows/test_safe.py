@@ -119,6 +119,20 @@ def test_a_remote_owner_signs_with_breakglass_sign_and_forgeries_are_refused(pre
                          "0x" + other.r.to_bytes(32, "big").hex() + other.s.to_bytes(32, "big").hex() + bytes([other.v]).hex())
         assert wrong_hash.returncode == 1 and "signature refused" in wrong_hash.stderr
         assert process.poll() is None and not _paused(chain)  # still waiting for a second owner
+        a = chain.addresses
+        deadline = time.monotonic() + 30
+        while True:  # the held owner's signature is journaled just after the proposal
+            shown = json.loads(cli("status", incident, "--json").stdout)["runs"][0]["safe_transactions"]
+            if shown and shown[0]["signatures"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert shown == [{"safe": safe, "nonce": 0, "safe_tx_hash": proposal["safe_tx_hash"], "call": proposal["call"],
+                          "to": proposal["to"], "threshold": 2, "signatures": [a["fixture:alice"]], "submitted": [],
+                          "may_still_sign": [o for o in proposal["owners"] if o != a["fixture:alice"]], "excluded": [],
+                          "status": "waiting for owners",
+                          "sign": f"breakglass sign {incident} {proposal['safe_tx_hash']} --signature 0x…"}]
+        text = cli("status", incident).stdout
+        assert f"safeTxHash {proposal['safe_tx_hash']}" in text and "signatures 1 of 2" in text
         bob = cli("sign", incident, proposal["safe_tx_hash"], "--with", "bob", "--inventory", str(inventory), env=_env(chain))
         assert bob.returncode == 0, bob.stderr
         stdout, stderr = process.communicate(timeout=60)
