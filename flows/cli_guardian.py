@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -82,8 +83,11 @@ def sign(incident: IncidentArg, safe_tx_hash: Annotated[str, typer.Argument(help
     if not (safe_tx_hash.startswith("0x") and len(safe_tx_hash) == 66):
         raise BreakglassError(f"{safe_tx_hash!r} is not a safeTxHash (0x followed by 64 hex digits)")
     incident_dir = Store(_home()).incident_dir(incident)
-    if not (incident_dir / "incident.json").exists():
-        raise BreakglassError(f"no incident {incident!r}; `breakglass status` lists incidents")
+    remote = not (incident_dir / "incident.json").exists()
+    if remote and not os.environ.get("PREFECT_API_URL"):
+        raise BreakglassError(f"no incident {incident!r} here (`breakglass status` lists incidents); to sign from "
+                              "another machine, set PREFECT_API_URL (and PREFECT_API_AUTH_STRING) to the runner's "
+                              "Prefect API")
     if with_signer is not None:
         signer = unlock_one(load_inventory(_require_inventory(inventory, "sign --with")), with_signer, prompt=interactive_prompt())
         if not isinstance(signer, LocalSigner):
@@ -95,6 +99,16 @@ def sign(incident: IncidentArg, safe_tx_hash: Annotated[str, typer.Argument(help
             raw = bytes.fromhex(signature.removeprefix("0x"))
         except ValueError:
             raise BreakglassError("--signature is not hex") from None
+    if remote:  # through the Prefect API, the way votes travel: the runner checks it before it counts
+        from breakglass.flows import safesign
+
+        sent = safesign.submit(incident, safe_tx_hash.lower(), raw)
+        err.print(f"submitted through the Prefect API: owner {sent['owner']} signed {safe_tx_hash}; the runner checks "
+                  "it against the proposal before it counts (its log and `breakglass status` on its host say so)",
+                  markup=False)
+        _emit({"incident": incident, "safe_tx_hash": safe_tx_hash.lower(), "owner": sent["owner"], "status": "submitted",
+               "flow_runs": sent["flow_runs"]}, as_json)
+        return 0
     owner = safe.submit_signature(incident_dir, safe_tx_hash.lower(), raw)
     err.print(f"accepted: owner {owner} signed {safe_tx_hash}", markup=False)
     _emit({"incident": incident, "safe_tx_hash": safe_tx_hash.lower(), "owner": owner, "status": "accepted"}, as_json)

@@ -23,7 +23,7 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from breakglass.flows import onchain
+from breakglass.flows import onchain, safesign
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.safepending import excluded_reason
@@ -136,7 +136,13 @@ def _collect(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, key:
             consider(f"held owner {name}", signer.sign_digest(digest))
     folder = signatures_dir(ctx.artifacts_dir.parent.parent.parent, proposal["safe_tx_hash"])
     deadline = time.monotonic() + wait_seconds
+    remote_seen: set[str] = set()
+    checked_remote = 0.0
     while len(accepted) < proposal["threshold"]:
+        if time.monotonic() - checked_remote > 0.5:  # `breakglass sign` from an owner's own machine, via Prefect
+            checked_remote = time.monotonic()
+            for source, signature in safesign.received(ctx.artifacts_dir.parent, proposal["safe_tx_hash"], remote_seen):
+                consider(source, signature)
         for path in sorted(folder.glob("*.json")) if folder.exists() else []:
             if f"breakglass sign {path.name}" in refused:
                 continue

@@ -144,6 +144,42 @@ def test_a_remote_owner_signs_with_breakglass_sign_and_forgeries_are_refused(pre
     assert out["status"] == "paused" and len(out["safe_owners_signed"]) == 2 and _paused(chain)
 
 
+def test_an_owner_signs_from_another_machine_through_the_prefect_api(prefect_api, protocol, home, tmp_path) -> None:
+    """No shell on the runner's host and no shared home: only the Prefect API, the way votes travel."""
+    chain, safe = protocol
+    inventory = _inventory(tmp_path, chain, safe, ["alice"])
+    incident = f"INC-remote-{time.monotonic_ns()}"
+    elsewhere = {"BREAKGLASS_HOME": str(tmp_path / "owner-laptop")}  # knows nothing of the incident
+    process = _start(tmp_path, inventory, chain, incident)
+
+    def sign(key: str) -> subprocess.CompletedProcess[str]:
+        made = Account.from_key(dev_key(key)).unsafe_sign_hash(bytes.fromhex(proposal["safe_tx_hash"][2:]))
+        raw = made.r.to_bytes(32, "big").hex() + made.s.to_bytes(32, "big").hex() + bytes([made.v]).hex()
+        return cli("sign", incident, proposal["safe_tx_hash"], "--signature", "0x" + raw, "--json", env=elsewhere)
+
+    try:
+        proposal = _wait_for_proposal(home, incident)
+        forged = sign("attacker")  # filed, then refused by the runner: it never counts
+        assert forged.returncode == 0 and json.loads(forged.stdout)["status"] == "submitted", forged.stderr
+        journal = next((home / "incidents" / incident).glob("runs/*/journal.jsonl"))
+        deadline = time.monotonic() + 30
+        while '"safe_signature_refused"' not in journal.read_text():
+            assert time.monotonic() < deadline, "the runner did not judge the remote signature"
+            time.sleep(0.2)
+        assert "breakglass sign (remote)" in journal.read_text() and process.poll() is None and not _paused(chain)
+        bob = sign("bob")
+        assert bob.returncode == 0, bob.stderr
+        assert json.loads(bob.stdout)["owner"] == chain.addresses["fixture:bob"]
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    out = json.loads(stdout)["steps"][0]["outputs"]["results"][0]
+    assert out["status"] == "paused" and chain.addresses["fixture:bob"] in out["safe_owners_signed"] and _paused(chain)
+    assert not (tmp_path / "owner-laptop" / "incidents" / incident).exists()
+
+
 def test_check_fails_when_one_host_holds_a_threshold_of_owner_keys(protocol, tmp_path) -> None:
     chain, safe = protocol
     held_two = cli("check", str(_inventory(tmp_path, chain, safe, ["alice", "bob"])), "--json", env=_env(chain))
