@@ -26,6 +26,7 @@ from eth_utils import to_checksum_address
 from breakglass.flows import onchain, safesign
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.gatenotice import Notice
 from breakglass.flows.safepending import excluded_reason
 from breakglass.flows.signers import SafeGuardian
 from breakglass.integrations.chain import safe as safe_tx
@@ -77,6 +78,7 @@ def send(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, intent: 
         if excluded:
             ctx.log.warning("Signatures of %s do not count for this Safe transaction.", ", ".join(excluded))
         proposal = next(e for e in journal.entries(key) if e["event"] == "safe_proposed")
+        Notice(ctx.inventory, journal, ctx.run_key, ctx.incident, ctx.playbook).safe_pending(proposal)
     digest = bytes.fromhex(proposal["safe_tx_hash"][2:])
     tx = safe_tx.SafeTx(guardian.address, io.spec.chain_id, intent.to, intent.value, intent.data, proposal["nonce"])
     exec_intent = onchain.Intent(key=intent.key + "/exec", chain=intent.chain, to=guardian.address,

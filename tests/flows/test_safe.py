@@ -146,11 +146,22 @@ def test_a_remote_owner_signs_with_breakglass_sign_and_forgeries_are_refused(pre
 
 def test_an_owner_signs_from_another_machine_through_the_prefect_api(prefect_api, protocol, home, tmp_path) -> None:
     """No shell on the runner's host and no shared home: only the Prefect API, the way votes travel."""
+    from tests.helpers.slack_server import SlackServer
+
     chain, safe = protocol
+    slack = SlackServer()
     inventory = _inventory(tmp_path, chain, safe, ["alice"])
+    inventory.write_text(inventory.read_text() + f"""channels:
+  slack: {{kind: slack, token_env: SLACK_BOT_TOKEN, base_url: "{slack.base_url}"}}
+slack_app: {{channel: slack, post_to: C0WARROOM, signing_secret_env: SLACK_SIGNING_SECRET, app_id: A0APP, team_id: T0TEST}}
+""")
+    os.environ["SLACK_BOT_TOKEN"] = slack.token  # for the runner started below
     incident = f"INC-remote-{time.monotonic_ns()}"
     elsewhere = {"BREAKGLASS_HOME": str(tmp_path / "owner-laptop")}  # knows nothing of the incident
-    process = _start(tmp_path, inventory, chain, incident)
+    try:
+        process = _start(tmp_path, inventory, chain, incident)
+    finally:
+        os.environ.pop("SLACK_BOT_TOKEN", None)
 
     def sign(key: str) -> subprocess.CompletedProcess[str]:
         made = Account.from_key(dev_key(key)).unsafe_sign_hash(bytes.fromhex(proposal["safe_tx_hash"][2:]))
@@ -178,6 +189,12 @@ def test_an_owner_signs_from_another_machine_through_the_prefect_api(prefect_api
     out = json.loads(stdout)["steps"][0]["outputs"]["results"][0]
     assert out["status"] == "paused" and chain.addresses["fixture:bob"] in out["safe_owners_signed"] and _paused(chain)
     assert not (tmp_path / "owner-laptop" / "incidents" / incident).exists()
+    posted = [m for m in slack.messages["C0WARROOM"] if "Safe transaction needs" in m["text"]]
+    slack.close()
+    assert len(posted) == 1, slack.messages  # the war room sees what to verify and how to sign, once
+    text = posted[0]["blocks"][0]["text"]["text"]
+    assert f"safeTxHash `{proposal['safe_tx_hash']}`" in text and f"breakglass sign {incident} " in text
+    assert f"Safe `{safe}` · nonce 0" in text
 
 
 def test_check_fails_when_one_host_holds_a_threshold_of_owner_keys(protocol, tmp_path) -> None:
