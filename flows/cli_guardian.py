@@ -100,9 +100,9 @@ def sign(incident: IncidentArg, safe_tx_hash: Annotated[str, typer.Argument(help
         except ValueError:
             raise BreakglassError("--signature is not hex") from None
     if remote:  # through the Prefect API, the way votes travel: the runner checks it before it counts
-        from breakglass.flows import safesign
+        from breakglass.flows import voting
 
-        sent = safesign.submit(incident, safe_tx_hash.lower(), raw)
+        sent = voting.submit_safe_signature(incident, safe_tx_hash.lower(), raw)
         err.print(f"submitted through the Prefect API: owner {sent['owner']} signed {safe_tx_hash}; the runner checks "
                   "it against the proposal before it counts (its log and `breakglass status` on its host say so)",
                   markup=False)

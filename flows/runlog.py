@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -48,8 +49,24 @@ def _progress_handler() -> None:
     PROGRESS.propagate = False
 
 
+class _ThisRun(logging.Filter):
+    """A run's prefect.log holds its own flow run's lines (serve and workers run several at once)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__()
+        self.name_ = name
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return getattr(record, "flow_run_name", self.name_) == self.name_
+
+
+_QUIET = _Quiet()
+_ROUTED = [0]  # runs in this process that keep Prefect off the console
+_LOCK = threading.Lock()
+
+
 @contextmanager
-def routed(artifacts_dir: Path) -> Iterator[None]:
+def routed(artifacts_dir: Path, run_name: str) -> Iterator[None]:
     """Prefect's log to ``artifacts_dir/prefect.log`` and, unless verbose, off the console, for one run."""
     _progress_handler()
     artifacts_dir.mkdir(parents=True, exist_ok=True)
@@ -57,17 +74,22 @@ def routed(artifacts_dir: Path) -> Iterator[None]:
     to_file = logging.FileHandler(artifacts_dir / "prefect.log", encoding="utf-8")
     to_file.setFormatter(logging.Formatter("%(asctime)s.%(msecs)03d | %(levelname)-7s | %(name)s - %(message)s",
                                            datefmt="%H:%M:%S"))
+    to_file.addFilter(_ThisRun(run_name))
     root.addHandler(to_file)
-    quiet = _Quiet()
-    consoles = [] if verbose() else [h for h in root.handlers if h is not to_file and isinstance(h, logging.StreamHandler)
-                                     and getattr(h, "stream", None) in (sys.stderr, sys.stdout)]
-    for handler in consoles:
-        handler.addFilter(quiet)
+    quiet = not verbose()
+    with _LOCK:
+        _ROUTED[0] += quiet
+        for handler in root.handlers if quiet else []:
+            if handler is not to_file and isinstance(handler, logging.StreamHandler) and \
+                    getattr(handler, "stream", None) in (sys.stderr, sys.stdout):
+                handler.addFilter(_QUIET)  # once: a filter is kept in a list without duplicates
     try:
         yield
     finally:
-        for handler in consoles:
-            handler.removeFilter(quiet)
+        with _LOCK:
+            _ROUTED[0] -= quiet
+            for handler in root.handlers if quiet and not _ROUTED[0] else []:
+                handler.removeFilter(_QUIET)
         root.removeHandler(to_file)
         to_file.close()
 

@@ -378,7 +378,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             writer.update(**_mark_crashed(writer.snapshot()).model_dump(include={"attempts", "status", "steps"}))
         key = key_of(handle.dir)
         stack.enter_context(_heartbeat(handle.dir))
-        stack.enter_context(runlog.routed(handle.artifacts))
+        stack.enter_context(runlog.routed(handle.artifacts, key_of(handle.dir)))
         _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
                             signers or {}, Journal(handle.dir / "journal.jsonl"))
         try:

@@ -57,6 +57,10 @@ def test_my_own_playbook_validates_and_drills_with_the_bundled_templates(prefect
     steps = {s["id"]: s for s in record["steps"]}
     assert steps["tell"]["outputs"]["delivered"] == 1 and steps["pause"]["status"] == "completed"
     assert "  ok tell completed in" in drilled.stderr and "Task run" not in drilled.stderr  # our lines, not Prefect's
+    home = Path(os.environ["BREAKGLASS_HOME"])
+    prefect_log = home / "incidents" / record["incident"] / "runs" / record["run_id"] / "artifacts" / "prefect.log"
+    assert "Task run 'tell'" in prefect_log.read_text() or "tell" in prefect_log.read_text()  # Prefect's, kept
+    assert "Beginning flow run" in prefect_log.read_text()
 
     typo = tmp_path / "typo.yaml"
     typo.write_text(MINE.replace("war-room-alert", "war-room-alrt"))
