@@ -275,6 +275,7 @@ def resume(incident: IncidentArg, as_json: JsonOpt = False) -> int:
             err.print(f"{incident}/{handle.dir.name}: handed back to pool '{handed_off(handle)['pool']}' as flow run "
                       f"{flow_run}; a worker continues it (`breakglass status {incident}`)", markup=False)
         if len(pooled) == len(entry.unfinished(incident, home)):
+            _emit({"incident": incident, "handed_back": [h.dir.name for h in pooled]}, as_json)
             return 0
     return _finish(entry.resume(incident, api, home), as_json)
 
