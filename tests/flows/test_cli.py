@@ -243,3 +243,14 @@ def test_shipped_files_carry_a_schema_modeline_and_install_adds_one(capsys, tmp_
     assert (tmp_path / line.removeprefix(PREFIX)).resolve() == REPO / "playbooks" / "schema.json"
     code, _, err = run(capsys, "schema", "--install", str(mine))  # idempotent
     assert code == 0 and "already has a schema modeline" in err and mine.read_text().count(PREFIX) == 1
+
+
+def test_a_drill_outside_playbooks_says_which_inventory_to_pass(capsys, tmp_path: Path) -> None:
+    book = tmp_path / "mine.yaml"
+    book.write_text("apiVersion: breakglass/v1\nkind: Playbook\nname: mine\ndescription: t\nseverity: high\nsteps:\n"
+                    "  - {id: pause, kind: pause, with: {contracts: [treasury], signer: guardian}}\n")
+    code, _, err = run(capsys, "drill", str(book))
+    bundled = REPO / "playbooks" / "inventories" / "drill.yaml"
+    assert code == 1 and "unknown contract 'treasury'" in err
+    assert f"no --inventory was given, so the drill used {bundled}. Pass --inventory FILE: a drill inventory" in err
+    assert f"start from a copy of {bundled}" in err
