@@ -18,11 +18,10 @@ try:  # typer >= 0.20 vendors click; its exceptions live there
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer on plain click
     from click import exceptions as click_exceptions
-from rich.table import Table
-
-from breakglass.flows import __version__, artifacts
+from breakglass.flows import __version__
 from breakglass.flows.cli_base import (  # noqa: E402
     AsOpt,
+    IncidentArg,
     IncidentOpt,
     InputOpt,
     InventoryOpt,
@@ -34,21 +33,33 @@ from breakglass.flows.cli_base import (  # noqa: E402
     app,
     err,
     out,
-    server_app,
 )
+from breakglass.flows.cli_paths import resolve as resolve_playbook
 from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
+
+PlaybookArg = Annotated[Path, typer.Argument(help="a playbook file, or its name in ./playbooks/", metavar="PLAYBOOK")]
 
 
 @app.command()
-def validate(paths: Annotated[list[Path], typer.Argument(help="playbook or inventory files, or folders")],
+def validate(paths: Annotated[list[Path], typer.Argument(help="playbook, inventory or drill files, or folders",
+                                                         metavar="PATH...")],
              inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
-    """Check playbooks and inventories; every problem is reported with file:line:col."""
+    """Check playbooks and inventories; every problem is reported with file:line:col.
+
+    Examples: breakglass validate playbooks/ · breakglass validate mine.yaml --inventory playbooks/inventories/example.yaml"""
     from breakglass.flows.validate import validate as run_validate
 
     report = run_validate(paths, inventory)
+    note = (f"references (contracts, signers, contacts, channels) of {len(report.unchecked)} playbook(s) were not "
+            "checked: no inventory was given or found beside them. Check them with --inventory FILE, e.g. "
+            "--inventory playbooks/inventories/example.yaml") if report.unchecked else None
     if as_json:
-        _emit({"valid": not report.diagnostics, "files": report.files,
-               "errors": [d.__dict__ for d in report.diagnostics]}, True)
+        doc = {"valid": not report.diagnostics, "files": report.files, "errors": [d.__dict__ for d in report.diagnostics],
+               "references_unchecked": report.unchecked, "note": note, "notes": report.notes}
+        if report.diagnostics:  # the same error member as every other command's
+            doc["error"] = {"code": "invalid", "exit_code": 1,
+                            "message": f"{len(report.diagnostics)} problem(s) in {len(report.files)} file(s)"}
+        _emit(doc, True)
     else:
         for diag in report.diagnostics:
             err.print(str(diag), markup=False, highlight=False)
@@ -56,6 +67,8 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="playbook or inven
             err.print(f"ok: {len(report.files)} file(s) valid", markup=False)
         else:
             err.print(f"{len(report.diagnostics)} problem(s) in {len(report.files)} file(s)", markup=False)
+        for line in report.notes + ([note] if note else []):
+            err.print(f"note: {line}", markup=False)
     return 1 if report.diagnostics else 0
 
 
@@ -74,12 +87,15 @@ def _print_plan(plan: Any) -> None:
 
 
 @app.command()
-def plan(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, as_json: JsonOpt = False) -> int:
-    """Print the step graph in execution order and the resolved targets. No side effects, no RPC."""
+def plan(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt = None, as_json: JsonOpt = False) -> int:
+    """Print the step graph in execution order and the resolved targets. No side effects, no RPC.
+
+    Examples: breakglass plan guardian-key-compromise --inventory playbooks/inventories/drill.yaml ·
+    breakglass plan mine.yaml -i inventories/mainnet.yaml --input attacker=0x… --json"""
     from breakglass.flows import inputs, planner
     from breakglass.flows.validate import load_playbook
 
-    pb, inv = load_playbook(playbook, _require_inventory(inventory, "plan"))
+    pb, inv = load_playbook(resolve_playbook(playbook), _require_inventory(inventory, "plan"))
     assert inv is not None
     values = inputs.resolve(pb, inputs.parse_pairs(input or []), inv, drill_values={} if inv.is_drill else None)
     result = planner.plan(pb, inv, values)
@@ -107,38 +123,24 @@ def _finish(records: list[Any], as_json: bool) -> int:
 
 
 def _print_record(record: Any) -> None:
-    table = Table(title=f"{record.incident} · {record.run_id} · {record.mode} · {record.status}")
-    for column in ("step", "kind", "status", "attempts", "detail"):
-        table.add_column(column)
-    for step in record.steps:
-        detail = step.error or step.reason or ""
-        outputs = step.outputs or {}
-        if step.kind in ("diff", "revoke", "rotate") and outputs:
-            detail = artifacts.step_line(step.kind, outputs) + (f"; {step.error}" if step.error else "")
-        elif outputs.get("block_hash"):
-            detail = f"block {outputs['block_number']} {outputs['block_hash'][:12]}… → {outputs.get('artifact', '')}"
-        elif outputs.get("results"):
-            detail = ", ".join(f"{r['contract']} {r['status']}" + (f" ({r['tx_hash'][:12]}…)" if r.get("tx_hash") else "")
-                               for r in outputs["results"]) + (f"; {step.error}" if step.error else "")
-        elif outputs.get("decision"):
-            channels = sorted({v["channel"] for v in outputs.get("votes", [])})
-            detail = f"{outputs['decision']} by {', '.join(outputs.get('approvers', [])) or 'nobody'}" + (
-                f" ({', '.join(channels)})" if channels else "") + f", digest {outputs['digest'][:12]}…"
-        elif outputs.get("tx_hash"):
-            detail = f"{outputs.get('function', '')} tx {outputs['tx_hash']} in block {outputs.get('block_number')}"
-        table.add_row(step.id, step.kind, step.status, str(step.attempts), detail)
-    out.print(table)
+    from breakglass.flows.cli_output import record_table
+
+    out.print(record_table(record))
 
 
 @app.command()
-def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
+def run(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
         yes: Annotated[bool, typer.Option("--yes", "-y", help="skip the live confirmation")] = False,
         as_: AsOpt = None, as_json: JsonOpt = False) -> int:
-    """Run a playbook. Against a live inventory it shows the plan and asks you to type the playbook's name."""
+    """Run a playbook. Against a live inventory it shows the plan and asks you to type the playbook's name.
+
+    Examples: breakglass run guardian-key-compromise -i inventories/mainnet.yaml --input attacker=0x… --as alice ·
+    breakglass run mine.yaml -i inventories/mainnet.yaml --yes --json"""
     from breakglass.flows import entry, inputs, planner
     from breakglass.flows.validate import load_playbook
 
     inventory = _require_inventory(inventory, "run")
+    playbook = resolve_playbook(playbook)
     pb, inv = load_playbook(playbook, inventory)
     assert inv is not None
     given = inputs.parse_pairs(input or [])
@@ -157,7 +159,7 @@ def run(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, 
 
 
 @app.command()
-def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
+def drill(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt = None, incident: IncidentOpt = None,
           auto_approve: Annotated[bool, typer.Option("--auto-approve", help="cast fixture votes at gates (drills only)")] = False,
           keep_chain: Annotated[bool, typer.Option("--keep-chain", help="leave the drill's anvil running to inspect it")] = False,
           as_: AsOpt = None, as_json: JsonOpt = False,
@@ -168,10 +170,14 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
     """Rehearse a playbook (or a drill spec, kind: Drill) on a throwaway anvil with the fixture protocol deployed.
 
     With a drill spec (given, or playbooks/drills/<playbook file> next to the playbook) the run is scored
-    against its expectations; unmet ones are gaps, and the exit code is 2."""
+    against its expectations; unmet ones are gaps, and the exit code is 2. A playbook outside playbooks/ without
+    inventories/drill.yaml beside it is drilled with the bundled drill inventory.
+
+    Examples: breakglass drill guardian-key-compromise --auto-approve · breakglass drill mine.yaml -i my-drill.yaml"""
     from breakglass.flows import drill as drill_mod
     from breakglass.flows import drillspec
 
+    playbook = resolve_playbook(playbook, "playbook (or drill spec)")
     home = _home()
     spec_path = playbook if _kind(playbook) == "Drill" else drillspec.for_playbook(playbook)
     spec, given, card = None, _pairs(input), {}
@@ -179,6 +185,10 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
         spec, playbook, spec_inventory = drillspec.load(spec_path, inventory)
         inventory, given, as_ = inventory or spec_inventory, {**spec.inputs, **given}, as_ or spec.initiator
         err.print(f"drill spec {spec_path}: {spec.name}", markup=False)
+    if inventory is None and spec is None and not fork_url:
+        chosen = drill_mod.default_inventory(playbook)
+        if chosen == drill_mod.BUNDLED_INVENTORY and playbook.resolve().parent != chosen.parent.parent:
+            err.print(f"drill inventory: {chosen} (the bundled one; pass --inventory FILE for your own)", markup=False)
     fork = None
     if spec is not None and spec.fork is not None and not fork_url:  # the spec's chain setup: a fork
         import os
@@ -210,12 +220,14 @@ def drill(playbook: Path, inventory: InventoryOpt = None, input: InputOpt = None
     record = drill_mod.run(playbook_path=playbook, inventory_path=inventory, given=given, incident=incident,
                            home=home, api=_api, auto_approve=auto_approve, keep_chain=keep_chain, initiator=as_,
                            spec=spec, card=card, fork=fork)
-    if card:
-        _print_card(card, home / "incidents" / record.incident / "runs" / record.run_id / "artifacts")
     if keep_chain:
         kept = home / "incidents" / record.incident / "runs" / record.run_id / "kept-chains.json"
         err.print(f"the drill's chain keeps running (see {kept}); stop it with kill <pid> when done", markup=False)
-    code = _finish([record], as_json)
+    try:
+        code = _finish([record], as_json)
+    finally:  # the scorecard comes last, after the steps' table
+        if card:
+            _print_card(card, home / "incidents" / record.incident / "runs" / record.run_id / "artifacts")
     if card.get("gaps"):
         raise RunFailed(f"drill {card['name']}: {len(card['gaps'])} gap(s); the first: {card['gaps'][0]}")
     return code
@@ -232,9 +244,11 @@ def _kind(path: Path) -> str | None:
 
 
 def _print_card(card: dict[str, Any], where: Path) -> None:
-    times = ", ".join(f"{k.removeprefix('time_to_')} {v}s" for k, v in card["metrics_seconds"].items() if v is not None)
+    times = ", ".join(f"{k.removeprefix('time_to_')} {v:g} s" for k, v in card["metrics_seconds"].items() if v is not None)
     met = sum(1 for c in card["expectations"] if c["met"])
-    err.print(f"scorecard: {met}/{len(card['expectations'])} expectations met · {times}", markup=False)
+    startup = f" · tool start-up {card['tool_startup_s']:g} s (not judged)" if card.get("tool_startup_s") is not None else ""
+    err.print(f"scorecard: {'PASSED' if card.get('passed') else 'FAILED'}, {met}/{len(card['expectations'])} "
+              f"expectations met · response {times}{startup}", markup=False)
     for gap in card["gaps"]:
         err.print(f"  gap: {gap}", markup=False)
     err.print(f"  {where / 'scorecard.json'} (and .md, .html)", markup=False)
@@ -247,11 +261,13 @@ def _pairs(values: list[str] | None) -> dict[str, str]:
 
 
 @app.command()
-def resume(incident: str, as_json: JsonOpt = False, as_: AsOpt = None,
-           from_step: Annotated[str | None, typer.Option("--from", help="re-run this failed or completed step and "
-                                                         "every step that needs it")] = None) -> int:
+def resume(incident: IncidentArg, as_json: JsonOpt = False, as_: AsOpt = None,
+           from_step: Annotated[str | None, typer.Option("--from", metavar="STEP", help="re-run this failed or completed "
+                                                         "step and every step that needs it")] = None) -> int:
     """Continue an incident's failed or interrupted runs: completed steps are not run again; steps skipped
-    because a step they need failed run now."""
+    because a step they need failed run now.
+
+    Example: breakglass resume INC-20261205-0001 --as alice"""
     import getpass
 
     from breakglass.flows import entry
@@ -270,68 +286,23 @@ def resume(incident: str, as_json: JsonOpt = False, as_: AsOpt = None,
             err.print(f"{incident}/{handle.dir.name}: handed back to pool '{handed_off(handle)['pool']}' as flow run "
                       f"{flow_run}; a worker continues it (`breakglass status {incident}`)", markup=False)
         if len(pooled) == len(entry.unfinished(incident, home)):
+            _emit({"incident": incident, "handed_back": [h.dir.name for h in pooled]}, as_json)
             return 0
     return _finish(entry.resume(incident, api, home, by=by), as_json)
 
 
-@app.command()
-def schema(what: Annotated[str, typer.Argument(help="'playbook' (playbooks and inventories) or 'run-record'")] = "playbook") -> int:
-    """Print a JSON Schema."""
-    from breakglass.flows import schema as schema_mod
-
-    if what not in ("playbook", "run-record"):
-        raise BreakglassError(f"unknown schema {what!r}: choose 'playbook' or 'run-record'")
-    sys.stdout.write(schema_mod.dumps(schema_mod.spec_schema() if what == "playbook" else schema_mod.record_schema()))
-    return 0
+def _wants_json(argv: list[str]) -> bool:
+    return "--json" in argv or any(a == "--format=json" for a in argv) or any(
+        a == "--format" and b == "json" for a, b in zip(argv, argv[1:], strict=False))
 
 
-@server_app.command("start")
-def server_start(
-    database: Annotated[str | None, typer.Option(
-        "--database", envvar="BREAKGLASS_DATABASE_URL", show_envvar=True,
-        help="postgresql+asyncpg://USER:PASSWORD@HOST:PORT/DB for the production topology (prefer the environment "
-             "variable: a command line is visible to every user of the machine)")] = None,
-    host: Annotated[str, typer.Option("--host", help="listen address; 0.0.0.0 to let workers on other machines in "
-                                                     "(keep it on a private network)")] = "127.0.0.1",
-) -> int:
-    """Start the local Prefect server (SQLite under $BREAKGLASS_HOME/prefect, or Postgres) unless it runs."""
-    from breakglass.flows import server
+def _fail(code: int, kind: str, message: str, as_json: bool, **extra: Any) -> int:
+    """The one place an error leaves the CLI: text on stderr, and with --json one document on stdout."""
+    from breakglass.flows.cli_base import EMITTED
 
-    api = server.start(_home(), database=database, host=host)
-    where = server.redact_url(database) if database else "SQLite"
-    err.print(f"Prefect API at {api.url} on {where} (UI at {api.url.removesuffix('/api')})", markup=False)
-    return 0
-
-
-@server_app.command("stop")
-def server_stop() -> int:
-    """Stop the local Prefect server."""
-    from breakglass.flows import server
-
-    stopped = server.stop(_home())
-    err.print("stopped" if stopped else "not running", markup=False)
-    return 0
-
-
-@server_app.command("status")
-def server_status(as_json: JsonOpt = False) -> int:
-    """Say which Prefect API this installation uses, and whether it answers."""
-    from breakglass.flows import server
-
-    doc = server.status(_home())
-    if as_json:
-        _emit(doc, True)
-    else:
-        for key, value in doc.items():
-            out.print(f"{key}: {value}", markup=False)
-    return 0
-
-
-@app.command()
-def version() -> int:
-    """Print the version."""
-    out.print(f"breakglass {__version__}", markup=False)
-    return 0
+    if as_json and not EMITTED:
+        _emit({"error": {"code": kind, "exit_code": code, "message": message, **extra}}, True)
+    return code
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -339,23 +310,30 @@ def main(argv: list[str] | None = None) -> int:
     from breakglass.flows import interrupt
 
     interrupt.terminate_as_interrupt()  # SIGTERM as Ctrl-C; a running run installs its own handlers
+
+    from breakglass.flows.cli_base import EMITTED
+
+    EMITTED.clear()
+    args = list(sys.argv[1:] if argv is None else argv)
+    as_json = _wants_json(args)
     try:
-        result = app(args=argv, prog_name="breakglass", standalone_mode=False)
+        result = app(args=args, prog_name="breakglass", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except SpecError as exc:
         for diag in exc.diagnostics:
             err.print(str(diag), markup=False, highlight=False)
         err.print(f"{len(exc.diagnostics)} problem(s); nothing was run", markup=False)
-        return 1
+        return _fail(1, "invalid", f"{len(exc.diagnostics)} problem(s); nothing was run", as_json,
+                     diagnostics=[d.__dict__ for d in exc.diagnostics])
     except BreakglassError as exc:
         err.print(f"error: {exc}", markup=False, highlight=False)
-        return 1
+        return _fail(1, "error", str(exc), as_json)
     except RunFailed as exc:
         err.print(f"failed: {exc}", markup=False, highlight=False)
-        return 2
+        return _fail(2, "failed", str(exc), as_json)
     except (KeyboardInterrupt, typer.Abort):
         err.print("interrupted", markup=False)
-        return 130
+        return _fail(130, "interrupted", "interrupted", as_json)
     except typer.Exit as exc:
         return exc.exit_code
     except click_exceptions.NoArgsIsHelpError as exc:
@@ -365,21 +343,21 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"error: {exc.format_message()}", markup=False, highlight=False)
         if exc.ctx is not None:
             err.print(f"usage: {exc.ctx.command_path} --help", markup=False)
-        return 1
+        return _fail(1, "usage", exc.format_message(), as_json)
     except click_exceptions.ClickException as exc:
         err.print(f"error: {exc.format_message()}", markup=False)
-        return 1
-    except Exception:
+        return _fail(1, "error", exc.format_message(), as_json)
+    except Exception as exc:
         traceback.print_exc()
         err.print(f"\nThis is a bug in breakglass {__version__}. Please report it with the traceback above.", markup=False)
-        return 3
+        return _fail(3, "bug", f"{type(exc).__name__}: a bug in breakglass; the traceback is on stderr", as_json)
 
 
 def entrypoint() -> None:
     sys.exit(main())
 
 
-from breakglass.flows import cli_audit, cli_close, cli_gates, cli_guardian, cli_scale  # noqa: E402,F401  (audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
+from breakglass.flows import cli_admin, cli_audit, cli_close, cli_gates, cli_guardian, cli_scale  # noqa: E402,F401  (schema, version, server; audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
 
 if __name__ == "__main__":
     entrypoint()

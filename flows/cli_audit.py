@@ -7,16 +7,18 @@ from typing import Annotated
 
 import typer
 
-from breakglass.flows.cli_base import JsonOpt, _emit, _home, app, err, out
+from breakglass.flows.cli_base import HELP, IncidentArg, JsonOpt, _emit, _home, app, err, out
 from breakglass.flows.errors import RunFailed
 
-audit_app = typer.Typer(no_args_is_help=True, help="The incident's tamper-evident audit log.")
+audit_app = typer.Typer(no_args_is_help=True, context_settings=HELP, rich_markup_mode=None, help="The incident's tamper-evident audit log.")
 app.add_typer(audit_app, name="audit")
 
 
 @audit_app.command("verify")
-def verify(incident: Annotated[str, typer.Argument(help="the incident id")], as_json: JsonOpt = False) -> int:
-    """Check the chain entry by entry, and against the heads recorded in the incident's run records."""
+def verify(incident: IncidentArg, as_json: JsonOpt = False) -> int:
+    """Check the chain entry by entry, and against the heads recorded in the incident's run records.
+
+    Example: breakglass audit verify INC-20261205-0001"""
     from breakglass.flows import audit
     from breakglass.flows.runstore import Store
 
@@ -41,14 +43,21 @@ def verify(incident: Annotated[str, typer.Argument(help="the incident id")], as_
 
 
 @app.command()
-def report(incident: Annotated[str, typer.Argument(help="the incident id")],
-           fmt: Annotated[str, typer.Option("--format", help="md, html or json")] = "md",
-           output: Annotated[Path | None, typer.Option("--out", help="write here instead of stdout")] = None) -> int:
+def report(incident: IncidentArg,
+           fmt: Annotated[str, typer.Option("--format", help="md, html or json", metavar="FORMAT")] = "md",
+           output: Annotated[Path | None, typer.Option("--out", help="write here instead of stdout", metavar="FILE")] = None,
+           as_json: JsonOpt = False) -> int:
     """The incident's report: summary, UTC timeline, actions with explorer links, funds movement, notifications,
-    approvals, gaps. HTML is one self-contained file with the timeline as an inline SVG chart."""
+    approvals, gaps. HTML is one self-contained file with the timeline as an inline SVG chart.
+
+    Examples: breakglass report INC-20261205-0001 --format html --out report.html · breakglass report DRILL-… --json"""
     from breakglass.flows import report as report_mod
     from breakglass.flows.errors import BreakglassError
 
+    if as_json:
+        if fmt not in ("md", "json"):
+            raise BreakglassError(f"--json and --format {fmt} disagree: give one of them")
+        fmt = "json"
     if fmt not in ("md", "html", "json"):
         raise BreakglassError(f"--format {fmt!r}: choose md, html or json")
     doc = report_mod.build(_home(), incident)
@@ -56,6 +65,8 @@ def report(incident: Annotated[str, typer.Argument(help="the incident id")],
     if output is not None:
         output.write_text(text)
         err.print(f"wrote {output}", markup=False)
+    elif fmt == "json":
+        _emit(doc, True)
     else:
         out.file.write(text)
     if not doc["audit"]["intact"]:  # rendered, but never silently: exit 2 and say why

@@ -8,21 +8,26 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.table import Table
 
-from breakglass.flows.cli_base import AsOpt, JsonOpt, _api, _emit, _home, app, err, out
+from breakglass.flows import cli_output, safepending
+from breakglass.flows.cli_base import IncidentArg, JsonOpt, VoterOpt, _api, _emit, _home, app, err, out
 from breakglass.flows.errors import BreakglassError
 
 HEARTBEAT_STALE = 15.0  # seconds without a heartbeat before a runner counts as gone
 
 
 @app.command()
-def approve(incident: str, step: str, as_: AsOpt = None,
-            sign_with: Annotated[str | None, typer.Option("--sign-with", help="env:VAR, keystore:PATH or (drills) fixture:NAME")] = None,
+def approve(incident: IncidentArg, step: Annotated[str, typer.Argument(help="the gate's step id", metavar="STEP")],
+            as_: VoterOpt = None,
+            sign_with: Annotated[str | None, typer.Option("--sign-with", help="env:VAR, keystore:PATH or (drills) fixture:NAME",
+                                                          metavar="SIGNER")] = None,
             reject: Annotated[bool, typer.Option("--reject", help="vote against")] = False,
             reason: Annotated[str, typer.Option("--reason", help="why (required with --reject)")] = "",
             as_json: JsonOpt = False) -> int:
-    """Vote at an approval gate. Signed votes (--sign-with) are EIP-712 signatures over the gate's digest."""
+    """Vote at an approval gate. Signed votes (--sign-with) are EIP-712 signatures over the gate's digest.
+
+    Examples: breakglass approve INC-20261205-0001 approve-external --as alice --sign-with env:ALICE_KEY ·
+    breakglass approve DRILL-… approve-external --as bob --sign-with fixture:bob"""
     from breakglass.flows import voting
 
     if not as_:
@@ -64,8 +69,10 @@ def approve(incident: str, step: str, as_: AsOpt = None,
 
 
 @app.command()
-def ack(incident: str, as_: AsOpt = None, as_json: JsonOpt = False) -> int:
-    """Acknowledge the incident: the first human acknowledgement is recorded (drills score it)."""
+def ack(incident: IncidentArg, as_: VoterOpt = None, as_json: JsonOpt = False) -> int:
+    """Acknowledge the incident: the first human acknowledgement is recorded (drills score it).
+
+    Example: breakglass ack INC-20261205-0001 --as alice"""
     from breakglass.flows import audit
     from breakglass.flows.home import write_private
     from breakglass.flows.runstore import Store
@@ -163,13 +170,31 @@ def _waiting_txs(handle: Any, record: Any) -> list[dict[str, Any]]:
     return waiting(Journal(path).entries()) if path.exists() else []
 
 
+def _step_rows(record: Any) -> list[dict[str, Any]]:
+    return [{"id": s.id, "kind": s.kind, "status": s.status, "attempts": s.attempts, "error": s.error,
+             "reason": s.reason, "detail": cli_output.step_detail(s)} for s in record.steps]
+
+
+def _status_note(doc: dict[str, Any]) -> str:
+    gone = f"breakglass close {doc['incident']}" if doc["mode"] == "drill" else "breakglass resume, or close"
+    return (f" (runner gone: {gone})" if doc["runner_stale"] else "") + (
+        f" (closed by {doc['closed']['by']}: {doc['closed']['resolution']})" if doc.get("closed") else "")
+
+
+def _signer_form(mode: str) -> str:
+    return "fixture:NAME" if mode == "drill" else "env:YOUR_KEY_VAR (or keystore:PATH)"
+
+
 @app.command()
-def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: JsonOpt = False,
+def status(incident: Annotated[str | None, typer.Argument(help="one incident (default: all)", metavar="INCIDENT")] = None,
+           as_json: JsonOpt = False,
            all_: Annotated[bool, typer.Option("--all", help="closed incidents too")] = False,
            drills: Annotated[bool, typer.Option("--drills", help="drills instead of live incidents")] = False) -> int:
-    """Show incidents: their runs and steps, the gates waiting and for whom, and runners that died.
+    """Show incidents: their runs and steps (with errors), the gates waiting and for whom, and runners that died.
 
-    Without an incident: the live incidents that are not closed (--drills: the drills; --all: closed ones too)."""
+    Without an incident: the live incidents that are not closed (--drills: the drills; --all: closed ones too).
+
+    Examples: breakglass status · breakglass status INC-20261205-0001 --json · breakglass status --drills"""
     from breakglass.flows import triggerfail
     from breakglass.flows.closing import closing
     from breakglass.flows.runstore import Store
@@ -189,30 +214,52 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
             record = handle.load()
             stale = record.status in ("running", "paused") and not _runner_alive(handle)
             docs.append({"incident": name, "run": record.run_id, "mode": record.mode, "status": record.status,
+                         "playbook": record.playbook.name, "error": record.error,
                          "initiator": record.initiator, "runner_stale": stale, "acknowledged": acked,
                          "closed": closed, "steps": {s.id: s.status for s in record.steps},
+                         "step_details": _step_rows(record),
                          "deadlines": {s.id: s.deadline for s in record.steps if s.deadline and s.status in
                                        ("running", "waiting")},
-                         "gates": _gates(handle, record), "waiting_transactions": _waiting_txs(handle, record)})
+                         "gates": _gates(handle, record), "waiting_transactions": _waiting_txs(handle, record),
+                         "safe_transactions": safepending.pending(handle.dir, name)})
         for failed in triggerfail.failures(store.incident_dir(name)):  # an alert whose playbook could not start
             docs.append({"incident": name, "run": failed["playbook"], "mode": store.incident_mode(name),
-                         "status": "not started", "initiator": f"alert:{failed['source']}", "runner_stale": False,
-                         "acknowledged": acked, "closed": closed, "steps": {}, "deadlines": {}, "gates": [],
-                         "waiting_transactions": [], "reason": failed["reason"], "alert": failed.get("alert")})
+                         "status": "not started", "playbook": failed["playbook"], "error": failed["reason"],
+                         "initiator": f"alert:{failed['source']}", "runner_stale": False,
+                         "acknowledged": acked, "closed": closed, "steps": {}, "step_details": [], "deadlines": {},
+                         "gates": [], "waiting_transactions": [], "safe_transactions": [], "reason": failed["reason"],
+                         "alert": failed.get("alert")})
+    live = [d for d in docs if d["mode"] != "drill"]
+    drilled = [d for d in docs if d["mode"] == "drill"]
     if as_json:
-        _emit({"runs": docs}, True)
+        _emit({"runs": live + drilled, "live": [d["incident"] for d in live], "drills": [d["incident"] for d in drilled]},
+              True)
         return 0
-    table = Table(title="breakglass runs")
-    for column in ("incident", "run", "mode", "status", "steps"):
-        table.add_column(column, overflow="fold")
-    for doc in docs:
-        gone = f"breakglass close {doc['incident']}" if doc["mode"] == "drill" else "breakglass resume, or close"
-        status_text = doc["status"] + (f" (runner gone: {gone})" if doc["runner_stale"] else "") + (
-            f" (closed by {doc['closed']['by']}: {doc['closed']['resolution']})" if doc["closed"] else "")
-        table.add_row(doc["incident"], doc["run"], doc["mode"], status_text,
-                      doc.get("reason") or ", ".join(f"{k}={v}" + (f" until {doc['deadlines'][k]}" if k in doc["deadlines"] else "")
-                                                     for k, v in doc["steps"].items()))
-    out.print(table)
+    if incident is not None:
+        for doc in docs:
+            table = cli_output.table(f"{doc['incident']} · {doc['run']} · {doc['playbook']} · {doc['mode']} · "
+                                     f"{doc['status']}" + _status_note(doc),
+                                     ("step", "kind", "status", "attempts", "detail / error"))
+            for step in doc["step_details"]:
+                table.add_row(step["id"], step["kind"], step["status"], str(step["attempts"]), step["detail"])
+            out.print(cli_output.keep_whole(table, "step"))
+    else:
+        for title, group in (("live incidents", live), ("drills", drilled)):
+            table = cli_output.table(f"{title} ({len({d['incident'] for d in group})})",
+                                     ("incident", "run", "playbook", "status", "steps"))
+            for doc in group:
+                status_text = doc["status"] + _status_note(doc)
+                failed = [s for s in doc["step_details"] if s["status"] == "failed"]
+                counts: dict[str, int] = {}
+                for state in doc["steps"].values():
+                    counts[state] = counts.get(state, 0) + 1
+                summary = ", ".join(f"{n} {k}" for k, n in counts.items())
+                summary += "".join(f"; {s['id']} failed: {s['error']}" for s in failed)
+                summary += "".join(f"; {k} until {v}" for k, v in doc["deadlines"].items())
+                summary = doc.get("reason") or summary
+                table.add_row(doc["incident"], doc["run"], doc["playbook"], status_text, summary)
+            if group or title == ("drills" if drills else "live incidents"):
+                out.print(cli_output.keep_whole(table, "incident", "run"))
     for doc in docs:
         for entry in doc["waiting_transactions"]:  # a pause that does not land is the loudest thing here
             from rich.text import Text
@@ -230,20 +277,36 @@ def status(incident: Annotated[str | None, typer.Argument()] = None, as_json: Js
                 out.print(f"    authorises: {line}", markup=False)
             for line in gate["changes"]:
                 out.print(f"    CHANGED: {line}", markup=False)
-            out.print(f"    vote: breakglass approve {doc['incident']} {gate['step']} --as NAME --sign-with env:YOUR_KEY_VAR",
+            out.print(f"    vote: breakglass approve {doc['incident']} {gate['step']} --as NAME "
+                      f"--sign-with {_signer_form(doc['mode'])}", markup=False)
+    for doc in docs:
+        for tx in doc["safe_transactions"]:
+            out.print(f"{doc['incident']} Safe {tx['safe']} nonce {tx['nonce']}: {tx['call']} — {tx['status']}", markup=False)
+            out.print(f"    safeTxHash {tx['safe_tx_hash']} (verify it on your own device before signing)", markup=False)
+            out.print(f"    signatures {len(tx['signatures'])} of {tx['threshold']}: {', '.join(tx['signatures']) or 'none yet'}"
+                      + (f"; submitted, not yet counted: {', '.join(tx['submitted'])}" if tx["submitted"] else ""),
                       markup=False)
+            out.print(f"    may still sign: {', '.join(tx['may_still_sign']) or 'nobody'}", markup=False)
+            for item in tx["excluded"]:
+                out.print(f"    does not count: {item['owner']} ({item['why']})", markup=False)
+            out.print(f"    sign: {tx['sign']}", markup=False)
+    if incident is None and not docs:
+        out.print("no incidents yet", markup=False)
     return 0
 
 
 @app.command()
 def serve(inventory: Annotated[Path, typer.Option("--inventory", "-i", help="the inventory serve works with", dir_okay=False)],
-          playbooks: Annotated[Path, typer.Option("--playbooks", help="folder of playbooks it may run")] = Path("playbooks"),
+          playbooks: Annotated[Path, typer.Option("--playbooks", help="folder of playbooks it may run", file_okay=False)] = Path("playbooks"),
           host: Annotated[str, typer.Option("--host", help="listen address (keep it private; TLS via a proxy)")] = "127.0.0.1",
           port: Annotated[int, typer.Option("--port", help="listen port")] = 8787,
           refresh: Annotated[float, typer.Option("--refresh", help="seconds between prepared-pause refreshes")] = 60.0,
           pool: Annotated[str | None, typer.Option("--pool", help="hand runs to this work pool's workers (after the "
-                                                   "fast-path pause) instead of running them in-process")] = None) -> int:
-    """The always-on service: Slack approvals, in-process runs, signers unlocked, prepared pauses kept fresh."""
+                                                   "fast-path pause) instead of running them in-process")] = None,
+          as_json: JsonOpt = False) -> int:
+    """The always-on service: Slack approvals, in-process runs, signers unlocked, prepared pauses kept fresh.
+
+    Example: breakglass serve --inventory inventories/mainnet.yaml --playbooks playbooks/ --port 8787"""
     from breakglass.flows import serve as serve_mod
 
     service = serve_mod.Service(_home(), inventory, playbooks, _api(), refresh=refresh, pool=pool)

@@ -2,20 +2,34 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.table import Table
 
-from breakglass.flows.cli_base import InventoryOpt, JsonOpt, _emit, _home, _require_inventory, app, err, out
+from breakglass.flows import cli_output
+from breakglass.flows.cli_base import (
+    IncidentArg,
+    InventoryOpt,
+    JsonOpt,
+    _emit,
+    _home,
+    _require_inventory,
+    app,
+    err,
+    out,
+)
 from breakglass.flows.errors import BreakglassError, RunFailed
 
 
 @app.command()
-def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whose pause steps say prepared: true")],
+def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whose pause steps say prepared: true",
+                                                            metavar="PLAYBOOK...")],
             inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
-    """Sign and store (encrypted) the pauses marked `prepared: true`, for the signers' next nonces."""
+    """Sign and store (encrypted) the pauses marked `prepared: true`, for the signers' next nonces.
+
+    Example: breakglass prepare playbooks/guardian-key-compromise.yaml --inventory inventories/mainnet.yaml"""
     from breakglass.flows import preflight, prepared
     from breakglass.flows import signers as signers_mod
     from breakglass.flows.validate import load_playbook
@@ -48,11 +62,17 @@ def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whos
 
 
 @app.command()
-def sign(incident: str, safe_tx_hash: str,
-         signature: Annotated[str | None, typer.Option("--signature", help="an owner's 65-byte signature made on their own device")] = None,
-         with_signer: Annotated[str | None, typer.Option("--with", help="an owner signer from --inventory to sign with")] = None,
-         inventory: InventoryOpt = None) -> int:
-    """Add a Safe owner's signature to a proposed Safe transaction; it is checked before it counts."""
+def sign(incident: IncidentArg, safe_tx_hash: Annotated[str, typer.Argument(help="the Safe transaction's hash (0x + 64 hex)",
+                                                                           metavar="SAFE_TX_HASH")],
+         signature: Annotated[str | None, typer.Option("--signature", help="an owner's 65-byte signature made on their own device",
+                                                       metavar="0xSIGNATURE")] = None,
+         with_signer: Annotated[str | None, typer.Option("--with", help="an owner signer from --inventory to sign with",
+                                                         metavar="SIGNER")] = None,
+         inventory: InventoryOpt = None, as_json: JsonOpt = False) -> int:
+    """Add a Safe owner's signature to a proposed Safe transaction; it is checked before it counts.
+
+    Examples: breakglass sign INC-20261205-0001 0xSAFE_TX_HASH --signature 0x… ·
+    breakglass sign INC-… 0xSAFE_TX_HASH --with owner-b --inventory inventories/mainnet.yaml"""
     from breakglass.flows import safe
     from breakglass.flows.runstore import Store
     from breakglass.flows.signers import interactive_prompt, unlock_one
@@ -64,8 +84,11 @@ def sign(incident: str, safe_tx_hash: str,
     if not (safe_tx_hash.startswith("0x") and len(safe_tx_hash) == 66):
         raise BreakglassError(f"{safe_tx_hash!r} is not a safeTxHash (0x followed by 64 hex digits)")
     incident_dir = Store(_home()).incident_dir(incident)
-    if not (incident_dir / "incident.json").exists():
-        raise BreakglassError(f"no incident {incident!r}; `breakglass status` lists incidents")
+    remote = not (incident_dir / "incident.json").exists()
+    if remote and not os.environ.get("PREFECT_API_URL"):
+        raise BreakglassError(f"no incident {incident!r} here (`breakglass status` lists incidents); to sign from "
+                              "another machine, set PREFECT_API_URL (and PREFECT_API_AUTH_STRING) to the runner's "
+                              "Prefect API")
     if with_signer is not None:
         signer = unlock_one(load_inventory(_require_inventory(inventory, "sign --with")), with_signer, prompt=interactive_prompt())
         if not isinstance(signer, LocalSigner):
@@ -77,19 +100,37 @@ def sign(incident: str, safe_tx_hash: str,
             raw = bytes.fromhex(signature.removeprefix("0x"))
         except ValueError:
             raise BreakglassError("--signature is not hex") from None
+    if remote:  # through the Prefect API, the way votes travel: the runner checks it before it counts
+        from breakglass.flows import voting
+
+        sent = voting.submit_safe_signature(incident, safe_tx_hash.lower(), raw)
+        err.print(f"submitted through the Prefect API: owner {sent['owner']} signed {safe_tx_hash}; the runner checks "
+                  "it against the proposal before it counts (its log and `breakglass status` on its host say so)",
+                  markup=False)
+        _emit({"incident": incident, "safe_tx_hash": safe_tx_hash.lower(), "owner": sent["owner"], "status": "submitted",
+               "flow_runs": sent["flow_runs"]}, as_json)
+        return 0
     owner = safe.submit_signature(incident_dir, safe_tx_hash.lower(), raw)
     err.print(f"accepted: owner {owner} signed {safe_tx_hash}", markup=False)
+    _emit({"incident": incident, "safe_tx_hash": safe_tx_hash.lower(), "owner": owner, "status": "accepted"}, as_json)
     return 0
 
 
 @app.command()
-def check(inventory: Annotated[Path, typer.Argument(help="a live inventory")],
-          pauses: Annotated[int, typer.Option(help="pauses each guardian must be able to pay for")] = 3,
+def check(inventory: Annotated[Path | None, typer.Argument(help="a live inventory (or --inventory FILE)",
+                                                            metavar="INVENTORY")] = None,
+          inventory_opt: InventoryOpt = None,
+          pauses: Annotated[int, typer.Option(help="pauses each guardian must be able to pay for", metavar="N")] = 3,
           as_json: JsonOpt = False) -> int:
-    """Readiness: RPCs, signers, and each guardian's pause path, checked against the live chain."""
+    """Readiness: RPCs, signers, and each guardian's pause path, checked against the live chain.
+
+    Examples: breakglass check --inventory inventories/mainnet.yaml · breakglass check inventories/mainnet.yaml --json"""
     from breakglass.flows import check as check_mod
     from breakglass.flows.signers import interactive_prompt
 
+    if inventory is not None and inventory_opt is not None and inventory != inventory_opt:
+        raise BreakglassError(f"two inventories given ({inventory} and --inventory {inventory_opt}): give one")
+    inventory = _require_inventory(inventory or inventory_opt, "check")
     if not inventory.is_file():
         raise BreakglassError(f"{inventory}: no such inventory file")
     from breakglass.flows import preflight
@@ -100,9 +141,7 @@ def check(inventory: Annotated[Path, typer.Argument(help="a live inventory")],
     if as_json:
         _emit(check_mod.to_json(findings), True)
     else:
-        table = Table(title=f"breakglass check {inventory}")
-        for column in ("subject", "check", "status", "detail"):
-            table.add_column(column)
+        table = cli_output.table(f"breakglass check {inventory}", ("subject", "check", "status", "detail"))
         for f in findings:
             table.add_row(f.subject, f.check, {"ok": "ok", "fail": "FAIL", "warn": "warn"}[f.status], f.detail)
         out.print(table)

@@ -18,7 +18,9 @@ PlaybooksOpt = Annotated[Path, typer.Option("--playbooks", help="folder of playb
 def deploy(pool: PoolOpt, inventory: Annotated[Path, typer.Option("--inventory", "-i", dir_okay=False,
                                                                   help="the inventory the playbooks are checked against")],
            playbooks: PlaybooksOpt = Path("playbooks"), as_json: JsonOpt = False) -> int:
-    """Register each playbook as a Prefect deployment in a work pool (created if missing)."""
+    """Register each playbook as a Prefect deployment in a work pool (created if missing).
+
+    Example: breakglass deploy --pool breakglass --inventory inventories/mainnet.yaml --playbooks playbooks/"""
     from breakglass.flows import deploy as deploy_mod
     from breakglass.flows.validate import load_playbook
 
@@ -49,8 +51,11 @@ def worker(pool: PoolOpt,
            poll: Annotated[float, typer.Option("--poll", min=0.1, help="seconds between polls of the pool")] = 1.0,
            crash_after: Annotated[float, typer.Option("--crash-after", min=5, help="seconds without a heartbeat "
                                                       "before a run is marked Crashed and handed back")] = 90.0,
-           name: Annotated[str | None, typer.Option("--name", help="worker name in Prefect")] = None) -> int:
-    """Run a Prefect worker that executes breakglass runs, with this machine's signers unlocked once."""
+           name: Annotated[str | None, typer.Option("--name", help="worker name in Prefect")] = None,
+           as_json: JsonOpt = False) -> int:
+    """Run a Prefect worker that executes breakglass runs, with this machine's signers unlocked once.
+
+    Example: breakglass worker --pool breakglass --inventory inventories/mainnet.yaml"""
     from breakglass.flows import worker as worker_mod
 
     home, api = _home(), _api()

@@ -17,7 +17,7 @@ from typing import Any
 
 from breakglass.flows import entry, fixture, prepared, signers
 from breakglass.flows.context import Bindings
-from breakglass.flows.errors import BreakglassError
+from breakglass.flows.errors import BreakglassError, Diagnostic, SpecError
 from breakglass.flows.inventory import FIXTURE_RE, Inventory
 from breakglass.flows.records import RunRecord
 from breakglass.flows.server import Api
@@ -25,9 +25,13 @@ from breakglass.flows.validate import load_playbook
 from breakglass.integrations.chain import anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc, RpcError
 
+BUNDLED_INVENTORY = Path(__file__).resolve().parents[1] / "playbooks" / "inventories" / "drill.yaml"
+
 
 def default_inventory(playbook_path: Path) -> Path:
-    return playbook_path.resolve().parent / "inventories" / "drill.yaml"
+    """``inventories/drill.yaml`` beside the playbook, else the bundled drill inventory (the fixture protocol)."""
+    own = playbook_path.resolve().parent / "inventories" / "drill.yaml"
+    return own if own.is_file() or not BUNDLED_INVENTORY.is_file() else BUNDLED_INVENTORY
 
 
 def _placeholders(inventory: Inventory) -> set[str]:
@@ -43,8 +47,17 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
     """Rehearse; with a drill ``spec``, also score the run against its expectations into ``card``.
 
     ``fork`` ({url, block}, from ``forkdrill.prepare``): fork that chain instead of deploying the fixture."""
+    defaulted = inventory_path is None
     inventory_path = inventory_path or default_inventory(playbook_path)
-    playbook, inventory = load_playbook(playbook_path, inventory_path)
+    try:
+        playbook, inventory = load_playbook(playbook_path, inventory_path)
+    except SpecError as exc:
+        if not defaulted:
+            raise
+        raise SpecError([*exc.diagnostics, Diagnostic(
+            str(playbook_path), 1, 1, "inventory", f"no --inventory was given, so the drill used {inventory_path}",
+            "Pass --inventory FILE: a drill inventory (mode: drill) naming your playbook's contracts, signers and "
+            f"contacts; start from a copy of {BUNDLED_INVENTORY}")]) from None
     assert inventory is not None
     if not inventory.is_drill:
         raise BreakglassError(

@@ -39,6 +39,25 @@ class GateForm(RunInput):
     reason: str = ""
 
 
+class SignedVotesOnly(RunInput):
+    """This gate counts only signed votes: the form offers none (it would be refused); its text says how to vote."""
+
+
+def form_text(state: Any, mode: str, incident: str) -> tuple[str, bool]:
+    """The Resume form's text for a waiting gate, and whether an unsigned vote from the form can count."""
+    counts = "prefect-ui" in state.channels and state.quorum == 1 and mode == "drill"
+    lines = [f"**Gate {state.step}**: {state.quorum} approval(s) of {', '.join(sorted(state.eligible)) or 'nobody'}.",
+             "", "It authorises:", *[f"- {line}" for line in state.authorises], "", f"Digest: `{state.digest}`", ""]
+    signer = "fixture:NAME" if mode == "drill" else "env:YOUR_KEY_VAR"
+    command = f"`breakglass approve {incident} {state.step} --as NAME --sign-with {signer}`"
+    if counts:
+        lines.append(f"An unsigned vote from this form counts here (a drill, quorum 1). Signed: {command}")
+    else:
+        lines.append(f"This gate counts only signed votes, so this form offers none. Vote with {command}; "
+                     "submitting this form only resumes the view, it does not vote.")
+    return "\n".join(lines), counts
+
+
 class Coordinator:
     """Shared by the flow body and every gate of one flow run."""
 
@@ -57,6 +76,7 @@ class Coordinator:
         self._pauses = 0
         self._checked_state = 0.0
         self._checked_earlier = 0.0
+        self.forms: dict[str, tuple[str, bool]] = {}  # gate -> (Resume form text, whether the form's vote can count)
         self._client = get_client(sync_client=True)
         self._client.__enter__()
 
@@ -165,8 +185,9 @@ class Coordinator:
                 result = self._client.set_flow_run_state(self.flow_run_id, state)
                 if result.state is not None and result.state.is_paused():
                     self._paused_key, self._keyset = key, keyset
-                    GateForm.with_initial_data(description=f"Vote at gate {gate} (unsigned: drills with quorum 1 only)"
-                                               ).save(keyset, flow_run_id=self.flow_run_id)  # type: ignore[arg-type]
+                    text, counts = self.forms.get(gate, (f"Vote at gate {gate} (unsigned: drills with quorum 1 only)", True))
+                    form = GateForm if counts else SignedVotesOnly
+                    form.with_initial_data(description=text).save(keyset, flow_run_id=self.flow_run_id)  # type: ignore[arg-type]
             elif not want and self._paused_key is not None:
                 self._client.set_flow_run_state(self.flow_run_id, Running(), force=True)
                 self._paused_key, self._keyset = None, None
@@ -189,6 +210,9 @@ class GateView:
         return self.run.intents(step)
 
     def announce(self, state: Any) -> None:
+        record = self.run.writer.record
+        if self.run.gates is not None:
+            self.run.gates.forms[state.step] = form_text(state, record.mode, record.incident)
         self.notice.update(state)
         if state.status != "waiting":
             self.notice.tick(state)

@@ -98,6 +98,27 @@ class Notice:
         except Exception as exc:  # noqa: BLE001 - a message problem never moves or fails a gate
             log.warning("gate %s: Slack message not updated: %s", state.step, exc)
 
+    def safe_pending(self, proposal: dict[str, Any]) -> None:
+        """A Safe transaction waits for owners: tell the war room what to verify and how to sign, once."""
+        try:
+            slack = self._transport()
+            if slack is None:
+                return
+            excluded = proposal.get("excluded") or []
+            text = (f"{'[DRILL] ' if self.inventory.is_drill else ''}Safe transaction needs {proposal['threshold']} owner "
+                    f"signature(s): {proposal.get('call')} ({self.incident})")
+            lines = [f"*{escape(text)}*", f"Safe `{proposal['safe']}` · nonce {proposal['nonce']}",
+                     f"safeTxHash `{proposal['safe_tx_hash']}`: verify it on your own device before signing",
+                     "Owners: " + ", ".join(f"`{o}`" for o in proposal.get("owners", []) if o not in excluded)]
+            if excluded:
+                lines.append("Does not count: " + ", ".join(f"`{o}`" for o in excluded))
+            lines.append(f"Sign: `breakglass sign {self.incident} {proposal['safe_tx_hash']} --signature 0x…` "
+                         "(from any machine with the Prefect API)")
+            body = [{"type": "section", "text": {"type": "mrkdwn", "text": "\n".join(lines)[:2900]}}]
+            self._post_once(slack, f"{self.run_key}/safe/{proposal['safe_tx_hash']}/slack", text, body, update=False)
+        except Exception as exc:  # noqa: BLE001 - the log and `status` say it too
+            log.warning("Safe transaction %s: Slack message not posted: %s", proposal.get("safe_tx_hash"), exc)
+
     def final(self, status: str, head: Any) -> None:
         """The run's last word in the war room, once: its outcome and the audit log's head at that moment, a copy
         outside breakglass's own storage against which a rewritten log can be caught."""

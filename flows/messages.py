@@ -21,6 +21,8 @@ from jinja2.sandbox import SandboxedEnvironment
 from breakglass.flows import templating
 from breakglass.integrations.notify.email import header_safe
 
+# the library that ships with breakglass: a playbook's own templates/ folder comes first, then this one
+BUNDLED = Path(__file__).resolve().parents[1] / "playbooks" / "templates"
 ROOTS = ("incident", "drill", "playbook", "severity", "recipient", "reply_contact", "now", "data")
 SUFFIX = ".md.j2"
 
@@ -30,7 +32,16 @@ class MessageTemplateError(Exception):
 
 
 def path(folder: Path, name: str) -> Path:
-    return folder / f"{name}{SUFFIX}"
+    """The template file: in ``folder`` (the playbook's templates/), else in the bundled library."""
+    own = folder / f"{name}{SUFFIX}"
+    if own.is_file() or folder.resolve() == BUNDLED.resolve():
+        return own
+    bundled = BUNDLED / f"{name}{SUFFIX}"
+    return bundled if bundled.is_file() else own
+
+
+def searched(folder: Path) -> list[Path]:
+    return [folder] if folder.resolve() == BUNDLED.resolve() else [folder, BUNDLED]
 
 
 def _env(finalize: Callable[[Any], Any] | None) -> SandboxedEnvironment:
@@ -45,7 +56,9 @@ def check(folder: Path, name: str, data_keys: set[str]) -> list[str]:
     """Problems with a template, for `validate`: missing file, syntax, unknown names."""
     file = path(folder, name)
     if not file.is_file():
-        return [f"no template '{name}' ({file} does not exist)"]
+        looked = " and ".join(str(f / f"{name}{SUFFIX}") for f in searched(folder))
+        return [f"no template '{name}' (looked for {looked}; neither exists)" if len(searched(folder)) > 1
+                else f"no template '{name}' ({file} does not exist)"]
     source = file.read_text()
     if not source.startswith("Subject:"):
         return [f"template '{name}' must start with a 'Subject: ...' line"]

@@ -9,15 +9,13 @@ default cache key (a hash of code and inputs) could silently skip or repeat a st
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
 import socket
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,7 +26,18 @@ from prefect.context import get_run_context
 from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
 
-from breakglass.flows import audit, closing, intents, interrupt, planner, prefectapi, recovery, signerlock, templating
+from breakglass.flows import (
+    audit,
+    closing,
+    intents,
+    interrupt,
+    planner,
+    prefectapi,
+    recovery,
+    runlog,
+    signerlock,
+    templating,
+)
 from breakglass.flows.context import StepContext
 from breakglass.flows.deadlines import deadline, enforced
 from breakglass.flows.errors import BreakglassError
@@ -39,7 +48,7 @@ from breakglass.flows.journal import Journal
 from breakglass.flows.playbook import Playbook
 from breakglass.flows.records import Attempt, AuditHead, RunRecord, now
 from breakglass.flows.redact import Redactor
-from breakglass.flows.runstore import RecordWriter, RunHandle
+from breakglass.flows.runstore import RecordWriter, RunHandle, heartbeat
 from breakglass.flows.server import Api
 from breakglass.flows.steps import REGISTRY
 from breakglass.flows.validate import load_playbook
@@ -106,6 +115,7 @@ class _Run:
                 self.writer.step(step_id, status="skipped", reason=f"if {step.if_!r} is false",
                                  skipped_reason="condition_false", ended_at=now())
                 log.info("step %s skipped: if %r is false", step_id, step.if_)
+                runlog.say("  -  %s skipped: if %r is false", step_id, step.if_)
                 return Completed(message="skipped: condition is false")
         except templating.TemplateError as exc:
             self.writer.step(step_id, status="failed", error=self.redact(str(exc)), ended_at=now())
@@ -116,6 +126,7 @@ class _Run:
             self.writer.step(step_id, status="running", started_at=current.started_at or now(),
                              attempts=current.attempts + 1, error=None, deadline=deadline(step))
             self.audit("step.started", step=step_id, kind=step.kind, attempt=current.attempts + 1)
+            runlog.say("  >  %s (%s) started%s", step_id, step.kind, f", attempt {attempt}/{total}" if attempt > 1 else "")
             started = time.perf_counter()
             try:
                 outputs = self._attempt(step, context, enforced(step))
@@ -127,14 +138,18 @@ class _Run:
                 self.audit("step.failed", step=step_id, error=message)
                 if attempt < total:
                     log.warning("step %s attempt %d/%d failed: %s; retrying", step_id, attempt, total, message)
+                    runlog.say("  !  %s attempt %d/%d failed: %s; retrying", step_id, attempt, total, message)
                     time.sleep(min(2 ** (attempt - 1), 10))
                     continue
                 log.error("step %s failed after %d attempt(s): %s", step_id, total, message)
+                runlog.say("  X  %s FAILED after %d attempt(s): %s", step_id, total, message)
                 return Failed(message=message)
             data = outputs.model_dump(mode="json")
             self.writer.step(step_id, status="completed", outputs=data, ended_at=now(), error=None)
             self.audit("step.completed", step=step_id, seconds=round(time.perf_counter() - started, 3))
             log.info("step %s completed in %.3fs", step_id, time.perf_counter() - started)
+            runlog.say("  ok %s completed in %.2fs%s", step_id, time.perf_counter() - started,
+                       runlog.suffix(self.writer.snapshot().step(step_id)))
             return Completed(message="completed")
         raise AssertionError("unreachable")
 
@@ -219,6 +234,9 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
     active_run.writer.update(status="running", attempts=attempts, ended_at=None, error=None)
     active_run.audit("run.started", attempt=len(attempts), flow_run=flow_run_id,
                      playbook=active_run.playbook.name, initiator=record.initiator)
+    ui = os.environ.get("PREFECT_API_URL", "").removesuffix("/api")
+    runlog.say("run %s: %d step(s) · Prefect flow run %s%s", key, len(active_run.playbook.steps), flow_run_id,
+               f" ({ui}/runs/flow-run/{flow_run_id}; `breakglass server status` says how to log in)" if ui else "")
     recheck_gates(active_run, log)
     record = active_run.writer.snapshot()
     completed = {s.id for s in record.steps if s.status == "completed"}
@@ -248,6 +266,7 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
                 why = "failed" if blocker in failed else "was skipped"
                 run.writer.step(sid, status="skipped", reason=f"needs '{blocker}', which {why}", ended_at=now(),
                                 skipped_reason=recovery.skip_reason(run.handle.dir, run.writer.record, blocker))
+                runlog.say("  -  %s skipped: needs '%s', which %s", sid, blocker, why)
                 skipped.add(sid)
                 continue
             if all(n in completed for n in step.needs):
@@ -275,6 +294,7 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     attempts[-1] = attempts[-1].model_copy(update={"ended_at": now(), "status": final})
     error = f"step(s) failed: {', '.join(sorted(failed))}" if failed else None
     run.audit("run.finished", status=final, error=error)
+    runlog.say("run %s %s: %d completed, %d skipped, %d failed", key, final, len(completed), len(skipped), len(failed))
     head = audit.head(run.handle.dir.parent.parent)
     run.writer.update(status=final, attempts=attempts, ended_at=now(), error=error, audit_head=AuditHead(**head))
     publish_artifacts(run.writer.snapshot(), log, run.home)
@@ -330,28 +350,6 @@ def _mark_crashed(record: RunRecord, playbook: Playbook, run_dir: Path, from_ste
     return record
 
 
-@contextmanager
-def _heartbeat(run_dir: Path, every: float = 2.0) -> Iterator[None]:
-    """``heartbeat.json`` every few seconds while this process runs the run: `status` tells a dead runner by it."""
-    stop = threading.Event()
-
-    def beat() -> None:
-        while True:
-            tmp = run_dir / ".heartbeat.tmp"
-            tmp.write_text(json.dumps({"at": time.time(), "pid": os.getpid(), "host": socket.gethostname()}))
-            os.replace(tmp, run_dir / "heartbeat.json")
-            if stop.wait(every):
-                return
-
-    thread = threading.Thread(target=beat, name="breakglass-heartbeat", daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join(5)
-
-
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             signers: dict[str, Any] | None = None, models: tuple[Playbook, Inventory] | None = None,
             flow_run: Any = None, from_step: str | None = None, by: str | None = None) -> RunRecord:
@@ -374,7 +372,8 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             reopened = _mark_crashed(writer.snapshot(), playbook, handle.dir, from_step, by)
             writer.update(**reopened.model_dump(include={"attempts", "status", "steps"}))
         key = key_of(handle.dir)
-        stack.enter_context(_heartbeat(handle.dir))
+        stack.enter_context(heartbeat(handle.dir))
+        stack.enter_context(runlog.routed(handle.artifacts, key_of(handle.dir)))
         run = _ACTIVE[key] = _Run(handle, writer, playbook, inventory, home, Redactor.for_inventory(inventory),
                                   signers or {}, Journal(handle.dir / "journal.jsonl"))
         stops = interrupt.Interrupts(writer.record.incident, lambda name: closing.interrupted(handle, writer, api, name),

@@ -16,6 +16,7 @@ import secrets
 import shutil
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -211,9 +212,12 @@ class Store:
             refs.append(FileRef(name=name, path=target, source=str(source), sha256=hashlib.sha256(data).hexdigest()))
         if bindings is not None:
             write_private(run_dir / "bindings.json", json.dumps(bindings.to_json(), indent=2).encode())
+        from breakglass.flows.messages import BUNDLED
+
         templates = playbook_file.resolve().parent / "templates"
-        if templates.is_dir():  # resumes send the same words, even if the files change meanwhile
-            shutil.copytree(templates, run_dir / "templates", dirs_exist_ok=True)
+        for folder in (BUNDLED, templates):  # the bundled library, then the playbook's own over it
+            if folder.is_dir():  # resumes send the same words, even if the files change meanwhile
+                shutil.copytree(folder, run_dir / "templates", dirs_exist_ok=True)
         stamp = now()
         record = RunRecord(
             run_id=run_id, run_key=f"{incident}/{playbook_name}/{inputs_hash}", incident=incident, mode=mode,  # type: ignore[arg-type]
@@ -224,3 +228,25 @@ class Store:
         )
         write_private(run_dir / "record.json", record.model_dump_json(indent=2).encode() + b"\n")
         return RunHandle(run_dir)
+
+
+@contextmanager
+def heartbeat(run_dir: Path, every: float = 2.0) -> Iterator[None]:
+    """``heartbeat.json`` every few seconds while this process runs the run: `status` tells a dead runner by it."""
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            tmp = run_dir / ".heartbeat.tmp"
+            tmp.write_text(json.dumps({"at": time.time(), "pid": os.getpid(), "host": socket.gethostname()}))
+            os.replace(tmp, run_dir / "heartbeat.json")
+            if stop.wait(every):
+                return
+
+    thread = threading.Thread(target=beat, name="breakglass-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join(5)

@@ -23,9 +23,11 @@ from typing import Any
 
 from eth_utils import to_checksum_address
 
-from breakglass.flows import onchain
+from breakglass.flows import onchain, safesign
 from breakglass.flows.context import StepContext
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.gatenotice import Notice
+from breakglass.flows.safepending import excluded_reason
 from breakglass.flows.signers import SafeGuardian
 from breakglass.integrations.chain import safe as safe_tx
 from breakglass.integrations.chain.signers import LocalSigner
@@ -76,6 +78,7 @@ def send(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, intent: 
         if excluded:
             ctx.log.warning("Signatures of %s do not count for this Safe transaction.", ", ".join(excluded))
         proposal = next(e for e in journal.entries(key) if e["event"] == "safe_proposed")
+        Notice(ctx.inventory, journal, ctx.run_key, ctx.incident, ctx.playbook).safe_pending(proposal)
     digest = bytes.fromhex(proposal["safe_tx_hash"][2:])
     tx = safe_tx.SafeTx(guardian.address, io.spec.chain_id, intent.to, intent.value, intent.data, proposal["nonce"])
     exec_intent = onchain.Intent(key=intent.key + "/exec", chain=intent.chain, to=guardian.address,
@@ -120,7 +123,7 @@ def _collect(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, key:
         else:
             reason = None if owner in owners else f"{owner} is not an owner of the Safe (or signed another safeTxHash)"
             if owner in excluded:
-                reason = f"{owner} is excluded from this Safe transaction (it removes that owner); its signature does not count"
+                reason = f"{owner} is excluded from this Safe transaction ({excluded_reason(proposal)}); its signature does not count"
         if reason is None and owner is not None:
             if owner not in accepted:
                 accepted[owner] = signature
@@ -135,7 +138,13 @@ def _collect(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, key:
             consider(f"held owner {name}", signer.sign_digest(digest))
     folder = signatures_dir(ctx.artifacts_dir.parent.parent.parent, proposal["safe_tx_hash"])
     deadline = time.monotonic() + wait_seconds
+    remote_seen: set[str] = set()
+    checked_remote = 0.0
     while len(accepted) < proposal["threshold"]:
+        if time.monotonic() - checked_remote > 0.5:  # `breakglass sign` from an owner's own machine, via Prefect
+            checked_remote = time.monotonic()
+            for source, signature in safesign.received(ctx.artifacts_dir.parent, proposal["safe_tx_hash"], remote_seen):
+                consider(source, signature)
         for path in sorted(folder.glob("*.json")) if folder.exists() else []:
             if f"breakglass sign {path.name}" in refused:
                 continue
@@ -173,8 +182,8 @@ def submit_signature(incident_dir: Path, safe_tx_hash: str, signature: bytes) ->
         raise BreakglassError(f"signature refused: it recovers to {owner}, which is not an owner of Safe {proposal['safe']} "
                               f"(or it was made over another safeTxHash than {safe_tx_hash})")
     if owner in proposal.get("excluded", []):
-        raise BreakglassError(f"signature refused: {owner} is excluded from {safe_tx_hash} (the transaction removes "
-                              "that owner from the Safe); another owner must sign")
+        raise BreakglassError(f"signature refused: {owner} is excluded from {safe_tx_hash} ({excluded_reason(proposal)}); "
+                              "another owner must sign")
     folder = signatures_dir(incident_dir, safe_tx_hash)
     folder.mkdir(parents=True, exist_ok=True, mode=0o700)
     (folder / f"{owner}.json").write_text(json.dumps({"owner": owner, "signature": "0x" + signature.hex()}))

@@ -27,13 +27,35 @@ def _t(stamp: str) -> float:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
 
 
-def metrics(record: RunRecord, entries: list[dict[str, Any]], kinds: dict[str, str]) -> dict[str, float | None]:
-    """Seconds from the run's creation to each milestone, or None when it never happened."""
+JUDGED = ("response milestones: seconds from the start of the run, without the tool's own start-up "
+          "(tool_startup_s); the totals are shown beside them")
+
+
+def startup(record: RunRecord, entries: list[dict[str, Any]]) -> tuple[float, float] | None:
+    """The tool's own start-up in this run: from its last action before Prefect (the run's creation, or a
+    fast-path broadcast) to the flow run's start (Prefect server, import, flow run creation)."""
+    begun = [_t(e["at"]) for e in entries if e["event"] == "run.started" and e.get("run") == record.run_id]
+    if not begun:
+        return None
+    before = [_t(e["at"]) for e in entries if e.get("run") == record.run_id and str(e["event"]).startswith("journal.")
+              and _t(e["at"]) < begun[0]]
+    return max([_t(record.created_at), *before]), begun[0]
+
+
+def metrics(record: RunRecord, entries: list[dict[str, Any]], kinds: dict[str, str],
+            response: bool = True) -> dict[str, float | None]:
+    """Seconds from the run's creation to each milestone, or None when it never happened; with ``response``,
+    without the part of that time the tool spent starting itself."""
     start = _t(record.created_at)
+    band = startup(record, entries) if response else None
 
     def first(match: Any) -> float | None:
         found = [_t(e["at"]) for e in entries if match(e)]
-        return round(min(found) - start, 3) if found else None
+        if not found:
+            return None
+        at = min(found)
+        overlap = max(0.0, min(at, band[1]) - band[0]) if band else 0.0
+        return round(at - start - overlap, 3)
 
     def intent_step(e: dict[str, Any]) -> str:
         return str(e.get("intent", "")).removeprefix(record.run_key + "/").split("/", 1)[0]
@@ -59,6 +81,8 @@ def score(spec: DrillSpec, record: RunRecord, incident_dir: Path, paused: dict[s
     kinds = {s.id: s.kind for s in record.steps}
     entries = audit.entries(incident_dir)
     measured = metrics(record, entries, kinds)
+    totals = metrics(record, entries, kinds, response=False)
+    band = startup(record, entries)
     expect = spec.expectations
     checks: list[dict[str, Any]] = []
     wanted = [s.id for s in record.steps] if expect.steps_completed == "all" else expect.steps_completed
@@ -89,7 +113,10 @@ def score(spec: DrillSpec, record: RunRecord, incident_dir: Path, paused: dict[s
         "playbook": record.playbook.name, "mode": "local", "participants": participants,
         "auto_approved": auto_approved, "injected_at": record.created_at, "run_status": record.status,
         "metrics_seconds": {f"time_to_{k}": v for k, v in measured.items()},
+        "metrics_total_seconds": {f"time_to_{k}": v for k, v in totals.items()},
+        "tool_startup_s": round(band[1] - band[0], 3) if band else None, "targets_judge": JUDGED,
         "targets_seconds": {f"time_to_{k}": v for k, v in expect.times.items()},
+        "passed": all(c["met"] for c in checks),
         "expectations": checks, "gaps": [f"{c['expectation']}: observed {c['observed']}" for c in checks if not c["met"]],
         "audit_head": audit.head(incident_dir),
     }
@@ -99,14 +126,22 @@ def markdown(card: dict[str, Any]) -> str:
     lines = [f"# Drill scorecard: {card['name']} ({card['drill_id']})", "", f"Scenario: {card['scenario']}", "",
              f"Playbook `{card['playbook']}` · run {card['run_status']} · participants: "
              f"{', '.join(card['participants']) or 'none'}" + (" · **auto-approved (CI rehearsal)**" if card["auto_approved"] else ""),
-             "", "| milestone | seconds | target |", "|---|---|---|"]
+             "", f"**{'PASSED' if card['passed'] else 'FAILED'}**: {sum(c['met'] for c in card['expectations'])} of "
+             f"{len(card['expectations'])} expectations met.", "",
+             f"Targets judge {card['targets_judge']}. Tool start-up: {_s(card['tool_startup_s'])}.", "",
+             "| milestone | response | total | target |", "|---|---|---|---|"]
     for key, value in card["metrics_seconds"].items():
         target = card["targets_seconds"].get(key)
-        lines.append(f"| {key} | {'—' if value is None else value} | {'' if target is None else target} |")
+        lines.append(f"| {key} | {_s(value)} | {_s(card['metrics_total_seconds'].get(key))} | "
+                     f"{'' if target is None else f'≤ {target:g} s'} |")
     lines += ["", "| expectation | met | observed |", "|---|---|---|"]
     lines += [f"| {c['expectation']} | {'yes' if c['met'] else '**no**'} | {c['observed']} |" for c in card["expectations"]]
     lines += ["", "## Gaps", ""] + ([f"- {g}" for g in card["gaps"]] or ["None."])
     return "\n".join(lines) + "\n"
+
+
+def _s(value: float | None) -> str:
+    return "—" if value is None else f"{value:g} s"
 
 
 def html(card: dict[str, Any]) -> str:
@@ -115,6 +150,7 @@ def html(card: dict[str, Any]) -> str:
     from breakglass.flows.report import TEMPLATES
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
+    env.filters["s"] = _s
     return env.get_template("scorecard.html.j2").render(c=card)
 
 

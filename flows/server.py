@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +41,7 @@ class Api:
             "PREFECT_HOME": str(self.prefect_home),
             "PREFECT_LOCAL_STORAGE_PATH": str(self.prefect_home / "storage"),
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",  # the Prefect client's telemetry, and its notice in the middle of a drill
         }
         if self.auth:
             out["PREFECT_API_AUTH_STRING"] = self.auth
@@ -87,13 +89,19 @@ def local(home: Path) -> Api | None:
 def status(home: Path) -> dict:
     api = configured(home)
     if api:
-        return {"api": api.url, "managed": False, "healthy": healthy(api)}
+        return {"api": api.url, "ui": api.url.removesuffix("/api"), "managed": False, "healthy": healthy(api),
+                "login": "the UI asks for the password only if the server has an auth string: the value of "
+                         "PREFECT_API_AUTH_STRING" if api.auth else "no login: this Prefect API has no auth string"}
     state = _state(home)
     api = local(home)
     if api is None:
-        return {"api": None, "managed": True, "running": False}
-    return {"api": api.url, "managed": True, "running": True, "pid": state["pid"], "healthy": healthy(api),
-            "database": state.get("database") or str(_dir(home) / "prefect.db"), "log": str(_dir(home) / "server.log")}
+        return {"api": None, "ui": None, "managed": True, "running": False,
+                "login": "not running: `breakglass server start` starts it (the first start takes 10-20 s)"}
+    return {"api": api.url, "ui": api.url.removesuffix("/api"), "managed": True, "running": True, "pid": state["pid"],
+            "healthy": healthy(api), "database": state.get("database") or str(_dir(home) / "prefect.db"),
+            "log": str(_dir(home) / "server.log"),
+            "login": f"the UI asks for a password: paste the whole auth string (breakglass:…), the value of \"auth\" "
+                     f"in {_dir(home) / 'server.json'} (readable only by you)"}
 
 
 def _free_port() -> int:
@@ -144,7 +152,7 @@ def start(home: Path, timeout: float = 90.0, *, database: str | None = None, hos
             return _wait(api, _state(home)["pid"], timeout, base)
         port = _free_port()
         auth = "breakglass:" + secrets.token_urlsafe(24)
-        env = {**os.environ, "PREFECT_HOME": str(base), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+        env = {**os.environ, "PREFECT_HOME": str(base), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",
                "PREFECT_SERVER_API_AUTH_STRING": auth, "PREFECT_API_URL": "", "PREFECT_UI_API_URL": f"http://127.0.0.1:{port}/api"}
         env.pop("PREFECT_API_AUTH_STRING", None)
         if database:
@@ -191,5 +199,12 @@ def stop(home: Path) -> bool:
     return True
 
 
-def ensure(home: Path) -> Api:
-    return configured(home) or start(home)
+def ensure(home: Path, on_start: Callable[[], None] | None = None) -> Api:
+    """The installation's API; ``on_start`` is called when a local server must be started first (it takes seconds)."""
+    found = configured(home)
+    if found:
+        return found
+    running = local(home)
+    if on_start is not None and not (running and healthy(running, timeout=0.5)):
+        on_start()
+    return start(home)

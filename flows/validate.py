@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from breakglass.flows import checks
+from breakglass.flows import checks, salvage
 from breakglass.flows.errors import BreakglassError, Diagnostic, SpecError
 from breakglass.flows.inventory import Inventory
 from breakglass.flows.loader import Loaded, load
@@ -34,8 +34,12 @@ def load_playbook(path: Path, inventory_path: Path | None = None) -> tuple[Playb
         problems.append(Diagnostic(str(path), 1, 1, "kind", f"expected a Playbook, this file is a {pb.kind}"))
     if inv is not None and inv.model is not None and inv.kind != "Inventory":
         problems.append(Diagnostic(str(inventory_path), 1, 1, "kind", f"expected an Inventory, this file is a {inv.kind}"))
-    if not problems and pb.model is not None:
+    inventory_ok = inv is None or (inv.model is not None and not inv.diagnostics)
+    if pb.model is not None and inventory_ok:
         problems += checks.check_playbook(pb, inv.model if inv else None, str(inventory_path) if inventory_path else None)
+    elif inventory_ok and (rest := salvage.salvage(pb)) is not None:  # every problem at once, not schema first
+        problems += salvage.relevant(checks.check_playbook(rest.loaded, inv.model if inv else None,
+                                                           str(inventory_path) if inventory_path else None), rest)
     if problems:
         raise SpecError(problems)
     return pb.model, (inv.model if inv else None)
@@ -56,6 +60,8 @@ def load_inventory(path: Path) -> Inventory:
 class Report:
     files: list[str] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    unchecked: list[str] = field(default_factory=list)  # playbooks whose references no inventory could check
+    notes: list[str] = field(default_factory=list)  # what semantic checks left out of a file with schema errors
 
 
 def _yaml_files(path: Path) -> list[Path]:
@@ -97,14 +103,20 @@ def validate(paths: list[Path], inventory_path: Path | None = None) -> Report:
             report.diagnostics += item.diagnostics
             if item.kind == "Drill" and item.model is not None and not item.diagnostics:
                 report.diagnostics += _drill_problems(Path(item.path), inventory_path)
-            if item.kind == "Playbook" and item.model is not None and not item.diagnostics:
-                against = [extra_inventory] if extra_inventory else (inventories if root.is_dir() else [])
-                playbooks.append((item, against))
-    for item, inventories in playbooks:
+            against = [extra_inventory] if extra_inventory else (inventories if root.is_dir() else [])
+            if item.kind == "Playbook" and item.model is not None:
+                playbooks.append((item, against, None))
+            elif (rest := salvage.salvage(item)) is not None:  # schema errors: check the rest all the same
+                playbooks.append((rest.loaded, against, rest))
+                report.notes.append(salvage.note(item.path, rest))
+    for item, inventories, rest in playbooks:
         usable = [inv for inv in inventories if inv.model is not None and not inv.diagnostics]
+        found = []
         if not usable:
-            report.diagnostics += checks.check_playbook(item, None, None)
+            found += checks.check_playbook(item, None, None)
+            report.unchecked.append(item.path)
         for inv in usable:
-            report.diagnostics += checks.check_playbook(item, inv.model, inv.path)
+            found += checks.check_playbook(item, inv.model, inv.path)
+        report.diagnostics += salvage.relevant(found, rest) if rest is not None else found
     report.diagnostics = sorted(set(report.diagnostics))
     return report

@@ -7,6 +7,7 @@ Votes go to the run's current flow run as a Prefect flow-run input; the runner j
 from __future__ import annotations
 
 import getpass
+import json
 import os
 import time
 from dataclasses import dataclass
@@ -189,3 +190,37 @@ def _os_user() -> str:
         return getpass.getuser()
     except Exception:  # noqa: BLE001
         return str(os.getuid())
+
+
+def submit_safe_signature(incident: str, safe_tx_hash: str, signature: bytes) -> dict[str, Any]:
+    """`breakglass sign` from another machine: find the incident's running flow runs by name (``<incident>/<run>``)
+    and file the signature with each, the way votes travel (the runner checks it before it counts)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState
+    from prefect.client.schemas.filters import FlowRunFilterStateType as TypeFilter
+    from prefect.client.schemas.objects import StateType
+
+    from breakglass.flows import prefectapi
+    from breakglass.flows.safesign import input_prefix
+    from breakglass.integrations.chain import safe as safe_tx
+
+    try:
+        owner = safe_tx.recover(bytes.fromhex(safe_tx_hash[2:]), signature)
+    except safe_tx.SafeSignatureError as exc:
+        raise BreakglassError(f"signature refused: {exc}") from None
+    client = prefectapi.client()
+    live = FlowRunFilterState(type=TypeFilter(any_=[StateType.RUNNING, StateType.PAUSED]))
+    runs = [r for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"{incident}/"),
+                                                                          state=live), limit=20)
+            if r.name.startswith(f"{incident}/")]
+    if not runs:
+        raise BreakglassError(f"no running flow run of incident {incident} in the Prefect API at "
+                              f"{client.api_url}; is its runner up, and is PREFECT_API_URL the runner's API?")
+    key = input_prefix(safe_tx_hash) + owner.lower().removeprefix("0x")
+    body = json.dumps({"safe_tx_hash": safe_tx_hash, "owner": owner, "signature": "0x" + signature.hex()})
+    for run in runs:
+        try:
+            client.create_flow_run_input(run.id, key, body)
+        except Exception as exc:  # noqa: BLE001 - an input with this key exists: the same owner signed already
+            if "409" not in str(exc) and "already exists" not in str(exc).lower():
+                raise
+    return {"owner": owner, "flow_runs": [str(r.id) for r in runs], "key": key}

@@ -233,8 +233,9 @@ class _Gate:
         for line in state.changes:
             ctx.log.warning("  changed since earlier votes: %s", line)
         ctx.log.info("  digest %s", digest)
-        ctx.log.info("  vote: breakglass approve %s %s --as NAME --sign-with env:YOUR_KEY_VAR  (status: breakglass status %s)",
-                     ctx.incident, self.step.id, ctx.incident)
+        ctx.log.info("  vote: breakglass approve %s %s --as NAME --sign-with %s  (status: breakglass status %s)",
+                     ctx.incident, self.step.id, "fixture:NAME" if ctx.mode == "drill" else "env:YOUR_KEY_VAR",
+                     ctx.incident)
         self.host.announce(state)
         return state
 

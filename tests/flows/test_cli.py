@@ -53,6 +53,20 @@ def test_usage_errors_exit_1_without_traceback(capsys) -> None:
 def test_missing_file_is_a_clear_error(capsys) -> None:
     code, _, err = run(capsys, "plan", "playbooks/nope.yaml", "--inventory", "playbooks/inventories/example.yaml")
     assert code == 1 and err.strip() == "error: playbooks/nope.yaml: no such playbook file"
+    code, _, err = run(capsys, "drill", "playbooks/guardian-key-compromize.yaml")  # a typo: did you mean
+    assert code == 1 and err.strip() == ("error: playbooks/guardian-key-compromize.yaml: no such playbook (or drill spec) "
+                                         "file; did you mean playbooks/guardian-key-compromise.yaml?")
+    code, _, err = run(capsys, "plan", "guardian-key-compromize", "--inventory", "playbooks/inventories/example.yaml")
+    assert code == 1 and "did you mean playbooks/guardian-key-compromise.yaml?" in err
+    code, _, err = run(capsys, "drill", "playbooks/")  # a folder that exists is explained, not "no such file"
+    assert code == 1 and err.startswith("error: playbooks is a folder; give one playbook (or drill spec) file in it (")
+    assert "guardian-key-compromise.yaml" in err and "no such" not in err
+
+
+def test_a_playbook_name_alone_is_found_in_playbooks(capsys) -> None:
+    code, out, _ = run(capsys, "plan", "guardian-key-compromise", "--inventory", "playbooks/inventories/example.yaml",
+                       *LIVE_INPUTS, "--json")
+    assert code == 0 and json.loads(out)["playbook"] == "guardian-key-compromise"
 
 
 def test_bad_inputs_are_listed_together(capsys) -> None:
@@ -137,3 +151,106 @@ def test_ctrl_c_exits_130(capsys, monkeypatch) -> None:
 def test_incident_ids_are_restricted(capsys) -> None:
     code, _, err = run(capsys, "status", "../etc")
     assert code == 1 and "is not allowed" in err
+
+
+JSON_FAILURES = {  # every command, made to fail, with --json
+    "validate": ["validate", "tests/data/invalid/unknown-key.yaml"],
+    "plan": ["plan", "playbooks/nope.yaml", "--inventory", "playbooks/inventories/example.yaml"],
+    "run": ["run", "playbooks/nope.yaml", "--inventory", "playbooks/inventories/example.yaml"],
+    "drill": ["drill", "playbooks/"],
+    "resume": ["resume"],
+    "schema": ["schema", "nope"],
+    "version": ["version", "--no-such-flag"],
+    "report": ["report", "INC-nope"],
+    "approve": ["approve", "INC-nope", "gate"],
+    "ack": ["ack", "INC-nope"],
+    "status": ["status", "INC-nope"],
+    "serve": ["serve"],
+    "prepare": ["prepare", "playbooks/guardian-key-compromise.yaml"],
+    "sign": ["sign", "INC-nope", "0x1234", "--signature", "0x00"],
+    "check": ["check"],
+    "deploy": ["deploy", "--pool", "p"],
+    "worker": ["worker"],
+    "server start": ["server", "start", "--database", "mysql://u:p@h/db"],
+    "server stop": ["server", "stop", "--no-such-flag"],
+    "server status": ["server", "status", "--no-such-flag"],
+    "audit verify": ["audit", "verify", "INC-nope"],
+}
+
+
+def _commands() -> set[str]:
+    import typer
+
+    from breakglass.flows.cli_base import app
+
+    def walk(group, prefix: str) -> set[str]:
+        found = set()
+        for name, command in group.commands.items():
+            sub = getattr(command, "commands", None)
+            found |= walk(command, f"{prefix}{name} ") if sub is not None else {f"{prefix}{name}"}
+        return found
+
+    return walk(typer.main.get_command(app), "")
+
+
+def test_every_command_fails_with_one_json_document_on_stdout(capsys, monkeypatch) -> None:
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert _commands() <= set(JSON_FAILURES), f"add {_commands() - set(JSON_FAILURES)} to JSON_FAILURES"
+    for name, args in JSON_FAILURES.items():
+        code, out, err = run(capsys, *args, "--json")
+        doc = json.loads(out)  # exactly one document: a second one, or text around it, does not parse
+        assert code == 1 and doc["error"]["exit_code"] == 1, (name, code, out, err)
+        assert doc["error"]["code"] in ("invalid", "error", "usage") and doc["error"]["message"], (name, doc)
+        assert "Traceback" not in err and (err.strip() or name == "validate"), name  # people read stderr
+    code, out, _ = run(capsys, "report", "INC-nope", "--format", "json")  # --format json counts as --json
+    assert code == 1 and json.loads(out)["error"]["message"].startswith("no incident")
+
+
+def test_help_lists_exit_codes_and_accepts_h_and_version(capsys) -> None:
+    code, out, _ = run(capsys, "-h")
+    assert code == 0 and "Exit codes: 0 success · 1 bad input or usage" in " ".join(out.split())
+    assert "3 a bug in breakglass · 130 interrupted" in " ".join(out.split())
+    code, out, _ = run(capsys, "--version")
+    assert (code, out.strip()) == (0, f"breakglass {__import__('breakglass.flows').flows.__version__}")
+    for name in _commands():
+        code, out, _ = run(capsys, *name.split(), "-h")
+        usage = out.split("\n\n")[0]
+        assert code == 0 and usage.startswith(f"Usage: breakglass {name}"), name
+        assert not any(t in out for t in ("<bool>", "<path>", "<str>", "<list", "{", "<int>", "<float>")), (name, out)
+        assert "Example" in out or name in ("version", "server stop", "server start"), f"{name}: no example in --help"
+
+
+def test_check_takes_its_inventory_positionally_or_by_option(capsys) -> None:
+    code, _, err = run(capsys, "check", "--inventory", "nope.yaml")
+    assert code == 1 and err.strip() == "error: nope.yaml: no such inventory file"
+    code, _, err = run(capsys, "check", "nope.yaml")
+    assert code == 1 and err.strip() == "error: nope.yaml: no such inventory file"
+
+
+def test_shipped_files_carry_a_schema_modeline_and_install_adds_one(capsys, tmp_path: Path) -> None:
+    from breakglass.flows.modeline import PREFIX
+
+    shipped = sorted((REPO / "playbooks").rglob("*.yaml"))
+    for path in shipped:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith(PREFIX), path
+        assert (path.parent / first.removeprefix(PREFIX)).resolve() == REPO / "playbooks" / "schema.json", path
+    mine = tmp_path / "mine.yaml"
+    mine.write_text("apiVersion: breakglass/v1\nkind: Playbook\n")
+    code, out, _ = run(capsys, "schema", "--install", str(mine), "--json")
+    assert code == 0 and json.loads(out) == {"installed": [str(mine)], "unchanged": []}
+    line = mine.read_text().splitlines()[0]
+    assert (tmp_path / line.removeprefix(PREFIX)).resolve() == REPO / "playbooks" / "schema.json"
+    code, _, err = run(capsys, "schema", "--install", str(mine))  # idempotent
+    assert code == 0 and "already has a schema modeline" in err and mine.read_text().count(PREFIX) == 1
+
+
+def test_a_drill_outside_playbooks_says_which_inventory_to_pass(capsys, tmp_path: Path) -> None:
+    book = tmp_path / "mine.yaml"
+    book.write_text("apiVersion: breakglass/v1\nkind: Playbook\nname: mine\ndescription: t\nseverity: high\nsteps:\n"
+                    "  - {id: pause, kind: pause, with: {contracts: [treasury], signer: guardian}}\n")
+    code, _, err = run(capsys, "drill", str(book))
+    bundled = REPO / "playbooks" / "inventories" / "drill.yaml"
+    assert code == 1 and "unknown contract 'treasury'" in err
+    assert f"no --inventory was given, so the drill used {bundled}. Pass --inventory FILE: a drill inventory" in err
+    assert f"start from a copy of {bundled}" in err

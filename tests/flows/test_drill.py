@@ -156,7 +156,7 @@ def test_records_name_the_rpc_by_reference_never_by_url(drill_result) -> None:
 def test_drill_refuses_a_live_inventory(prefect_api) -> None:
     result = cli("drill", FLAGSHIP, "--inventory", "playbooks/inventories/example.yaml", "--json")
     assert result.returncode == 1
-    assert result.stdout == ""
+    assert "is a live inventory" in json.loads(result.stdout)["error"]["message"]  # --json: one document, errors too
     assert "is a live inventory" in result.stderr and "Traceback" not in result.stderr
 
 
@@ -254,6 +254,11 @@ def test_the_flagship_drill_is_scored_from_its_spec(drill_result, prefect_api) -
     assert "scorecard: " in result.stderr and (run_dir / "artifacts" / "scorecard.md").read_text().startswith("# Drill")
     page = (run_dir / "artifacts" / "scorecard.html").read_text()
     assert page.count('<tr class="met">') == len(card["expectations"]) and "auto-approved (CI rehearsal)" in page
+    assert '<p id="verdict" class="banner pass">PASSED:' in page and "&le; 5 s" in page  # a verdict, and units
+    assert card["passed"] is True and card["tool_startup_s"] > 0 and "response milestones" in card["targets_judge"]
+    totals = card["metrics_total_seconds"]  # the tool's start-up is not the response's time
+    assert all(totals[k] >= v for k, v in times.items() if v is not None and k != "time_to_detect")
+    assert totals["time_to_decision"] - times["time_to_decision"] == pytest.approx(card["tool_startup_s"], abs=0.01)
 
 
 def test_the_flagship_report_opens_in_headless_chromium_with_one_bar_per_step(drill_result, tmp_path: Path) -> None:
@@ -272,3 +277,27 @@ def test_the_flagship_report_opens_in_headless_chromium_with_one_bar_per_step(dr
     assert [b["step"] for b in drawn["bars"]] == [s["id"] for s in record["steps"]]  # one bar per step, drawn
     assert all(b["width"] > 0 for b in drawn["bars"]) and drawn["svg"]["width"] > 0
     assert drawn["requests"] == [] and drawn["audit"].startswith("Audit log intact")  # self-contained, verified
+
+
+def test_the_flagship_report_lists_all_six_transactions(drill_result) -> None:
+    """Two pauses, the rate limit, two revocations and the owner swap through the Safe: every one the journal holds."""
+    _, record, _, url = drill_result
+    made = cli("report", record["incident"], "--json")
+    assert made.returncode == 0, made.stderr
+    actions = json.loads(made.stdout)["actions"]
+    whats = [a["what"] for a in actions]
+    assert len(actions) == 6 and len({a["tx_hash"] for a in actions}) == 6, whats
+    assert all(a["status"] == "mined" and a["block"] for a in actions), actions
+    assert sorted(w for w in whats if w.endswith(".pause()")) == ["bridge.pause()", "vault.pause()"]
+    assert "bridge.setRateLimit(uint256)" in whats
+    through_safe = [a for a in actions if "Safe execTransaction" in a["note"]]
+    assert sorted(a["step"] for a in through_safe) == ["revoke-compromised", "revoke-compromised", "rotate-safe"]
+    assert sum("revokeRole" in a["what"] for a in through_safe) == 2 and sum("swapOwner" in a["what"] for a in through_safe) == 1
+    with JsonRpc([Endpoint("test", url)]) as rpc:
+        for action in actions:
+            assert int(rpc.call("eth_getTransactionReceipt", [action["tx_hash"]])["status"], 16) == 1
+    md = cli("report", record["incident"]).stdout
+    assert all(f"`{a['tx_hash']}`" in md for a in actions)
+    timeline = md.split("## Timeline (UTC)", 1)[1]
+    assert "| vote.counted |" in timeline and max(len(line) for line in timeline.splitlines()) < 400
+    assert any(f"| vote.counted | {name}" in timeline for name in ("bob", "carol"))  # who voted

@@ -366,6 +366,14 @@ def test_a_drill_gate_can_be_approved_from_the_prefect_ui_form(prefect_api, home
         run.wait_for(lambda: client.read_flow_run(flow_run_id).state.type.value == "PAUSED", what="Paused in Prefect")
         state = client.read_flow_run(flow_run_id).state
         assert state.state_details.pause_key.startswith("gate-a1-")
+        from prefect.input.run_input import keyset_from_paused_state
+
+        keyset = keyset_from_paused_state(state)  # the Resume form says what it authorises, and its digest
+        text = json.loads(client.read_flow_run_input(flow_run_id, keyset["description"]))
+        assert f"Digest: `{run.gate()['digest']}`" in text and "It authorises:" in text
+        assert all(f"- {line}" in text for line in run.gate()["authorises"])
+        assert "An unsigned vote from this form counts here" in text
+        assert "name" in json.loads(client.read_flow_run_input(flow_run_id, keyset["schema"]))["properties"]
     unknown = run.approve("mallory")
     assert unknown.returncode == 1 and "'mallory' is not on the roster" in unknown.stderr
     resume_flow_run(flow_run_id, run_input={"name": "dave", "decision": "approve"})  # the UI form: not a roster name
@@ -412,3 +420,19 @@ def test_approve_and_ack_refuse_unknown_incidents_steps_and_people(prefect_api, 
     assert pause_transactions(chain, chain.addresses["fixture:vault"]) == []
     events = [e["event"] for e in run.audit()]
     assert "ack.refused" in events and events.count("ack") == 2 and "gate.rejected" in events
+
+
+def test_a_gate_that_needs_signed_votes_offers_no_unsigned_vote_in_the_prefect_ui() -> None:
+    from types import SimpleNamespace
+
+    from breakglass.flows.gatehost import form_text
+
+    state = SimpleNamespace(step="approve-external", quorum=2, eligible={"alice": None, "bob": None, "carol": None},
+                            authorises=["bridge-rate-limit-zero: setRateLimit(0) on bridge"], digest="0x" + "ab" * 32,
+                            channels=["signed", "prefect-ui"])
+    text, counts = form_text(state, "live", "INC-1")
+    assert counts is False and "This gate counts only signed votes, so this form offers none" in text
+    assert "`breakglass approve INC-1 approve-external --as NAME --sign-with env:YOUR_KEY_VAR`" in text
+    assert "- bridge-rate-limit-zero: setRateLimit(0) on bridge" in text and f"Digest: `{state.digest}`" in text
+    text, counts = form_text(state, "drill", "DRILL-1")  # a drill, but quorum 2: still signed votes only
+    assert counts is False and "--sign-with fixture:NAME" in text

@@ -73,7 +73,8 @@ def test_report_formats_timeline_links_escaping_and_a_broken_log(prefect_api, ch
     assert [b["data-step"] for b in svg.bars] == ["look", "pause", "after"]  # one bar per step, in order
     assert all(float(b["width"]) > 0 for b in svg.bars) and float(svg.bars[1]["x"]) >= float(svg.bars[0]["x"])
     assert svg.external == [] and "http" not in text.replace("https://explorer.example/tx/", "").split("<svg")[0]
-    assert "<script>alert(1)</script>" not in text and "\\u003cscript\\u003e" in text  # escaped, not executed
+    assert "<script>alert(1)</script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text  # escaped
+    assert "\\u00" not in text and '<td>alert.received</td><td>breakglass' in text  # readable rows, not raw JSON
 
     log = home / "incidents" / incident / "audit.jsonl"
     lines = log.read_bytes().splitlines(keepends=True)

@@ -119,6 +119,20 @@ def test_a_remote_owner_signs_with_breakglass_sign_and_forgeries_are_refused(pre
                          "0x" + other.r.to_bytes(32, "big").hex() + other.s.to_bytes(32, "big").hex() + bytes([other.v]).hex())
         assert wrong_hash.returncode == 1 and "signature refused" in wrong_hash.stderr
         assert process.poll() is None and not _paused(chain)  # still waiting for a second owner
+        a = chain.addresses
+        deadline = time.monotonic() + 30
+        while True:  # the held owner's signature is journaled just after the proposal
+            shown = json.loads(cli("status", incident, "--json").stdout)["runs"][0]["safe_transactions"]
+            if shown and shown[0]["signatures"] or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert shown == [{"safe": safe, "nonce": 0, "safe_tx_hash": proposal["safe_tx_hash"], "call": proposal["call"],
+                          "to": proposal["to"], "threshold": 2, "signatures": [a["fixture:alice"]], "submitted": [],
+                          "may_still_sign": [o for o in proposal["owners"] if o != a["fixture:alice"]], "excluded": [],
+                          "status": "waiting for owners",
+                          "sign": f"breakglass sign {incident} {proposal['safe_tx_hash']} --signature 0x…"}]
+        text = cli("status", incident).stdout
+        assert f"safeTxHash {proposal['safe_tx_hash']}" in text and "signatures 1 of 2" in text
         bob = cli("sign", incident, proposal["safe_tx_hash"], "--with", "bob", "--inventory", str(inventory), env=_env(chain))
         assert bob.returncode == 0, bob.stderr
         stdout, stderr = process.communicate(timeout=60)
@@ -128,6 +142,59 @@ def test_a_remote_owner_signs_with_breakglass_sign_and_forgeries_are_refused(pre
     assert process.returncode == 0, stderr
     out = json.loads(stdout)["steps"][0]["outputs"]["results"][0]
     assert out["status"] == "paused" and len(out["safe_owners_signed"]) == 2 and _paused(chain)
+
+
+def test_an_owner_signs_from_another_machine_through_the_prefect_api(prefect_api, protocol, home, tmp_path) -> None:
+    """No shell on the runner's host and no shared home: only the Prefect API, the way votes travel."""
+    from tests.helpers.slack_server import SlackServer
+
+    chain, safe = protocol
+    slack = SlackServer()
+    inventory = _inventory(tmp_path, chain, safe, ["alice"])
+    inventory.write_text(inventory.read_text() + f"""channels:
+  slack: {{kind: slack, token_env: SLACK_BOT_TOKEN, base_url: "{slack.base_url}"}}
+slack_app: {{channel: slack, post_to: C0WARROOM, signing_secret_env: SLACK_SIGNING_SECRET, app_id: A0APP, team_id: T0TEST}}
+""")
+    os.environ["SLACK_BOT_TOKEN"] = slack.token  # for the runner started below
+    incident = f"INC-remote-{time.monotonic_ns()}"
+    elsewhere = {"BREAKGLASS_HOME": str(tmp_path / "owner-laptop")}  # knows nothing of the incident
+    try:
+        process = _start(tmp_path, inventory, chain, incident)
+    finally:
+        os.environ.pop("SLACK_BOT_TOKEN", None)
+
+    def sign(key: str) -> subprocess.CompletedProcess[str]:
+        made = Account.from_key(dev_key(key)).unsafe_sign_hash(bytes.fromhex(proposal["safe_tx_hash"][2:]))
+        raw = made.r.to_bytes(32, "big").hex() + made.s.to_bytes(32, "big").hex() + bytes([made.v]).hex()
+        return cli("sign", incident, proposal["safe_tx_hash"], "--signature", "0x" + raw, "--json", env=elsewhere)
+
+    try:
+        proposal = _wait_for_proposal(home, incident)
+        forged = sign("attacker")  # filed, then refused by the runner: it never counts
+        assert forged.returncode == 0 and json.loads(forged.stdout)["status"] == "submitted", forged.stderr
+        journal = next((home / "incidents" / incident).glob("runs/*/journal.jsonl"))
+        deadline = time.monotonic() + 30
+        while '"safe_signature_refused"' not in journal.read_text():
+            assert time.monotonic() < deadline, "the runner did not judge the remote signature"
+            time.sleep(0.2)
+        assert "breakglass sign (remote)" in journal.read_text() and process.poll() is None and not _paused(chain)
+        bob = sign("bob")
+        assert bob.returncode == 0, bob.stderr
+        assert json.loads(bob.stdout)["owner"] == chain.addresses["fixture:bob"]
+        stdout, stderr = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 0, stderr
+    out = json.loads(stdout)["steps"][0]["outputs"]["results"][0]
+    assert out["status"] == "paused" and chain.addresses["fixture:bob"] in out["safe_owners_signed"] and _paused(chain)
+    assert not (tmp_path / "owner-laptop" / "incidents" / incident).exists()
+    posted = [m for m in slack.messages["C0WARROOM"] if "Safe transaction needs" in m["text"]]
+    slack.close()
+    assert len(posted) == 1, slack.messages  # the war room sees what to verify and how to sign, once
+    text = posted[0]["blocks"][0]["text"]["text"]
+    assert f"safeTxHash `{proposal['safe_tx_hash']}`" in text and f"breakglass sign {incident} " in text
+    assert f"Safe `{safe}` · nonce 0" in text
 
 
 def test_check_fails_when_one_host_holds_a_threshold_of_owner_keys(protocol, tmp_path) -> None:
