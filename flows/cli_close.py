@@ -19,7 +19,9 @@ def close(incident: str, as_: AsOpt = None,
           as_json: JsonOpt = False) -> int:
     """Close an incident: stop its runner, cancel its runs (in Prefect too), release its gates, tell the war room.
 
-    Afterwards resume, approve and ack refuse it, and the same alert opens a new incident."""
+    Afterwards resume, approve and ack refuse it, and the same alert opens a new incident.
+
+    Example: breakglass close INC-20261205-0001 --as alice --reason "contained; vault paused" --resolution contained"""
     from breakglass.flows import closing
 
     if not as_:

@@ -96,6 +96,18 @@ def cancel_flow_runs(api: Api, flow_run_ids: list[str], message: str) -> list[st
     return changed
 
 
+def live_flow_runs(client_: Any, prefix: str, limit: int = 20) -> list[Any]:
+    """Running or paused flow runs whose name starts with ``prefix`` (a run's flow runs are named ``<incident>/<run>``)."""
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState
+    from prefect.client.schemas.filters import FlowRunFilterStateType as TypeFilter
+    from prefect.client.schemas.objects import StateType
+
+    live = FlowRunFilterState(type=TypeFilter(any_=[StateType.RUNNING, StateType.PAUSED]))
+    found = client_.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=prefix), state=live),
+                                   limit=limit)
+    return [r for r in found if r.name.startswith(prefix)]
+
+
 @atexit.register
 def _close() -> None:
     for found in _CLIENTS.values():

@@ -195,10 +195,6 @@ def _os_user() -> str:
 def submit_safe_signature(incident: str, safe_tx_hash: str, signature: bytes) -> dict[str, Any]:
     """`breakglass sign` from another machine: find the incident's running flow runs by name (``<incident>/<run>``)
     and file the signature with each, the way votes travel (the runner checks it before it counts)."""
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName, FlowRunFilterState
-    from prefect.client.schemas.filters import FlowRunFilterStateType as TypeFilter
-    from prefect.client.schemas.objects import StateType
-
     from breakglass.flows import prefectapi
     from breakglass.flows.safesign import input_prefix
     from breakglass.integrations.chain import safe as safe_tx
@@ -208,10 +204,7 @@ def submit_safe_signature(incident: str, safe_tx_hash: str, signature: bytes) ->
     except safe_tx.SafeSignatureError as exc:
         raise BreakglassError(f"signature refused: {exc}") from None
     client = prefectapi.client()
-    live = FlowRunFilterState(type=TypeFilter(any_=[StateType.RUNNING, StateType.PAUSED]))
-    runs = [r for r in client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(like_=f"{incident}/"),
-                                                                          state=live), limit=20)
-            if r.name.startswith(f"{incident}/")]
+    runs = prefectapi.live_flow_runs(client, f"{incident}/")
     if not runs:
         raise BreakglassError(f"no running flow run of incident {incident} in the Prefect API at "
                               f"{client.api_url}; is its runner up, and is PREFECT_API_URL the runner's API?")

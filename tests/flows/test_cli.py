@@ -164,6 +164,7 @@ JSON_FAILURES = {  # every command, made to fail, with --json
     "report": ["report", "INC-nope"],
     "approve": ["approve", "INC-nope", "gate"],
     "ack": ["ack", "INC-nope"],
+    "close": ["close", "INC-nope", "--as", "alice", "--reason", "over"],
     "status": ["status", "INC-nope"],
     "serve": ["serve"],
     "prepare": ["prepare", "playbooks/guardian-key-compromise.yaml"],
