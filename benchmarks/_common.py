@@ -52,7 +52,7 @@ def start_serve(home: Path, inventory: Path, books: Path, env: dict[str, str], *
 
     port = free_port()
     log = open(home / "serve.log", "w")  # noqa: SIM115 - the child keeps it
-    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
+    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "serve", "--inventory", str(inventory),
                                 "--playbooks", str(books), "--port", str(port), *extra], env=env, cwd=ROOT,
                                stdout=subprocess.DEVNULL, stderr=log)
     base = f"http://127.0.0.1:{port}"
@@ -83,7 +83,7 @@ chains:
 
 def shut_down(home: Path, node: Any, *children: subprocess.Popen | None) -> None:
     """Stop the benchmark's children, its local Prefect server and its anvil, whatever happened before."""
-    from breakglass.flows import server
+    from breakglass.flows.run import prefect_server as server
 
     for child in children:
         if child is not None and child.poll() is None:

@@ -29,7 +29,8 @@ HOME = isolate("bench-gate-")
 
 from _gated import broadcast_of, files, key, protocols, summary  # noqa: E402
 
-from breakglass.flows import server, voting  # noqa: E402
+from breakglass.flows.gates import voting  # noqa: E402
+from breakglass.flows.run import prefect_server as server  # noqa: E402
 from breakglass.integrations.chain import anvil  # noqa: E402
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc  # noqa: E402
 
@@ -50,7 +51,7 @@ def main() -> None:
         api = server.start(home)
         os.environ.update(api.settings())
         env.update(api.settings())
-        cli = [sys.executable, "-m", "breakglass.flows.cli"]
+        cli = [sys.executable, "-m", "breakglass.flows.cli.main"]
         subprocess.run([*cli, "prepare", str(playbook), "--inventory", str(inventory)], env=env, check=True,
                        capture_output=True, cwd=ROOT)
         rpc.call("evm_setAutomine", [False])

@@ -30,8 +30,8 @@ HOME = isolate("bench-slack-")
 import httpx  # noqa: E402
 from _gated import SLACK_IDS, broadcast_of, files, key, protocols, summary  # noqa: E402
 
-from breakglass.flows import server  # noqa: E402
-from breakglass.flows.gatestate import load_state  # noqa: E402
+from breakglass.flows.gates.state import load_state  # noqa: E402
+from breakglass.flows.run import prefect_server as server  # noqa: E402
 from breakglass.integrations.chain import anvil  # noqa: E402
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc  # noqa: E402
 

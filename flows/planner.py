@@ -10,12 +10,12 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from breakglass.flows import templating
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.inventory import Inventory
-from breakglass.flows.playbook import Playbook
+from breakglass.flows.language import templating
+from breakglass.flows.language.inventory import Inventory
+from breakglass.flows.language.playbook import Playbook
+from breakglass.flows.language.yamlpos import dotted
 from breakglass.flows.steps import REGISTRY
-from breakglass.flows.yamlpos import dotted
 
 
 @dataclass(frozen=True)

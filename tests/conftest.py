@@ -63,7 +63,7 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def pytest_unconfigure(config: pytest.Config) -> None:
     home = getattr(config, "_breakglass_home", None)
     if home is not None:
-        from breakglass.flows import server
+        from breakglass.flows.run import prefect_server as server
 
         server.stop(home)
         shutil.rmtree(home, ignore_errors=True)
@@ -77,7 +77,7 @@ def home() -> Path:
 @pytest.fixture(scope="session")
 def prefect_api(home: Path):
     """The real local Prefect server that `breakglass` itself manages, started once per session."""
-    from breakglass.flows import server
+    from breakglass.flows.run import prefect_server as server
 
     api = server.start(home)
     os.environ.update(api.settings())
@@ -109,7 +109,7 @@ class Chain:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     """A real anvil with the fixture protocol deployed (about 0.2 s)."""
-    from breakglass.flows import fixture
+    from breakglass.flows.drills import fixture
     from breakglass.integrations.chain import anvil
 
     node = anvil.start(log_dir=tmp_path_factory.mktemp("anvil"))
@@ -125,8 +125,8 @@ def dev_key(account: str) -> str:
     """The private key of one of anvil's public development accounts, by its fixture role."""
     from eth_account import Account
 
-    from breakglass.flows.fixture import ACCOUNTS
-    from breakglass.flows.signers import ANVIL_MNEMONIC
+    from breakglass.flows.drills.fixture import ACCOUNTS
+    from breakglass.flows.effects.unlock import ANVIL_MNEMONIC
 
     Account.enable_unaudited_hdwallet_features()
     return Account.from_mnemonic(ANVIL_MNEMONIC, account_path=f"m/44'/60'/0'/0/{ACCOUNTS[account]}").key.to_0x_hex()
@@ -134,7 +134,7 @@ def dev_key(account: str) -> str:
 
 def fresh_protocol(chain: Chain) -> Chain:
     """A new, unpaused copy of the fixture protocol on the module's anvil."""
-    from breakglass.flows import fixture
+    from breakglass.flows.drills import fixture
 
     with chain.rpc() as rpc:
         deployed = fixture.deploy(rpc)
@@ -169,7 +169,7 @@ signers:
 
 def cli(*args: str, env: dict[str, str] | None = None, timeout: float = 120, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
     """The real `breakglass` command in a subprocess."""
-    return subprocess.run([sys.executable, "-m", "breakglass.flows.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "breakglass.flows.cli.main", *args], capture_output=True, text=True,
                           env={**os.environ, **(env or {})}, timeout=timeout, cwd=cwd)
 
 

@@ -16,17 +16,20 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 
 from pydantic import Field, ValidationError
 
-from breakglass.flows import approvals, attestor, audit, failpoints
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.gatestate import GateState, load_state, state_path
-from breakglass.flows.home import write_private
-from breakglass.flows.records import now
+from breakglass.flows.evidence import audit
+from breakglass.flows.gates import attestor
+from breakglass.flows.gates import rules as approvals
+from breakglass.flows.gates.state import GateState, load_state, state_path
+from breakglass.flows.language.types import Duration, Model, Name
+from breakglass.flows.run import failpoints
+from breakglass.flows.run.home import write_private
+from breakglass.flows.run.records import now
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
-from breakglass.flows.types import Duration, Model, Name
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 POLL = 0.025  # seconds between reads of new votes from Prefect (a vote in this process wakes the gate at once)
 ESCALATION_DATA = ("gate", "waiting_for", "approvers", "authorises", "digest", "minutes")
@@ -137,7 +140,7 @@ class Approval(KindBase):
         return refs
 
     def check(self, step: ApprovalStep, inventory: Inventory | None, playbook_dir: Path) -> list[tuple[tuple[Any, ...], str, str]]:
-        from breakglass.flows import messages
+        from breakglass.flows.language import messages
 
         p = step.with_
         out: list[tuple[tuple[Any, ...], str, str]] = []
@@ -192,7 +195,7 @@ class _Gate:
         audit.append(self.incident_dir, event, run_key=self.ctx.run_key, step=self.step.id, **fields)
 
     def _open(self) -> GateState:
-        from breakglass.flows import intents  # imports the planner, which imports this registry
+        from breakglass.flows.gates import intents  # imports the planner, which imports this registry
 
         ctx, p = self.ctx, self.p
         found = self.host.intents(self.step.id)

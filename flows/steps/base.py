@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from pydantic import Field
 
-from breakglass.flows.types import Duration, Ident, Model
+from breakglass.flows.language.types import Duration, Ident, Model
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 
 class StepBase(Model):

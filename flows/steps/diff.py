@@ -15,14 +15,14 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from pydantic import Field
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.home import write_private
+from breakglass.flows.language.suggest import closest
+from breakglass.flows.language.types import Ident, Model, Name, is_template
+from breakglass.flows.run.home import write_private
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
-from breakglass.flows.suggest import closest
-from breakglass.flows.types import Ident, Model, Name, is_template
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 FailRule = Literal["unpaused", "role_granted", "balance_drop", "any_change"]
 SECTIONS = ("balances", "paused", "roles", "calls", "storage")
@@ -213,7 +213,7 @@ class Diff(KindBase):
 
     def check_steps(self, step: DiffStep, playbook: Any) -> list[tuple[tuple[Any, ...], str, str]]:
         """Rules about the other steps: both sides are snapshots taken before this step, of one chain."""
-        from breakglass.flows.checks import ancestors  # checks imports the registry, which imports this module
+        from breakglass.flows.language.checks import ancestors  # checks imports the registry, which imports this module
 
         p, steps, parents = step.with_, {s.id: s for s in playbook.steps}, ancestors(playbook)
         snapshots = [s.id for s in playbook.steps if s.kind == "snapshot"]

@@ -14,15 +14,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows import delivery, messages, watchlists
+from breakglass.flows.effects import delivery
+from breakglass.flows.effects import watchlist_versions as watchlists
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.language import messages
+from breakglass.flows.language.types import Model, Name, NameExpr, is_template
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
-from breakglass.flows.types import Model, Name, NameExpr, is_template
 from breakglass.integrations.notify.base import Message
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 
 NOW_AT_SENDING = "(filled in when sent)"  # `now` in a gate's digest: it is filled in at sending

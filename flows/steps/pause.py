@@ -15,17 +15,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from breakglass.flows import onchain, pausespec, prepared, safe
+from breakglass.flows.effects import onchain, prepared, safe
+from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.signers import SafeGuardian
+from breakglass.flows.language import pausespec
+from breakglass.flows.language.types import Model, Name
 from breakglass.flows.steps.base import KindBase, Problem, Ref, StepBase
 from breakglass.flows.steps.txintent import fees, signer_ref
-from breakglass.flows.types import Model, Name
 from breakglass.integrations.chain import abi
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 
 class PauseParams(Model):

@@ -14,19 +14,19 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows import onchain, safe
-from breakglass.flows.callargs import role_id
+from breakglass.flows.effects import onchain, safe
+from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.signers import SafeGuardian
+from breakglass.flows.language.callargs import role_id
+from breakglass.flows.language.types import AddressExpr, Model, Name, RoleId, is_template
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.steps.txintent import fees, signer_ref
-from breakglass.flows.types import AddressExpr, Model, Name, RoleId, is_template
 from breakglass.integrations.chain import abi, multicall
 from breakglass.integrations.chain.rpc import RpcError
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 HAS_ROLE = abi.parse("hasRole(bytes32,address)(bool)")
 REVOKE_ROLE = abi.parse("revokeRole(bytes32,address)")

@@ -16,19 +16,19 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from eth_utils import to_checksum_address
 from pydantic import Field
 
-from breakglass.flows import onchain, safe
+from breakglass.flows.effects import onchain, safe
+from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.signers import SafeGuardian
+from breakglass.flows.language.types import AccountRef, AddressExpr, Model, Name, is_template
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.steps.txintent import fees, signer_ref
-from breakglass.flows.types import AccountRef, AddressExpr, Model, Name, is_template
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain import safe as safe_tx
 from breakglass.integrations.chain.rpc import RpcUnavailable
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 SENTINEL = "0x0000000000000000000000000000000000000001"
 SWAP_OWNER = abi.parse("swapOwner(address,address,address)")

@@ -15,17 +15,17 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows import pausespec
-from breakglass.flows.callargs import coerce_args, role_id, signature_problem
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.language import pausespec
+from breakglass.flows.language.callargs import coerce_args, role_id, signature_problem
+from breakglass.flows.language.types import AccountRef, Expr, Model, Name, NameExpr, RoleId, StorageSlot, is_template
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
-from breakglass.flows.types import AccountRef, Expr, Model, Name, NameExpr, RoleId, StorageSlot, is_template
 from breakglass.integrations.chain import abi, multicall
 from breakglass.integrations.chain.rpc import RpcError
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 BALANCE_OF = abi.parse("balanceOf(address)(uint256)")
 HAS_ROLE = abi.parse("hasRole(bytes32,address)(bool)")

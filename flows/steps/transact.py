@@ -10,18 +10,18 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows import onchain, safe
-from breakglass.flows.callargs import coerce_args, signature_problem
+from breakglass.flows.effects import onchain, safe
+from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.signers import SafeGuardian
+from breakglass.flows.language.callargs import coerce_args, signature_problem
+from breakglass.flows.language.types import Model, Name, is_template
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.steps.txintent import fees, signer_ref
-from breakglass.flows.types import Model, Name, is_template
 from breakglass.integrations.chain import abi
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 
 class TransactParams(Model):

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from breakglass.flows.signers import SafeGuardian
+from breakglass.flows.effects.unlock import SafeGuardian
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
+    from breakglass.flows.run.context import StepContext
 
 
 def signer_ref(ctx: StepContext, name: str) -> str:

@@ -7,12 +7,12 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
+from breakglass.flows.language.types import Duration, Model, Name
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
-from breakglass.flows.types import Duration, Model, Name
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 
 class WaitParams(Model):

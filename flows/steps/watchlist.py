@@ -13,15 +13,16 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows import delivery, watchlists
+from breakglass.flows.effects import delivery
+from breakglass.flows.effects import watchlist_versions as watchlists
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.language.types import AddressExpr, Expr, Model, Name, NameExpr, TxHash
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
-from breakglass.flows.types import AddressExpr, Expr, Model, Name, NameExpr, TxHash
 from breakglass.integrations.notify.base import Message
 
 if TYPE_CHECKING:
-    from breakglass.flows.context import StepContext
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.context import StepContext
 
 
 class Entry(Model):

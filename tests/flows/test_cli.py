@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows.cli import main
+from breakglass.flows.cli.main import main
 from tests.conftest import REPO, cli
 
 FLAGSHIP = "playbooks/guardian-key-compromise.yaml"
@@ -126,7 +126,7 @@ def test_schema_command_matches_committed_files(capsys) -> None:
 
 
 def test_bug_exits_3_with_a_traceback_and_a_hint(capsys, monkeypatch) -> None:
-    from breakglass.flows import validate as validate_mod
+    from breakglass.flows.language import validate as validate_mod
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("synthetic bug")
@@ -138,7 +138,7 @@ def test_bug_exits_3_with_a_traceback_and_a_hint(capsys, monkeypatch) -> None:
 
 
 def test_ctrl_c_exits_130(capsys, monkeypatch) -> None:
-    from breakglass.flows import validate as validate_mod
+    from breakglass.flows.language import validate as validate_mod
 
     def interrupt(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt
@@ -182,7 +182,7 @@ JSON_FAILURES = {  # every command, made to fail, with --json
 def _commands() -> set[str]:
     import typer
 
-    from breakglass.flows.cli_base import app
+    from breakglass.flows.cli.base import app
 
     def walk(group, prefix: str) -> set[str]:
         found = set()
@@ -229,7 +229,7 @@ def test_check_takes_its_inventory_positionally_or_by_option(capsys) -> None:
 
 
 def test_shipped_files_carry_a_schema_modeline_and_install_adds_one(capsys, tmp_path: Path) -> None:
-    from breakglass.flows.modeline import PREFIX
+    from breakglass.flows.language.modeline import PREFIX
 
     shipped = sorted((REPO / "playbooks").rglob("*.yaml"))
     for path in shipped:

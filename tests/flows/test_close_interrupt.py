@@ -124,7 +124,7 @@ def _drill_at_gate(home: Path, tmp_path: Path, tag: str) -> tuple[subprocess.Pop
     book = tmp_path / "drill-gate.yaml"
     book.write_text(DRILL_GATE)
     name = f"DRILL-{tag}-{os.getpid()}-{time.monotonic_ns()}"
-    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "drill", str(book), "--inventory",
+    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "drill", str(book), "--inventory",
                                 "playbooks/inventories/drill.yaml", "--incident", name, "--json"],
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
     gate = home / "incidents" / name / "runs"

@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from breakglass.flows.context import Bindings, StepContext
 from breakglass.flows.errors import BreakglassError, SpecError
-from breakglass.flows.loader import load, require
+from breakglass.flows.language.loader import load, require
+from breakglass.flows.language.validate import load_playbook
+from breakglass.flows.run.context import Bindings, StepContext
 from breakglass.flows.steps.diff import HANDLER, DiffFailed, DiffStep, compare
 from breakglass.flows.steps.snapshot import SnapshotParams, take
-from breakglass.flows.validate import load_playbook
 from breakglass.integrations.chain import abi
 from tests.conftest import cli, fresh_protocol, live_inventory, mined
 

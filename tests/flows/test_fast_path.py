@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from breakglass.flows.errors import SpecError
-from breakglass.flows.validate import load_playbook
+from breakglass.flows.language.validate import load_playbook
 from tests.conftest import cli, dev_key, fresh_protocol, live_inventory, mined
 
 PREPARED = """apiVersion: breakglass/v1
@@ -137,8 +137,8 @@ def test_a_prepared_pause_can_wait_only_for_gates(tmp_path: Path) -> None:
 
 
 def test_staleness_rules() -> None:
-    from breakglass.flows.inventory import Inventory
-    from breakglass.flows.prepared import PreparedTx, _stale
+    from breakglass.flows.effects.prepared import PreparedTx, _stale
+    from breakglass.flows.language.inventory import Inventory
 
     inventory = Inventory.model_validate({"apiVersion": "breakglass/v1", "kind": "Inventory", "name": "t", "chains": {
         "ethereum": {"chain_id": 1, "block_time": 12, "rpc": [{"env": "X"}]}}})

@@ -205,8 +205,8 @@ def test_every_library_playbook_validates_against_the_fork_drill_inventory(tmp_p
     """The inventory a fork drill derives from the example keeps the alert sources the playbooks' triggers name."""
     import yaml
 
-    from breakglass.flows import forkdrill
-    from breakglass.flows.validate import load_playbook
+    from breakglass.flows.drills import fork as forkdrill
+    from breakglass.flows.language.validate import load_playbook
 
     derived = forkdrill.derive(yaml.safe_load((REPO / "playbooks" / "inventories" / "example.yaml").read_text()))
     assert derived["alert_sources"] and derived["mode"] == "drill"

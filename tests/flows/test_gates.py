@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows import audit
+from breakglass.flows.evidence import audit
 from tests.conftest import REPO, cli, dev_key, fresh_protocol, live_inventory
 
 PAUSE_SELECTOR = "0x8456cb59"
@@ -81,7 +81,7 @@ class Run:
 
     def start(self, *args: str, failpoint: str | None = None) -> Run:
         extra = {"BREAKGLASS_TEST_CRASH_AT": failpoint} if failpoint else {}
-        self.process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", *args], stdout=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", *args], stdout=subprocess.PIPE,
                                         stderr=subprocess.PIPE, text=True, env={**os.environ, **self.env, **extra}, cwd=REPO)
         return self
 
@@ -178,7 +178,7 @@ def test_two_of_three_signed_votes_from_distinct_non_initiators_pass_the_gate(pr
     assert "'mallory' is not on the roster" in refused["not on roster"].stderr
     assert "which is not bob's roster address" in refused["foreign key"].stderr
 
-    from breakglass.flows import voting
+    from breakglass.flows.gates import voting
 
     sneaky = voting.make_vote(voting.locate(home, run.incident, "gate"), "gate", "bob", reject=False, reason="",
                               channel="signed", account=None)  # unsigned but claiming 'signed', sent straight to Prefect
@@ -425,7 +425,7 @@ def test_approve_and_ack_refuse_unknown_incidents_steps_and_people(prefect_api, 
 def test_a_gate_that_needs_signed_votes_offers_no_unsigned_vote_in_the_prefect_ui() -> None:
     from types import SimpleNamespace
 
-    from breakglass.flows.gatehost import form_text
+    from breakglass.flows.run.gatehost import form_text
 
     state = SimpleNamespace(step="approve-external", quorum=2, eligible={"alice": None, "bob": None, "carol": None},
                             authorises=["bridge-rate-limit-zero: setRateLimit(0) on bridge"], digest="0x" + "ab" * 32,

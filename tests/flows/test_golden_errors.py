@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows.cli import main
+from breakglass.flows.cli.main import main
 from tests.conftest import DATA, REPO
 
 CASES = sorted(p.stem for p in (DATA / "invalid").glob("*.yaml"))

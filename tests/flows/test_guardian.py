@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from breakglass.flows import fixture
+from breakglass.flows.drills import fixture
 from breakglass.integrations.chain import abi, anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
 from tests.conftest import Chain, cli, dev_key, fresh_protocol, live_inventory, mined
@@ -252,7 +252,7 @@ def test_evicted_underpriced_pause_is_repriced_not_waited_on(prefect_api, own_ch
     incident = f"INC-evict-{time.monotonic_ns()}"
     with chain.rpc() as rpc:
         rpc.call("evm_setAutomine", [False])
-        process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "run", str(_playbook(tmp_path, PAUSE_VAULT)),
+        process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "run", str(_playbook(tmp_path, PAUSE_VAULT)),
                                     "--inventory", str(inventory), "--yes", "--incident", incident],
                                    env={**__import__("os").environ, **_env(chain)}, cwd=REPO,
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

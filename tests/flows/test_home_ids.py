@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.home import check_id
-from breakglass.flows.runstore import Store
+from breakglass.flows.run.home import check_id
+from breakglass.flows.run.runstore import Store
 from tests.conftest import cli
 
 

@@ -82,7 +82,7 @@ class Serve:
 
     def start(self, failpoint: str | None = None) -> Serve:
         extra = {"BREAKGLASS_TEST_CRASH_AT": failpoint, "BREAKGLASS_TEST_CRASH_DELAY": "1"} if failpoint else {}
-        self.process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(self.inventory),
+        self.process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "serve", "--inventory", str(self.inventory),
                                          "--playbooks", str(self.books), "--port", str(self.port)],
                                         env={**self.env, **extra}, cwd=REPO, stdout=subprocess.DEVNULL,
                                         stderr=subprocess.PIPE, text=True)
@@ -345,8 +345,8 @@ def test_each_source_starts_its_playbook_once(intake, source) -> None:
 
 
 def test_an_adapter_bug_is_a_400_with_an_audit_line_not_a_500(chain, tmp_path, monkeypatch) -> None:
-    from breakglass.flows import intake as intake_module
-    from breakglass.flows.validate import load_inventory
+    from breakglass.flows.language.validate import load_inventory
+    from breakglass.flows.service import intake as intake_module
 
     class Broken:
         source = "generic"

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from breakglass.flows import chainkey, fixture, noncegap, signerlock
+from breakglass.flows.drills import fixture
+from breakglass.flows.effects import chainkey, noncegap, signerlock
 from breakglass.integrations.chain import anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
 from tests.conftest import REPO, Chain, cli, dev_key, live_inventory, wait_for
@@ -82,7 +83,7 @@ def test_a_nonce_gap_is_named_by_check_shown_by_status_and_healed_with_one_pause
         assert f"the chain's nonce is {start}" in gap["detail"] and guardian in gap["detail"]
 
         incident = f"INC-gap-{time.monotonic_ns()}"
-        process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "run", str(playbook), "--inventory",
+        process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "run", str(playbook), "--inventory",
                                     str(inventory), "--yes", "--json", "--incident", incident],
                                    env={**os.environ, **_env(chain)}, cwd=REPO, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)

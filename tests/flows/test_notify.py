@@ -192,7 +192,7 @@ def test_nobody_reachable_fails_the_step_and_names_who(prefect_api, servers, tmp
 
 def _validate(tmp: Path, template_body: str | None, to: str, approved: bool) -> str:
     from breakglass.flows.errors import SpecError
-    from breakglass.flows.validate import load_playbook
+    from breakglass.flows.language.validate import load_playbook
 
     (tmp / "templates").mkdir(exist_ok=True)
     if template_body is not None:
@@ -242,8 +242,8 @@ def test_template_mistakes_are_caught_at_validate(tmp_path) -> None:
 def test_check_warns_about_contacts_not_verified_for_90_days() -> None:
     from datetime import date
 
-    from breakglass.flows import check
-    from breakglass.flows.inventory import Inventory
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.readiness import check
 
     inventory = Inventory.model_validate({
         "apiVersion": "breakglass/v1", "kind": "Inventory", "name": "c", "channels": {"smtp": {"kind": "email", "host": "h", "sender": "a@b.example"}},

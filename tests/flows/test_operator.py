@@ -78,7 +78,7 @@ def test_a_drill_piped_to_a_file_at_80_columns_keeps_the_whole_revert_reason(pre
                     "    with: {chain: ethereum, paused: [vault]}\n")
     log = tmp_path / "drill.log"
     with log.open("w") as sink:  # not a terminal: rich assumes 80 columns
-        done = subprocess.run([sys.executable, "-m", "breakglass.flows.cli", "drill", str(book)], stdout=sink,
+        done = subprocess.run([sys.executable, "-m", "breakglass.flows.cli.main", "drill", str(book)], stdout=sink,
                               stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "80"}, cwd=tmp_path, timeout=300)
     text = log.read_text()
     assert done.returncode == 2, text
@@ -99,7 +99,7 @@ def test_a_drill_piped_to_a_file_at_80_columns_keeps_the_whole_revert_reason(pre
 
 def test_the_report_of_a_cold_drill_starts_at_the_first_event(tmp_path: Path) -> None:
     """A fresh home: the drill itself starts the Prefect server (its start-up is a band of its own)."""
-    from breakglass.flows import server
+    from breakglass.flows.run import prefect_server as server
 
     cold = tmp_path / "home"
     book = tmp_path / "fast.yaml"
@@ -110,13 +110,13 @@ def test_the_report_of_a_cold_drill_starts_at_the_first_event(tmp_path: Path) ->
     env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
     env.update(BREAKGLASS_HOME=str(cold), PREFECT_SERVER_ANALYTICS_ENABLED="false")
     try:
-        drilled = subprocess.run([sys.executable, "-m", "breakglass.flows.cli", "drill", str(book), "--json"],
+        drilled = subprocess.run([sys.executable, "-m", "breakglass.flows.cli.main", "drill", str(book), "--json"],
                                  capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
         assert drilled.returncode == 0, drilled.stderr
         assert "starting the local Prefect server" in drilled.stderr and "Prefect server ready in" in drilled.stderr
         record = json.loads(drilled.stdout)
         page = tmp_path / "cold.html"
-        made = subprocess.run([sys.executable, "-m", "breakglass.flows.cli", "report", record["incident"], "--format",
+        made = subprocess.run([sys.executable, "-m", "breakglass.flows.cli.main", "report", record["incident"], "--format",
                                "html", "--out", str(page)], capture_output=True, text=True, env=env, timeout=120)
         assert made.returncode == 0, made.stderr
     finally:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows import checkrows
+from breakglass.flows.readiness import rows as checkrows
 from tests.conftest import REPO, Chain, cli, dev_key, fresh_protocol
 
 pytestmark = pytest.mark.slow
@@ -183,8 +183,8 @@ def test_serve_readyz_names_every_missing_credential_and_logs_refused_alerts(pre
                                                                             monkeypatch, caplog) -> None:
     from fastapi.testclient import TestClient
 
-    from breakglass.flows import intake
-    from breakglass.flows import serve as serve_mod
+    from breakglass.flows.service import intake
+    from breakglass.flows.service import serve as serve_mod
 
     chain = fresh_protocol(chain)
     a = chain.addresses
@@ -252,8 +252,8 @@ def test_the_fast_path_never_broadcasts_to_an_address_without_code(prefect_api, 
 
 def test_a_run_is_never_refused_for_what_only_serve_reads(tmp_path: Path) -> None:
     """Alert sources' credentials and the Slack app's secrets are read by `serve`, not by a run started by hand."""
-    from breakglass.flows import preflight
-    from breakglass.flows.validate import load_playbook
+    from breakglass.flows.language.validate import load_playbook
+    from breakglass.flows.readiness import preflight
 
     inventory_path = REPO / "playbooks" / "inventories" / "example.yaml"
     playbook, inventory = load_playbook(REPO / "playbooks" / "active-drain.yaml", inventory_path)

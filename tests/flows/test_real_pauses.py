@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows import pausespec
-from breakglass.flows.inventory import Contract
+from breakglass.flows.language import pausespec
+from breakglass.flows.language.inventory import Contract
 from breakglass.integrations.chain import abi
 from tests.conftest import REPO, Chain, cli, dev_key, fresh_protocol, mined
 
@@ -234,9 +234,10 @@ expectations:
 def test_gate_digest_binds_each_pause_call_with_its_arguments(tmp_path) -> None:
     import logging
 
-    from breakglass.flows import approvals, intents
-    from breakglass.flows.context import Bindings, StepContext
-    from breakglass.flows.validate import load_playbook
+    from breakglass.flows.gates import intents
+    from breakglass.flows.gates import rules as approvals
+    from breakglass.flows.language.validate import load_playbook
+    from breakglass.flows.run.context import Bindings, StepContext
 
     chain = Chain("http://127.0.0.1:1", {"fixture:bridge-config": "0x" + "11" * 20, "fixture:pool": "0x" + "22" * 20,
                                          "fixture:multicall": "0x" + "33" * 20, "fixture:guardian": "0x" + "44" * 20}, None, None)
@@ -288,7 +289,7 @@ expectations:
 
 
 def test_validate_a_drill_spec_uses_the_given_inventory(tmp_path, capsys) -> None:
-    from breakglass.flows.cli import main
+    from breakglass.flows.cli.main import main
 
     drill_inventory = (REPO / "playbooks" / "inventories" / "drill.yaml").read_text()
     other = tmp_path / "other.yaml"

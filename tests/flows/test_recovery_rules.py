@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows import recovery
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.records import FileRef, RunRecord, StepRecord
-from breakglass.flows.validate import load_playbook
+from breakglass.flows.language.validate import load_playbook
+from breakglass.flows.run import recovery
+from breakglass.flows.run.records import FileRef, RunRecord, StepRecord
 from tests.conftest import REPO
 
 BOOK = """apiVersion: breakglass/v1

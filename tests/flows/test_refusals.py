@@ -5,8 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from breakglass.flows import audit
-from breakglass.flows.refusals import REASONS, SAMPLES, RefusalLog
+from breakglass.flows.evidence import audit
+from breakglass.flows.service.refusals import REASONS, SAMPLES, RefusalLog
 
 
 def test_a_minute_of_refusals_is_one_line_then_one_summary(tmp_path: Path) -> None:

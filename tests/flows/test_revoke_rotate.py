@@ -11,9 +11,9 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from breakglass.flows import fixture
+from breakglass.flows.drills import fixture
 from breakglass.flows.errors import SpecError
-from breakglass.flows.validate import load_playbook
+from breakglass.flows.language.validate import load_playbook
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain import safe as safe_tx
 from tests.conftest import cli, dev_key, fresh_protocol, live_inventory, mined
@@ -160,9 +160,11 @@ def test_a_gate_in_front_shows_and_digests_the_exact_calls(chain, tmp_path, monk
     import hashlib
     import logging
 
-    from breakglass.flows import intents, signers, templating
-    from breakglass.flows.context import Bindings, StepContext
-    from breakglass.flows.journal import Journal
+    from breakglass.flows.effects import unlock as signers
+    from breakglass.flows.gates import intents
+    from breakglass.flows.language import templating
+    from breakglass.flows.run.context import Bindings, StepContext
+    from breakglass.flows.run.journal import Journal
 
     a = chain.addresses
     compromised, backup = a["fixture:alice"], a["fixture:backup-guardian"]

@@ -91,7 +91,7 @@ steps:
 def test_live_run_needs_confirmation_when_not_interactive(prefect_api, chain, env, tmp_path: Path) -> None:
     inventory = live_inventory(tmp_path, chain)
     playbook = _playbook(tmp_path, "steps:\n  - {id: w, kind: wait, with: {seconds: 0.1}}\n")
-    result = subprocess.run([sys.executable, "-m", "breakglass.flows.cli", "run", str(playbook), "--inventory", str(inventory)],
+    result = subprocess.run([sys.executable, "-m", "breakglass.flows.cli.main", "run", str(playbook), "--inventory", str(inventory)],
                             capture_output=True, text=True, stdin=subprocess.DEVNULL, env={**os.environ, **env}, cwd=REPO)
     assert result.returncode == 1
     assert "LIVE run and stdin is not a terminal: pass --yes" in result.stderr
@@ -115,7 +115,7 @@ def test_kill_9_between_steps_then_resume_skips_completed_steps(prefect_api, cha
 """)
     incident = f"INC-kill-{os.getpid()}-{time.monotonic_ns()}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "breakglass.flows.cli", "run", str(playbook), "--inventory", str(inventory), "--yes",
+        [sys.executable, "-m", "breakglass.flows.cli.main", "run", str(playbook), "--inventory", str(inventory), "--yes",
          "--incident", incident], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env}, cwd=REPO)
     records = home / "incidents" / incident / "runs"
 
@@ -159,7 +159,7 @@ def test_resume_refuses_while_the_runner_is_alive(prefect_api, chain, env, home:
     playbook = _playbook(tmp_path, "steps:\n  - {id: hold, kind: wait, with: {seconds: 5}}\n")
     incident = f"INC-alive-{os.getpid()}-{time.monotonic_ns()}"
     process = subprocess.Popen(
-        [sys.executable, "-m", "breakglass.flows.cli", "run", str(playbook), "--inventory", str(inventory), "--yes",
+        [sys.executable, "-m", "breakglass.flows.cli.main", "run", str(playbook), "--inventory", str(inventory), "--yes",
          "--incident", incident], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env={**os.environ, **env}, cwd=REPO)
     try:
         _wait_for(lambda: any(p.read_text().count('"running"') >= 2 for p in (home / "incidents" / incident).glob("runs/*/record.json")))

@@ -13,7 +13,7 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from breakglass.flows import fixture
+from breakglass.flows.drills import fixture
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain import safe as safe_tx
 from tests.conftest import REPO, cli, dev_key, fresh_protocol, live_inventory, mined
@@ -61,7 +61,7 @@ def _paused(chain) -> bool:
 
 def _start(tmp: Path, inventory: Path, chain, incident: str) -> subprocess.Popen[str]:
     """A run in the background, which will wait for owner signatures."""
-    return subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "run", str(_playbook(tmp)), "--inventory",
+    return subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "run", str(_playbook(tmp)), "--inventory",
                              str(inventory), "--yes", "--json", "--incident", incident],
                             env={**os.environ, **_env(chain)}, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -239,7 +239,7 @@ def test_a_safe_whose_threshold_changed_since_the_proposal_is_refused(prefect_ap
 
 def test_a_safe_guardian_cannot_be_prepared(protocol, tmp_path) -> None:
     from breakglass.flows.errors import SpecError
-    from breakglass.flows.validate import load_playbook
+    from breakglass.flows.language.validate import load_playbook
 
     chain, safe = protocol
     inventory = _inventory(tmp_path, chain, safe, ["alice"])

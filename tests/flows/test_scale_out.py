@@ -218,7 +218,7 @@ HOLDER = """
 import json, sys, time
 from pathlib import Path
 from breakglass.flows import signerlock
-from breakglass.flows.chainkey import ChainKey
+from breakglass.flows.effects.chainkey import ChainKey
 signerlock.configure(distributed=sys.argv[2] == "prefect")
 spans = []
 for _ in range(4):
@@ -262,7 +262,7 @@ def test_a_failed_hand_off_is_recorded_on_the_run_never_left_silent(cluster) -> 
 
 
 def test_server_start_database_urls_are_checked_and_never_shown_with_their_password(tmp_path) -> None:
-    from breakglass.flows.server import redact_url
+    from breakglass.flows.run.prefect_server import redact_url
     from tests.conftest import cli
 
     env = {"BREAKGLASS_HOME": str(tmp_path), "PREFECT_API_URL": ""}

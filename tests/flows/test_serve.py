@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from breakglass.flows import audit
+from breakglass.flows.evidence import audit
 from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory, wait_for, wait_healthy
 from tests.flows.test_gates import pause_transactions
 from tests.helpers.jsonhttp import JsonServer
@@ -113,7 +113,7 @@ def start_serve(chain, home: Path, tmp_path: Path, socket_url: str | None = None
     env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"),
            "SLACK_BOT_TOKEN": slack.token, "SLACK_SIGNING_SECRET": SECRET, "PD_ROUTING_KEY": "pd-routing-key-secret",
            "BREAKGLASS_SERVE_TOKEN": "serve-token-secret", "SLACK_APP_TOKEN": slack.app_token, **(env_extra or {})}
-    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
+    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "serve", "--inventory", str(inventory),
                                 "--playbooks", str(books), "--port", str(port)], env=env, cwd=REPO,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"
@@ -242,7 +242,7 @@ def test_serve_shuts_down_on_sigterm(served) -> None:
 def handler_app(prefect_api, chain, home, tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from breakglass.flows import serve as serve_mod
+    from breakglass.flows.service import serve as serve_mod
 
     tmp = tmp_path_factory.mktemp("fuzz")
     slack = SlackServer()
@@ -339,9 +339,9 @@ steps:
 
 
 def test_serve_keeps_prepared_pauses_fresh_and_says_why_it_is_not_ready(prefect_api, chain, home, tmp_path, monkeypatch) -> None:
-    from breakglass.flows import prepared
-    from breakglass.flows import serve as serve_mod
-    from breakglass.flows.validate import load_inventory
+    from breakglass.flows.effects import prepared
+    from breakglass.flows.language.validate import load_inventory
+    from breakglass.flows.service import serve as serve_mod
 
     chain = fresh_protocol(chain)
     books = tmp_path / "books"
@@ -350,7 +350,7 @@ def test_serve_keeps_prepared_pauses_fresh_and_says_why_it_is_not_ready(prefect_
     inventory = live_inventory(tmp_path, chain)
     port = free_port()
     env = {**os.environ, "BG_TEST_RPC_URL": chain.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian")}
-    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
+    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "serve", "--inventory", str(inventory),
                                 "--playbooks", str(books), "--port", str(port), "--refresh", "0.5"], env=env, cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     try:

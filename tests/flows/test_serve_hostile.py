@@ -48,7 +48,7 @@ def hostile(prefect_api, chain, tmp_path_factory):
            "GENERIC_TOKEN": TOKEN, "OZ_SECRET": "oz-secret", "DEFENDER_SECRET": "defender-secret",
            "TENDERLY_KEY": "tenderly-key", "AM_USER": "am", "AM_PASSWORD": "am-password",
            "BREAKGLASS_HOME": str(tmp / "home")}
-    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory", str(inventory),
+    process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "serve", "--inventory", str(inventory),
                                 "--playbooks", str(books), "--port", str(port)], env=env, cwd=REPO,
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     base = f"http://127.0.0.1:{port}"

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from breakglass.flows import audit
+from breakglass.flows.evidence import audit
 from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory, wait_for, wait_healthy
 from tests.flows.test_gates import pause_transactions
 from tests.flows.test_serve import (
@@ -73,7 +73,7 @@ class Service:
     def start(self) -> Service:
         self.starts += 1
         log = open(self.tmp / f"serve-{self.starts}.log", "w")  # noqa: SIM115 - the process owns it
-        self.process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", "serve", "--inventory",
+        self.process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", "serve", "--inventory",
                                          str(self.inventory), "--playbooks", str(self.books), "--port", str(self.port)],
                                         env=self.env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=log, text=True)
         wait_healthy(self.base, self.process)

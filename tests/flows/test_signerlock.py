@@ -11,9 +11,10 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows import prefectapi, signerlock
-from breakglass.flows.chainkey import ChainKey
+from breakglass.flows.effects import signerlock
+from breakglass.flows.effects.chainkey import ChainKey
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.run import prefect_api as prefectapi
 
 CHAIN, SIGNER = ChainKey(31337, "0x" + "ee" * 32), "0x" + "cd" * 20
 

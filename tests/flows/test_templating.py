@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from breakglass.flows import templating
+from breakglass.flows.language import templating
 
 
 def _refs(text: str, condition: bool = False) -> set[str]:

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows import watchlists
+from breakglass.flows.effects import watchlist_versions as watchlists
 from breakglass.flows.errors import SpecError
-from breakglass.flows.validate import load_playbook
+from breakglass.flows.language.validate import load_playbook
 from tests.conftest import REPO, cli
 
 A = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from breakglass.flows.yamlpos import YamlError, parse
+from breakglass.flows.language.yamlpos import YamlError, parse
 
 
 def test_only_true_and_false_are_booleans() -> None:

@@ -43,7 +43,7 @@ class Cluster:
         self.url = ""
 
     def cli(self, *args: str, timeout: float = 120, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "breakglass.flows.cli", *args], capture_output=True, text=True,
+        return subprocess.run([sys.executable, "-m", "breakglass.flows.cli.main", *args], capture_output=True, text=True,
                               env={**self.env, **(env or {})}, timeout=timeout, cwd=REPO)
 
     def up(self) -> Cluster:
@@ -63,7 +63,7 @@ class Cluster:
 
     def _spawn(self, name: str, args: list[str], env: dict[str, str] | None = None) -> subprocess.Popen:
         log = open(self.root / f"{name}.log", "ab")  # noqa: SIM115 - a file, never an unread pipe
-        process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli", *args], env={**self.env, **(env or {})},
+        process = subprocess.Popen([sys.executable, "-m", "breakglass.flows.cli.main", *args], env={**self.env, **(env or {})},
                                    cwd=REPO, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
         log.close()
         self.processes[name] = process

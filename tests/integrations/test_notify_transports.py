@@ -182,7 +182,7 @@ def test_telegram_send_message_against_a_local_bot_api() -> None:
 def test_every_channel_kind_an_inventory_may_name_has_a_transport() -> None:
     from typing import get_args
 
-    from breakglass.flows.delivery import TRANSPORTS
-    from breakglass.flows.inventory import Channel
+    from breakglass.flows.effects.delivery import TRANSPORTS
+    from breakglass.flows.language.inventory import Channel
 
     assert set(get_args(Channel.model_fields["kind"].annotation)) == set(TRANSPORTS)

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
+from breakglass.flows.effects.unlock import unlock_one
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.loader import load, require
-from breakglass.flows.signers import unlock_one
+from breakglass.flows.language.loader import load, require
 from tests.conftest import dev_key
 from tests.helpers.signing_server import SigningServer
 

@@ -1,0 +1,1 @@
+"""The `breakglass` command, one module per command family."""

@@ -1,0 +1,1 @@
+"""Drills: throwaway anvils with the fixture protocol, and forks of live chains."""

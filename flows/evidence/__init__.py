@@ -1,0 +1,1 @@
+"""Evidence: the hash-chained audit log, incident reports and drill scorecards."""

@@ -1,0 +1,1 @@
+"""The playbook language: models, loader, semantic checks, templates, inputs, triggers. No Prefect, no engines."""

@@ -1,0 +1,1 @@
+"""Readiness and pre-flight: what `check` and every run verify before anything is signed."""

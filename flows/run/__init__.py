@@ -1,0 +1,1 @@
+"""Running a playbook on Prefect: the runner, the entry point, step context, records, journal, home, Prefect API."""

@@ -1,0 +1,1 @@
+"""`breakglass serve`: the always-on service and its alert intake."""
