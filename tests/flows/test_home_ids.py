@@ -38,5 +38,5 @@ def test_a_symlinked_incident_directory_is_not_followed(tmp_path: Path) -> None:
     with pytest.raises(BreakglassError, match="symbolic link"):
         store.open_incident("INC-LINK", "live")
     listed = cli("status", "--json", env={"BREAKGLASS_HOME": str(home)})
-    assert listed.returncode == 0 and json.loads(listed.stdout) == {"runs": []}
+    assert listed.returncode == 0 and json.loads(listed.stdout)["runs"] == []
     assert sorted(p.name for p in elsewhere.iterdir()) == ["incident.json"]  # nothing written through the link

@@ -162,7 +162,7 @@ def test_unauthenticated_refusals_are_counted_not_logged_one_by_one(hostile) -> 
 def test_the_recursion_limit_is_pinned_after_every_import() -> None:
     code = """
 import sys, threading, json
-from breakglass.flows import serve, httpguard
+from breakglass.flows.service import httpguard, serve
 import py_ecc, web3, eth_account  # py_ecc sets 100000 at import
 assert sys.getrecursionlimit() == 100000, sys.getrecursionlimit()
 httpguard.pin_recursion_limit()

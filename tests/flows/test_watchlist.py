@@ -80,7 +80,8 @@ steps:
   - {{id: first, kind: watchlist, with: {{add: [{{address: "{A}", chain: ethereum, role: attacker_eoa, tx_hashes: ["{TX}"]}}], publish: [exchange-a, analytics]}}}}
   - {{id: correct, kind: watchlist, needs: [first], with: {{add: [{{address: "{B}", chain: ethereum, role: receiving}}], retract: ["{A}"], publish: [exchange-a, analytics]}}}}
 """)
-        env = {"BG_TEST_HOOK_URL": servers.webhook.url, "BG_TEST_HOOK_SECRET": "s"}
+        # the chain is named for CAIP-10 ids only, but a run refuses to start while a variable it names is unset
+        env = {"BG_TEST_HOOK_URL": servers.webhook.url, "BG_TEST_HOOK_SECRET": "s", "UNUSED_RPC": "http://127.0.0.1:9"}
         incident = "INC-watch-1"
         killed = cli("run", str(playbook), "--inventory", str(inventory), "--yes", "--incident", incident,
                      env={**env, "BREAKGLASS_TEST_CRASH_AT": "notify.before_record@3"})
