@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows.run import artifacts
+from breakglass.flows.steps import REGISTRY
 
 PROGRESS = logging.getLogger("breakglass.progress")
 FLOWS = str(Path(__file__).resolve().parents[1])  # every module of breakglass.flows
@@ -104,30 +104,8 @@ def suffix(step: Any) -> str:
 
 
 def step_detail(step: Any) -> str:
-    """One line for what a step did, from its record: the table's detail column and the step's end line."""
-    detail = step.error or step.reason or ""
-    outputs = step.outputs or {}
-    extra = f"; {step.error}" if step.error else ""
-    if step.kind in ("diff", "revoke", "rotate") and outputs:
-        return artifacts.step_line(step.kind, outputs) + extra
-    if step.kind == "notify" and outputs.get("deliveries") is not None:
-        rows = outputs["deliveries"]
-        channels = sorted({str(r.get("channel")) for r in rows if r.get("channel")})
-        failed = outputs.get("failed_recipients") or []
-        return (f"delivered {outputs.get('delivered', 0)}/{len(rows)}" + (f" via {', '.join(channels)}" if channels else "")
-                + (f"; not delivered to {', '.join(failed)}" if failed else "") + extra)
-    if step.kind == "watchlist" and outputs.get("version") is not None:
-        return (f"version {outputs['version']}, {outputs.get('entries', 0)} entries ({outputs.get('active', 0)} active, "
-                f"{outputs.get('retracted', 0)} retracted)" + extra)
-    if outputs.get("block_hash"):
-        return f"block {outputs['block_number']} {outputs['block_hash'][:12]}… → {outputs.get('artifact', '')}"
-    if outputs.get("results"):
-        return ", ".join(f"{r['contract']} {r['status']}" + (f" ({r['tx_hash'][:12]}…)" if r.get("tx_hash") else "")
-                         for r in outputs["results"]) + extra
-    if outputs.get("decision"):
-        channels = sorted({v["channel"] for v in outputs.get("votes", [])})
-        return f"{outputs['decision']} by {', '.join(outputs.get('approvers', [])) or 'nobody'}" + (
-            f" ({', '.join(channels)})" if channels else "") + f", digest {outputs['digest'][:12]}…"
-    if outputs.get("tx_hash"):
-        return f"{outputs.get('function', '')} tx {outputs['tx_hash']} in block {outputs.get('block_number')}" + extra
-    return detail
+    """One line for what a step did, from its record (the kind's own summary), with its error if it failed."""
+    line = REGISTRY[step.kind].summary(step.outputs) if step.outputs and step.kind in REGISTRY else ""
+    if not line:
+        return step.error or step.reason or ""
+    return line + (f"; {step.error}" if step.error else "")

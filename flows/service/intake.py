@@ -27,7 +27,7 @@ from typing import Any
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.evidence import audit
 from breakglass.flows.language import triggers
-from breakglass.flows.run import failpoints
+from breakglass.flows.run import closing, failpoints
 from breakglass.flows.run.context import Bindings, resolve_address
 from breakglass.flows.run.records import now
 from breakglass.flows.run.runstore import RunExists, Store, new_incident_id
@@ -276,7 +276,7 @@ class Intake:
         return record
 
     def _closed(self, incident: str) -> bool:
-        return (self.home / "incidents" / incident / "closed.json").exists()  # flows/run/closing.NAME
+        return (Store(self.home).incident_dir(incident) / closing.NAME).exists()
 
     def _note(self, incident: str, source: str, alert: Any, how: str) -> None:
         """The incident lists every alert that joined it."""

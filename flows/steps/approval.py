@@ -129,7 +129,11 @@ class Approval(KindBase):
     protective: ClassVar[bool] = True
 
     def summary(self, outputs: dict[str, Any]) -> str:
-        return f"{outputs['decision']} by {', '.join(outputs.get('approvers', []))}" if outputs.get("decision") else ""
+        if not outputs.get("decision"):
+            return ""
+        channels = sorted({str(v.get("channel")) for v in outputs.get("votes", [])})
+        return f"{outputs['decision']} by {', '.join(outputs.get('approvers', [])) or 'nobody'}" + (
+            f" ({', '.join(channels)})" if channels else "") + (f", digest {outputs['digest'][:12]}…" if outputs.get("digest") else "")
 
     def references(self, step: ApprovalStep) -> list[Ref]:
         p = step.with_

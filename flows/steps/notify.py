@@ -108,8 +108,11 @@ class Notify(KindBase):
         return out
 
     def summary(self, outputs: dict[str, Any]) -> str:
-        return f"{outputs.get('delivered', 0)} delivered" + (f", failed: {', '.join(outputs['failed_recipients'])}"
-                                                              if outputs.get("failed_recipients") else "")
+        rows = outputs.get("deliveries") or []
+        channels = sorted({str(r.get("channel")) for r in rows if r.get("channel")})
+        failed = outputs.get("failed_recipients") or []
+        return (f"delivered {outputs.get('delivered', 0)}/{len(rows)}" + (f" via {', '.join(channels)}" if channels else "")
+                + (f"; not delivered to {', '.join(failed)}" if failed else ""))
 
     def run(self, ctx: StepContext, step: Any) -> NotifyOutputs:
         p: NotifyParams = step.with_

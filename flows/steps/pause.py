@@ -129,7 +129,7 @@ class Pause(KindBase):
         return out
 
     def summary(self, outputs: dict[str, Any]) -> str:
-        return ", ".join(f"{r.get('contract')} {r.get('status')} {str(r.get('tx_hash') or '')[:12]}"
+        return ", ".join(f"{r.get('contract')} {r.get('status')}" + (f" ({r['tx_hash'][:12]}…)" if r.get("tx_hash") else "")
                          for r in outputs.get("results", []) if isinstance(r, dict))
 
     def run(self, ctx: StepContext, step: Any) -> PauseOutputs:

@@ -96,6 +96,11 @@ class Snapshot(KindBase):
     outputs: ClassVar[type[Model]] = SnapshotOutputs
     protective: ClassVar[bool] = True
 
+    def summary(self, outputs: dict[str, Any]) -> str:
+        if not outputs.get("block_hash"):
+            return ""
+        return f"block {outputs['block_number']} {outputs['block_hash'][:12]}… → {outputs.get('artifact', '')}"
+
     def references(self, step: SnapshotStep) -> list[Ref]:
         p = step.with_
         refs = [] if is_template(p.chain) else [Ref("chain", p.chain, ("with", "chain"))]

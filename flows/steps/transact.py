@@ -87,7 +87,9 @@ class Transact(KindBase):
                  "signer": signer_ref(ctx, p.signer), "value": p.value}]
 
     def summary(self, outputs: dict[str, Any]) -> str:
-        return f"{outputs.get('function')} {outputs.get('status')} {str(outputs['tx_hash'])[:12]}" if outputs.get("tx_hash") else ""
+        if not outputs.get("tx_hash"):
+            return ""
+        return f"{outputs.get('function', '')} tx {outputs['tx_hash']} in block {outputs.get('block_number')}"
 
     def run(self, ctx: StepContext, step: Any) -> TransactOutputs:
         p: TransactParams = step.with_

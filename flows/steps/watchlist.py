@@ -71,6 +71,12 @@ class Watchlist(KindBase):
         return refs + [Ref("chain", e.chain, ("with", "add", i, "chain")) for i, e in enumerate(step.with_.add)
                        if "{" not in e.chain]
 
+    def summary(self, outputs: dict[str, Any]) -> str:
+        if outputs.get("version") is None:
+            return ""
+        return (f"version {outputs['version']}, {outputs.get('entries', 0)} entries ({outputs.get('active', 0)} active, "
+                f"{outputs.get('retracted', 0)} retracted)")
+
     def contacts(self, step: WatchlistStep) -> list[str]:
         return list(step.with_.publish)
 
