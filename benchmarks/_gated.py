@@ -13,8 +13,8 @@ from _common import inventory_head, receipt
 from eth_account import Account
 from eth_utils import keccak
 
-from breakglass.flows.drills import fixture
-from breakglass.flows.drills.fixture import ACCOUNTS
+from breakglass.flows.effects import fixture
+from breakglass.flows.effects.fixture import ACCOUNTS
 from breakglass.flows.effects.unlock import ANVIL_MNEMONIC
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain.rpc import JsonRpc

@@ -29,10 +29,9 @@ HOME = isolate("bench-alert-")
 import httpx  # noqa: E402
 from _gated import PAUSE, key  # noqa: E402
 
-from breakglass.flows.drills import fixture  # noqa: E402
-from breakglass.flows.effects import prepared  # noqa: E402
-from breakglass.flows.language.validate import load_inventory  # noqa: E402
+from breakglass.flows.effects import fixture, prepared  # noqa: E402
 from breakglass.flows.run import prefect_server as server  # noqa: E402
+from breakglass.flows.spec.validate import load_inventory  # noqa: E402
 from breakglass.integrations.chain import abi, anvil  # noqa: E402
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc  # noqa: E402
 

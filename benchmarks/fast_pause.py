@@ -25,12 +25,11 @@ from eth_account import Account  # noqa: E402
 from eth_utils import keccak  # noqa: E402
 from web3 import Web3  # noqa: E402
 
-from breakglass.flows.drills import fixture  # noqa: E402
-from breakglass.flows.effects import prepared  # noqa: E402
+from breakglass.flows.effects import fixture, prepared  # noqa: E402
 from breakglass.flows.effects.unlock import ANVIL_MNEMONIC, unlock  # noqa: E402
-from breakglass.flows.language.validate import load_playbook  # noqa: E402
-from breakglass.flows.run import entry  # noqa: E402
+from breakglass.flows.engine import entry  # noqa: E402
 from breakglass.flows.run.home import home  # noqa: E402
+from breakglass.flows.spec.validate import load_playbook  # noqa: E402
 from breakglass.integrations.chain import abi, anvil  # noqa: E402
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc  # noqa: E402
 

@@ -25,9 +25,9 @@ sys.path.insert(0, str(ROOT))
 from aiosmtpd.controller import Controller  # noqa: E402
 
 from breakglass.flows.effects import delivery  # noqa: E402
-from breakglass.flows.language.loader import load, require  # noqa: E402
 from breakglass.flows.run.context import StepContext  # noqa: E402
 from breakglass.flows.run.journal import Journal  # noqa: E402
+from breakglass.flows.spec.loader import load, require  # noqa: E402
 from breakglass.flows.steps.notify import HANDLER as NOTIFY  # noqa: E402
 from breakglass.flows.steps.notify import NotifyParams, NotifyStep  # noqa: E402
 from tests.helpers.jsonhttp import JsonServer  # noqa: E402

@@ -39,7 +39,7 @@ from _gated import key  # noqa: E402
 from eth_account import Account  # noqa: E402
 from eth_utils import keccak  # noqa: E402
 
-from breakglass.flows.drills import fixture  # noqa: E402
+from breakglass.flows.effects import fixture  # noqa: E402
 from breakglass.integrations.chain import anvil  # noqa: E402
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc  # noqa: E402
 from tests.helpers.cluster import TOKEN, Cluster, runs  # noqa: E402

@@ -28,9 +28,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from benchmarks._strict_proxy import StrictProxy  # noqa: E402
-from breakglass.flows.drills import fixture  # noqa: E402
-from breakglass.flows.language.loader import load, require  # noqa: E402
+from breakglass.flows.effects import fixture  # noqa: E402
 from breakglass.flows.run.context import Bindings, StepContext  # noqa: E402
+from breakglass.flows.spec.loader import load, require  # noqa: E402
 from breakglass.flows.steps.snapshot import SnapshotParams, take  # noqa: E402
 from breakglass.integrations.chain import anvil, batching  # noqa: E402
 from breakglass.integrations.chain.multicall import balance_of_call  # noqa: E402

@@ -13,8 +13,8 @@ from pydantic import ValidationError
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language import templating
 from breakglass.flows.language.inventory import Inventory
-from breakglass.flows.language.playbook import Playbook
 from breakglass.flows.language.yamlpos import dotted
+from breakglass.flows.spec.playbook import Playbook
 from breakglass.flows.steps import REGISTRY
 
 

@@ -109,7 +109,7 @@ class Chain:
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chain]:
     """A real anvil with the fixture protocol deployed (about 0.2 s)."""
-    from breakglass.flows.drills import fixture
+    from breakglass.flows.effects import fixture
     from breakglass.integrations.chain import anvil
 
     node = anvil.start(log_dir=tmp_path_factory.mktemp("anvil"))
@@ -125,7 +125,7 @@ def dev_key(account: str) -> str:
     """The private key of one of anvil's public development accounts, by its fixture role."""
     from eth_account import Account
 
-    from breakglass.flows.drills.fixture import ACCOUNTS
+    from breakglass.flows.effects.fixture import ACCOUNTS
     from breakglass.flows.effects.unlock import ANVIL_MNEMONIC
 
     Account.enable_unaudited_hdwallet_features()
@@ -134,7 +134,7 @@ def dev_key(account: str) -> str:
 
 def fresh_protocol(chain: Chain) -> Chain:
     """A new, unpaused copy of the fixture protocol on the module's anvil."""
-    from breakglass.flows.drills import fixture
+    from breakglass.flows.effects import fixture
 
     with chain.rpc() as rpc:
         deployed = fixture.deploy(rpc)

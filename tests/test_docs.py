@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from breakglass.flows.language.validate import load_playbook
+from breakglass.flows.spec.validate import load_playbook
 from tests.conftest import REPO
 
 
@@ -30,7 +30,7 @@ def test_readme_playbook_example_validates(tmp_path: Path) -> None:
 
 def test_language_real_protocol_pause_examples_validate(tmp_path: Path) -> None:
     from breakglass.flows.language import pausespec
-    from breakglass.flows.language.validate import load_inventory
+    from breakglass.flows.spec.validate import load_inventory
 
     text = (REPO / "docs" / "language.md").read_text()
     example = next(block for block in re.findall(r"```yaml\n(.*?)```", text, re.S) if "superchain-config" in block)

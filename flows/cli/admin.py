@@ -25,7 +25,7 @@ def schema(what: Annotated[str, typer.Argument(help="'playbook' (playbooks and i
     editor at it.
 
     Examples: breakglass schema > schema.json · breakglass schema --install mine.yaml"""
-    from breakglass.flows.language import schema as schema_mod
+    from breakglass.flows.spec import schema as schema_mod
 
     if install:
         from breakglass.flows.language import modeline

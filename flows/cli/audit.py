@@ -19,7 +19,7 @@ def verify(incident: IncidentArg, as_json: JsonOpt = False) -> int:
     """Check the chain entry by entry, and against the heads recorded in the incident's run records.
 
     Example: breakglass audit verify INC-20261205-0001"""
-    from breakglass.flows.evidence import audit
+    from breakglass.flows.run import audit
     from breakglass.flows.run.runstore import Store
 
     store = Store(_home())

@@ -1,4 +1,4 @@
-"""``breakglass close INCIDENT``: end an incident that is over (see ``flows/run/closing.py``)."""
+"""``breakglass close INCIDENT``: end an incident that is over (see ``flows/engine/closing.py``)."""
 
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ def close(incident: str, as_: AsOpt = None,
     Afterwards resume, approve and ack refuse it, and the same alert opens a new incident.
 
     Example: breakglass close INC-20261205-0001 --as alice --reason "contained; vault paused" --resolution contained"""
-    from breakglass.flows.run import closing
+    from breakglass.flows.engine import closing
 
     if not as_:
         raise BreakglassError("say who closes it: --as NAME (your roster name)")

@@ -74,10 +74,10 @@ def ack(incident: IncidentArg, as_: VoterOpt = None, as_json: JsonOpt = False) -
     """Acknowledge the incident: the first human acknowledgement is recorded (drills score it).
 
     Example: breakglass ack INC-20261205-0001 --as alice"""
-    from breakglass.flows.evidence import audit
-    from breakglass.flows.language.validate import load_playbook
+    from breakglass.flows.run import audit
     from breakglass.flows.run.home import write_private
     from breakglass.flows.run.runstore import Store
+    from breakglass.flows.spec.validate import load_playbook
 
     if not as_:
         raise BreakglassError("say who you are: --as NAME (your roster name)")
@@ -106,7 +106,7 @@ def ack(incident: IncidentArg, as_: VoterOpt = None, as_json: JsonOpt = False) -
 
 
 def _refuse_closed(home: Path, incident: str, what: str) -> None:
-    from breakglass.flows.run.closing import refuse_if_closed
+    from breakglass.flows.engine.closing import refuse_if_closed
 
     refuse_if_closed(home, incident, what)
 
@@ -196,7 +196,7 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
     Without an incident: the live incidents that are not closed (--drills: the drills; --all: closed ones too).
 
     Examples: breakglass status · breakglass status INC-20261205-0001 --json · breakglass status --drills"""
-    from breakglass.flows.run.closing import closing
+    from breakglass.flows.engine.closing import closing
     from breakglass.flows.run.runstore import Store
     from breakglass.flows.service import triggerfail
 

@@ -32,8 +32,8 @@ def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whos
     Example: breakglass prepare playbooks/guardian-key-compromise.yaml --inventory inventories/mainnet.yaml"""
     from breakglass.flows.effects import prepared
     from breakglass.flows.effects import unlock as signers_mod
-    from breakglass.flows.language.validate import load_playbook
     from breakglass.flows.readiness import preflight
+    from breakglass.flows.spec.validate import load_playbook
 
     inventory = _require_inventory(inventory, "prepare")
     results = []
@@ -76,8 +76,8 @@ def sign(incident: IncidentArg, safe_tx_hash: Annotated[str, typer.Argument(help
     breakglass sign INC-… 0xSAFE_TX_HASH --with owner-b --inventory inventories/mainnet.yaml"""
     from breakglass.flows.effects import safe
     from breakglass.flows.effects.unlock import interactive_prompt, unlock_one
-    from breakglass.flows.language.validate import load_inventory
     from breakglass.flows.run.runstore import Store
+    from breakglass.flows.spec.validate import load_inventory
     from breakglass.integrations.chain.signers import LocalSigner
 
     if (signature is None) == (with_signer is None):

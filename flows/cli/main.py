@@ -47,7 +47,7 @@ def validate(paths: Annotated[list[Path], typer.Argument(help="playbook, invento
     """Check playbooks and inventories; every problem is reported with file:line:col.
 
     Examples: breakglass validate playbooks/ · breakglass validate mine.yaml --inventory playbooks/inventories/example.yaml"""
-    from breakglass.flows.language.validate import validate as run_validate
+    from breakglass.flows.spec.validate import validate as run_validate
 
     report = run_validate(paths, inventory)
     note = (f"references (contracts, signers, contacts, channels) of {len(report.unchecked)} playbook(s) were not "
@@ -94,7 +94,7 @@ def plan(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt 
     breakglass plan mine.yaml -i inventories/mainnet.yaml --input attacker=0x… --json"""
     from breakglass.flows import planner
     from breakglass.flows.language import inputs
-    from breakglass.flows.language.validate import load_playbook
+    from breakglass.flows.spec.validate import load_playbook
 
     pb, inv = load_playbook(resolve_playbook(playbook), _require_inventory(inventory, "plan"))
     assert inv is not None
@@ -116,7 +116,7 @@ def _finish(records: list[Any], as_json: bool) -> int:
             _print_record(record)
     failed = [r for r in records if r.status != "completed"]
     if failed:
-        from breakglass.flows.run.closing import next_steps
+        from breakglass.flows.engine.closing import next_steps
 
         raise RunFailed(f"run {failed[0].run_id} of incident {failed[0].incident} ended {failed[0].status}: "
                         f"{failed[0].error or ''}".rstrip(": ") + f"\n{next_steps(failed[0].incident)}")
@@ -138,9 +138,9 @@ def run(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt =
     Examples: breakglass run guardian-key-compromise -i inventories/mainnet.yaml --input attacker=0x… --as alice ·
     breakglass run mine.yaml -i inventories/mainnet.yaml --yes --json"""
     from breakglass.flows import planner
+    from breakglass.flows.engine import entry
     from breakglass.flows.language import inputs
-    from breakglass.flows.language.validate import load_playbook
-    from breakglass.flows.run import entry
+    from breakglass.flows.spec.validate import load_playbook
 
     inventory = _require_inventory(inventory, "run")
     playbook = resolve_playbook(playbook)
@@ -178,7 +178,7 @@ def drill(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt
 
     Examples: breakglass drill guardian-key-compromise --auto-approve · breakglass drill mine.yaml -i my-drill.yaml"""
     from breakglass.flows.drills import drill as drill_mod
-    from breakglass.flows.language import drillspec
+    from breakglass.flows.spec import drillspec
 
     playbook = resolve_playbook(playbook, "playbook (or drill spec)")
     home = _home()
@@ -273,7 +273,7 @@ def resume(incident: IncidentArg, as_json: JsonOpt = False, as_: AsOpt = None,
     Example: breakglass resume INC-20261205-0001 --as alice"""
     import getpass
 
-    from breakglass.flows.run import entry
+    from breakglass.flows.engine import entry
     from breakglass.flows.scale.deploy import handed_off
 
     home, api = _home(), _api()

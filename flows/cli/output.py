@@ -7,7 +7,7 @@ from typing import Any
 
 from rich.table import Table
 
-from breakglass.flows.run.runlog import step_detail
+from breakglass.flows.engine.runlog import step_detail
 
 
 def table(title: str | None, columns: tuple[str, ...] | list[str]) -> Table:

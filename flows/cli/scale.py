@@ -21,8 +21,8 @@ def deploy(pool: PoolOpt, inventory: Annotated[Path, typer.Option("--inventory",
     """Register each playbook as a Prefect deployment in a work pool (created if missing).
 
     Example: breakglass deploy --pool breakglass --inventory inventories/mainnet.yaml --playbooks playbooks/"""
-    from breakglass.flows.language.validate import load_playbook
     from breakglass.flows.scale import deploy as deploy_mod
+    from breakglass.flows.spec.validate import load_playbook
 
     books = {}
     for path in sorted(playbooks.glob("*.yaml")):

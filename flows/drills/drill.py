@@ -15,26 +15,18 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows.drills import fixture
-from breakglass.flows.effects import prepared
+from breakglass.flows.effects import fixture, prepared
 from breakglass.flows.effects import unlock as signers
+from breakglass.flows.engine import entry
 from breakglass.flows.errors import BreakglassError, Diagnostic, SpecError
 from breakglass.flows.language.inventory import FIXTURE_RE, Inventory
-from breakglass.flows.language.validate import load_playbook
-from breakglass.flows.run import entry
 from breakglass.flows.run.context import Bindings
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.records import RunRecord
+from breakglass.flows.spec.drillspec import BUNDLED_INVENTORY, default_inventory
+from breakglass.flows.spec.validate import load_playbook
 from breakglass.integrations.chain import anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc, RpcError
-
-BUNDLED_INVENTORY = Path(__file__).resolve().parents[2] / "playbooks" / "inventories" / "drill.yaml"
-
-
-def default_inventory(playbook_path: Path) -> Path:
-    """``inventories/drill.yaml`` beside the playbook, else the bundled drill inventory (the fixture protocol)."""
-    own = playbook_path.resolve().parent / "inventories" / "drill.yaml"
-    return own if own.is_file() or not BUNDLED_INVENTORY.is_file() else BUNDLED_INVENTORY
 
 
 def _placeholders(inventory: Inventory) -> set[str]:
@@ -102,7 +94,7 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         api = _once(api)
         approver = _AutoApprover(home, api, initiator) if auto_approve else None
 
-        from breakglass.flows.evidence import audit
+        from breakglass.flows.run import audit
         from breakglass.flows.run.home import check_id
         from breakglass.flows.run.runstore import Store, new_incident_id
 
@@ -155,9 +147,9 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
 
 def _act(action: Any, context: dict[str, Any], inventory: Inventory, bindings: Bindings,
          incident_dir: Path) -> dict[str, Any]:
-    from breakglass.flows.evidence import audit
     from breakglass.flows.language import templating
     from breakglass.flows.language.callargs import coerce_args
+    from breakglass.flows.run import audit
     from breakglass.flows.run.context import resolve_address
     from breakglass.integrations.chain import abi
 
@@ -202,8 +194,8 @@ def _act(action: Any, context: dict[str, Any], inventory: Inventory, bindings: B
 
 
 def _inject(alert_spec: Any, context: dict[str, Any], incident_dir: Path) -> dict[str, Any]:
-    from breakglass.flows.evidence import audit
     from breakglass.flows.language import templating, triggers
+    from breakglass.flows.run import audit
     from breakglass.integrations.alerts import ADAPTERS, AdapterError
 
     try:
@@ -218,7 +210,8 @@ def _inject(alert_spec: Any, context: dict[str, Any], incident_dir: Path) -> dic
 
 def _score(spec: Any, record: RunRecord, home: Path, inventory: Inventory, bindings: Bindings, auto_approve: bool,
            initiator: str | None) -> dict[str, Any]:
-    from breakglass.flows.evidence import audit, scorecard
+    from breakglass.flows.evidence import scorecard
+    from breakglass.flows.run import audit
     from breakglass.flows.run.context import endpoints, resolve_address
 
     incident_dir = home / "incidents" / record.incident
@@ -291,9 +284,9 @@ class _AutoApprover:
             self._thread.join(5)
 
     def _loop(self, handle: Any) -> None:
+        from breakglass.flows.engine import runner
         from breakglass.flows.gates import voting
         from breakglass.flows.gates.state import load_state
-        from breakglass.flows.run import runner
 
         incident = handle.dir.parent.parent.name
         while not self._stop.wait(0.05):

@@ -11,8 +11,8 @@ from typing import Any
 import yaml
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.language.validate import load_inventory
 from breakglass.flows.run.home import write_private
+from breakglass.flows.spec.validate import load_inventory
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
 
 KEYED = ("env", "keystore", "external")

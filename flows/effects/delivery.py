@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from breakglass.flows.language.inventory import Channel, Contact, Inventory
+from breakglass.flows.language.inventory import recipients as recipients  # the steps ask delivery
 from breakglass.flows.run import failpoints
 from breakglass.flows.run.journal import Journal
 from breakglass.flows.run.records import now
@@ -74,19 +75,6 @@ class Delivery:
 
     def to_json(self) -> dict[str, Any]:
         return self.__dict__.copy()
-
-
-def recipients(inventory: Inventory, names: list[str], chains: list[str]) -> list[str]:
-    """Contacts by name or group, optionally only those covering one of ``chains``; sorted, once each."""
-    out: set[str] = set()
-    for name in names:
-        members = inventory.groups.get(name, [name])
-        for member in members:
-            contact = inventory.contacts[member]
-            if chains and contact.chains and not set(chains) & set(contact.chains):
-                continue
-            out.add(member)
-    return sorted(out)
 
 
 class Sender:

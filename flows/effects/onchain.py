@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows.drills import fixture
-from breakglass.flows.effects import chainkey, noncegap, signerlock
+from breakglass.flows.effects import chainkey, fixture, noncegap, signerlock
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.inventory import Fees
 from breakglass.flows.run import failpoints, interrupt

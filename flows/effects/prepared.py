@@ -35,7 +35,7 @@ from breakglass.integrations.chain.rpc import JsonRpc, RpcError
 from breakglass.integrations.chain.signers import Signer
 
 if TYPE_CHECKING:
-    from breakglass.flows.language.playbook import Playbook
+    from breakglass.flows.spec.playbook import Playbook
 
 GWEI = 10**9
 

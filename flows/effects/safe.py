@@ -24,10 +24,10 @@ from typing import Any
 from eth_utils import to_checksum_address
 
 from breakglass.flows.effects import onchain, safesign
+from breakglass.flows.effects.notice import Notice
 from breakglass.flows.effects.safepending import excluded_reason
 from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.gates.notice import Notice
 from breakglass.flows.run.context import StepContext
 from breakglass.integrations.chain import safe as safe_tx
 from breakglass.integrations.chain.signers import LocalSigner

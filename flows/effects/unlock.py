@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
-from breakglass.flows.drills.fixture import ACCOUNTS
+from breakglass.flows.effects.fixture import ACCOUNTS
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.inventory import (
     EnvSigner,

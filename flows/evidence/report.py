@@ -9,11 +9,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows.evidence import audit
 from breakglass.flows.evidence import report_parts as parts
 from breakglass.flows.language import pausespec
-from breakglass.flows.language.validate import load_playbook
+from breakglass.flows.run import audit
 from breakglass.flows.run.runstore import Store
+from breakglass.flows.spec.validate import load_playbook
 
 TEMPLATES = Path(__file__).parent / "report_templates"
 

@@ -8,10 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows.evidence import audit
 from breakglass.flows.language import pausespec
-from breakglass.flows.language.drillspec import METRICS, DrillSpec
+from breakglass.flows.run import audit
 from breakglass.flows.run.records import RunRecord
+from breakglass.flows.spec.drillspec import METRICS, DrillSpec
 
 
 def read_paused(rpc: Any, contract: Any, address: str) -> bool:

@@ -19,22 +19,11 @@ from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language import templating
 from breakglass.flows.steps import REGISTRY
 from breakglass.flows.steps.base import generic_intent
+from breakglass.flows.steps.graph import guarded as guarded  # the gate host and the runner ask intents
 from breakglass.integrations.chain import abi
 
 if TYPE_CHECKING:
-    from breakglass.flows.language.playbook import Playbook
     from breakglass.flows.run.context import StepContext
-
-
-def guarded(playbook: Playbook, gate: str) -> list[str]:
-    """Every step that cannot start before the gate passes (its dependents, transitively), in file order."""
-    found: set[str] = set()
-    frontier = {gate}
-    while frontier:
-        nxt = {s.id for s in playbook.steps if set(s.needs) & frontier} - found
-        found |= nxt
-        frontier = nxt
-    return [s.id for s in playbook.steps if s.id in found]
 
 
 def of_step(ctx: StepContext, step: Any, context: dict[str, Any]) -> list[dict[str, Any]]:

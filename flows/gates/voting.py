@@ -15,13 +15,13 @@ from pathlib import Path
 from typing import Any
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.evidence import audit
 from breakglass.flows.gates import attestor
 from breakglass.flows.gates import rules as approvals
 from breakglass.flows.gates.state import GateState, load_state
-from breakglass.flows.language.validate import load_playbook
+from breakglass.flows.run import audit
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.runstore import RunHandle, Store
+from breakglass.flows.spec.validate import load_playbook
 
 
 @dataclass
@@ -78,7 +78,7 @@ def key_for(spec: str, gate: Gate) -> Any:
     """An eth-account account from ``env:VAR``, ``keystore:PATH`` or (drills) ``fixture:NAME``."""
     from eth_account import Account
 
-    from breakglass.flows.drills.fixture import ACCOUNTS
+    from breakglass.flows.effects.fixture import ACCOUNTS
     from breakglass.flows.effects.unlock import ANVIL_MNEMONIC
     from breakglass.integrations.chain import signers
 
@@ -164,7 +164,7 @@ def verdict(gate: Gate, vote_id: str, timeout: float) -> dict[str, Any] | None:
 
 def auto_votes(gate: Gate, exclude: str | None) -> list[approvals.Vote]:
     """Drill --auto-approve: quorum-many signed votes from distinct non-initiator roster fixture keys."""
-    from breakglass.flows.drills.fixture import ACCOUNTS
+    from breakglass.flows.effects.fixture import ACCOUNTS
 
     bindings = gate.handle.bindings()
     reverse = {address.lower(): placeholder for placeholder, address in bindings.addresses.items()}

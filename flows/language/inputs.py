@@ -5,13 +5,15 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.inventory import FIXTURE_RE, Inventory
-from breakglass.flows.language.playbook import Playbook
 from breakglass.flows.language.suggest import did_you_mean
 from breakglass.flows.language.types import HEX32_RE, check_address
+
+if TYPE_CHECKING:
+    from breakglass.flows.spec.playbook import Playbook  # the document that declares the inputs
 
 
 def _scalar(kind: str, value: Any, inventory: Inventory | None) -> Any:

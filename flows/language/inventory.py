@@ -287,3 +287,16 @@ class Inventory(Model):
         if category == "contact":
             return set(self.contacts) | set(self.groups)
         return set(getattr(self, {"contract": "contracts", "signer": "signers", "chain": "chains", "channel": "channels"}[category]))
+
+
+def recipients(inventory: Inventory, names: list[str], chains: list[str]) -> list[str]:
+    """Contacts by name or group, optionally only those covering one of ``chains``; sorted, once each."""
+    out: set[str] = set()
+    for name in names:
+        members = inventory.groups.get(name, [name])
+        for member in members:
+            contact = inventory.contacts[member]
+            if chains and contact.chains and not set(chains) & set(contact.chains):
+                continue
+            out.add(member)
+    return sorted(out)

@@ -192,6 +192,6 @@ def to_json(findings: list[Finding]) -> dict:
 
 
 def load(path: Path) -> Inventory:
-    from breakglass.flows.language.validate import load_inventory
+    from breakglass.flows.spec.validate import load_inventory
 
     return load_inventory(path)

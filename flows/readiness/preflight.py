@@ -19,7 +19,7 @@ from breakglass.flows.language.inventory import Inventory, SafeSigner
 from breakglass.flows.steps import REGISTRY
 
 if TYPE_CHECKING:
-    from breakglass.flows.language.playbook import Playbook
+    from breakglass.flows.spec.playbook import Playbook
 
 
 def _refs(playbook: Playbook, category: str) -> set[str]:
@@ -125,7 +125,7 @@ def refuse_missing_env(inventory: Inventory, playbook: Playbook, action: str = "
 def playbooks_near(inventory_path: Path, inventory: Inventory) -> dict[str, Playbook | None]:
     """The playbooks beside an inventory in ``playbooks/inventories/``, loaded against it; {"(inventory)": None} if none."""
     from breakglass.flows.errors import SpecError
-    from breakglass.flows.language.validate import load_playbook
+    from breakglass.flows.spec.validate import load_playbook
 
     folder = inventory_path.resolve().parent
     root = folder.parent if folder.name == "inventories" else None

@@ -14,8 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows.evidence import audit
-from breakglass.flows.run import interrupt
+from breakglass.flows.run import audit, interrupt
 from breakglass.flows.run.records import now
 
 # "signed" is followed at once by the broadcast: its audit entry comes with "broadcast" (same hash and

@@ -250,3 +250,9 @@ def heartbeat(run_dir: Path, every: float = 2.0) -> Iterator[None]:
     finally:
         stop.set()
         thread.join(5)
+
+
+def handed_off(handle: RunHandle) -> dict[str, str] | None:
+    """The pool and flow run a run was handed to (``handoff.json``), or None when it runs here."""
+    path = handle.dir / "handoff.json"
+    return json.loads(path.read_text()) if path.exists() else None

@@ -18,12 +18,13 @@ from prefect.client.orchestration import get_client
 
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.run import prefect_api as prefectapi
+from breakglass.flows.run import runstore
 from breakglass.flows.run.home import write_private
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.runstore import RunHandle
 
 FLOW = "breakglass-run"
-ENTRYPOINT = "breakglass.flows.run.runner:breakglass_run"
+ENTRYPOINT = "breakglass.flows.engine.runner:breakglass_run"
 
 
 def deploy(api: Api, pool: str, books: dict[str, tuple[Path, Any]]) -> dict[str, str]:
@@ -32,7 +33,7 @@ def deploy(api: Api, pool: str, books: dict[str, tuple[Path, Any]]) -> dict[str,
     from prefect.exceptions import ObjectAlreadyExists
     from prefect.utilities.callables import parameter_schema
 
-    from breakglass.flows.run.runner import breakglass_run, settings
+    from breakglass.flows.engine.runner import breakglass_run, settings
     from breakglass.flows.scale.worker import TYPE, BreakglassWorker
 
     with settings(api), get_client(sync_client=True) as client:
@@ -61,7 +62,7 @@ def hand_off(api: Api, handle: RunHandle, playbook: str, pool: str, *,
              idempotency_key: str | None = None) -> dict[str, str]:
     """Create the flow run on the pool; returns {flow_run, run}. ``run`` names the run that the flow run executes:
     with an idempotency key another replica may have created it first, for a run of its own."""
-    from breakglass.flows.run.runner import key_of, settings
+    from breakglass.flows.engine.runner import key_of, settings
 
     key = key_of(handle.dir)
     with settings(api):
@@ -84,16 +85,14 @@ def hand_off(api: Api, handle: RunHandle, playbook: str, pool: str, *,
     return {"flow_run": str(flow_run.id), "run": runs}
 
 
-def handed_off(handle: RunHandle) -> dict[str, str] | None:
-    path = handle.dir / "handoff.json"
-    return json.loads(path.read_text()) if path.exists() else None
+handed_off = runstore.handed_off  # re-exported: reaper and the CLI read hand-offs through the pool's module
 
 
 def pool_problems(api: Api, pool: str, playbooks: list[str], fresh: float = 60.0) -> list[str]:
     """For `serve --pool`'s readiness: every playbook deployed to the pool, and a worker that polled lately."""
     from datetime import UTC, datetime
 
-    from breakglass.flows.run.runner import settings
+    from breakglass.flows.engine.runner import settings
 
     problems: list[str] = []
     with settings(api), get_client(sync_client=True) as client:

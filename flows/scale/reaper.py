@@ -30,7 +30,7 @@ from prefect.client.schemas.objects import StateType
 from prefect.states import Crashed
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.evidence import audit
+from breakglass.flows.run import audit
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.runstore import RunHandle, Store
 from breakglass.flows.scale import deploy
@@ -50,7 +50,7 @@ def heartbeat_age(handle: RunHandle, fallback: float | None = None) -> float | N
 
 def sweep(api: Api, home: Path, crash_after: float = CRASH_AFTER) -> list[str]:
     """Mark stale pool runs Crashed and hand them back; returns the runs handed back."""
-    from breakglass.flows.run.runner import settings
+    from breakglass.flows.engine.runner import settings
 
     handed: list[str] = []
     with settings(api), get_client(sync_client=True) as client:
@@ -108,7 +108,7 @@ def hand_back(api: Api, handle: RunHandle, client: Any, flow_run: Any, why: str)
 
 def resume_on_pool(api: Api, handle: RunHandle, alive_within: float = 10.0) -> str:
     """``breakglass resume`` of a pool run: refused while its runner still beats; returns the new flow run's id."""
-    from breakglass.flows.run.runner import settings
+    from breakglass.flows.engine.runner import settings
 
     age = heartbeat_age(handle)
     record = handle.load()

@@ -27,12 +27,12 @@ from prefect.states import Failed
 from prefect.workers.base import BaseJobConfiguration, BaseVariables, BaseWorker, BaseWorkerResult
 
 from breakglass.flows.effects import unlock as signers
+from breakglass.flows.engine import entry
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.language.validate import load_playbook
-from breakglass.flows.run import entry
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.runstore import Store
 from breakglass.flows.scale import reaper
+from breakglass.flows.spec.validate import load_playbook
 
 log = logging.getLogger("breakglass.worker")
 TYPE = "breakglass"
@@ -46,7 +46,7 @@ class KeyRing:
         self._lock = threading.Lock()
 
     def preload(self, inventory_path: Path, playbooks: Path | None) -> int:
-        from breakglass.flows.language.validate import load_inventory
+        from breakglass.flows.spec.validate import load_inventory
 
         inventory = load_inventory(inventory_path)
         names: set[str] = set()
@@ -98,7 +98,7 @@ class BreakglassWorker(BaseWorker[BaseJobConfiguration, BaseVariables, Breakglas
         return BreakglassResult(identifier=str(flow_run.id), status_code=code)
 
     def execute(self, flow_run: Any) -> int:
-        from breakglass.flows.run.runner import settings
+        from breakglass.flows.engine.runner import settings
 
         params = flow_run.parameters or {}
         key = str(params.get("run", ""))
@@ -124,7 +124,7 @@ def main(*, pool: str, home: Path, api: Api, keys: KeyRing, concurrency: int, po
          name: str | None) -> None:
     from prefect.settings import PREFECT_WORKER_PREFETCH_SECONDS, PREFECT_WORKER_QUERY_SECONDS, temporary_settings
 
-    from breakglass.flows.run.runner import settings
+    from breakglass.flows.engine.runner import settings
 
     stop = threading.Event()
     with settings(api), temporary_settings(updates={PREFECT_WORKER_QUERY_SECONDS: poll,

@@ -24,10 +24,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from breakglass.flows.engine import closing
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.evidence import audit
 from breakglass.flows.language import triggers
-from breakglass.flows.run import closing, failpoints
+from breakglass.flows.run import audit, failpoints
 from breakglass.flows.run.context import Bindings, resolve_address
 from breakglass.flows.run.records import now
 from breakglass.flows.run.runstore import RunExists, Store, new_incident_id

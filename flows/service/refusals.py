@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows.evidence import audit
+from breakglass.flows.run import audit
 
 WINDOW = 60.0
 SAMPLES = 5

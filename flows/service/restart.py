@@ -15,8 +15,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows.evidence import audit
-from breakglass.flows.run import entry
+from breakglass.flows.engine import entry
+from breakglass.flows.run import audit
 from breakglass.flows.run.runstore import RunHandle, RunLocked, Store
 
 log = logging.getLogger("breakglass.serve")

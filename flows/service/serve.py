@@ -24,12 +24,12 @@ from starlette.concurrency import run_in_threadpool
 
 from breakglass.flows.effects import prepared
 from breakglass.flows.effects import unlock as signers
+from breakglass.flows.engine import entry
 from breakglass.flows.errors import BreakglassError, SpecError
-from breakglass.flows.language.validate import load_inventory, load_playbook
-from breakglass.flows.run import entry
 from breakglass.flows.run.context import Bindings, endpoints
 from breakglass.flows.run.runstore import RunExists
 from breakglass.flows.service import httpguard, restart
+from breakglass.flows.spec.validate import load_inventory, load_playbook
 from breakglass.integrations import jsonsafe
 from breakglass.integrations.chain.rpc import JsonRpc
 
@@ -55,7 +55,7 @@ class Service:
         self._stop = threading.Event()
         self.clicks = None
         if self.inventory.slack_app is not None:
-            from breakglass.flows.gates.slackclick import ClickHandler
+            from breakglass.flows.service.slackclick import ClickHandler
 
             self.clicks = ClickHandler(home, self.inventory, lambda: self.api, _wake)
         self.socket: Any = None
@@ -70,7 +70,7 @@ class Service:
         token = os.environ.get(app.app_token_env or "", "") if app is not None else ""
         if self.clicks is None or not token:
             return
-        from breakglass.flows.gates.slackclick import socket_mode
+        from breakglass.flows.service.slackclick import socket_mode
 
         self.socket = socket_mode(self.clicks, token, self.inventory.channels[app.channel].base_url)
 
@@ -242,7 +242,7 @@ def _basic(auth: str) -> str:
 
 def _wake(run_dir: Path, key: str, raw: str) -> None:
     """A vote for a run executing in this process: hand it to its gate now instead of at the next poll."""
-    from breakglass.flows.run import runner
+    from breakglass.flows.engine import runner
 
     active = runner.active(run_dir)
     if active is not None and active.gates is not None:

@@ -15,7 +15,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from breakglass.flows.evidence import audit
+from breakglass.flows.run import audit
 from breakglass.flows.run.runstore import Store
 
 log = logging.getLogger("breakglass.intake")

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal, Protocol
 from pydantic import Field, ValidationError
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.evidence import audit
 from breakglass.flows.gates import attestor
 from breakglass.flows.gates import rules as approvals
 from breakglass.flows.gates.state import GateState, load_state, state_path
 from breakglass.flows.language.types import Duration, Model, Name
-from breakglass.flows.run import failpoints
+from breakglass.flows.run import audit, failpoints
 from breakglass.flows.run.home import write_private
 from breakglass.flows.run.records import now
 from breakglass.flows.steps.base import KindBase, Ref, StepBase

@@ -19,6 +19,7 @@ from breakglass.flows.language.suggest import closest
 from breakglass.flows.language.types import Ident, Model, Name, is_template
 from breakglass.flows.run.home import write_private
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
+from breakglass.flows.steps.graph import ancestors
 
 if TYPE_CHECKING:
     from breakglass.flows.language.inventory import Inventory
@@ -213,7 +214,6 @@ class Diff(KindBase):
 
     def check_steps(self, step: DiffStep, playbook: Any) -> list[tuple[tuple[Any, ...], str, str]]:
         """Rules about the other steps: both sides are snapshots taken before this step, of one chain."""
-        from breakglass.flows.language.checks import ancestors  # checks imports the registry, which imports this module
 
         p, steps, parents = step.with_, {s.id: s for s in playbook.steps}, ancestors(playbook)
         snapshots = [s.id for s in playbook.steps if s.kind == "snapshot"]

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from breakglass.flows.evidence import audit
 from breakglass.flows.gates import rules as approvals
+from breakglass.flows.run import audit
 from tests.conftest import REPO, cli, dev_key
 
 DIGEST = "0x" + "ab" * 32

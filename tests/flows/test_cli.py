@@ -126,7 +126,7 @@ def test_schema_command_matches_committed_files(capsys) -> None:
 
 
 def test_bug_exits_3_with_a_traceback_and_a_hint(capsys, monkeypatch) -> None:
-    from breakglass.flows.language import validate as validate_mod
+    from breakglass.flows.spec import validate as validate_mod
 
     def boom(*args: object, **kwargs: object) -> None:
         raise RuntimeError("synthetic bug")
@@ -138,7 +138,7 @@ def test_bug_exits_3_with_a_traceback_and_a_hint(capsys, monkeypatch) -> None:
 
 
 def test_ctrl_c_exits_130(capsys, monkeypatch) -> None:
-    from breakglass.flows.language import validate as validate_mod
+    from breakglass.flows.spec import validate as validate_mod
 
     def interrupt(*args: object, **kwargs: object) -> None:
         raise KeyboardInterrupt

@@ -12,9 +12,9 @@ import pytest
 from eth_utils import keccak
 
 from breakglass.flows.errors import BreakglassError, SpecError
-from breakglass.flows.language.loader import load, require
-from breakglass.flows.language.validate import load_playbook
 from breakglass.flows.run.context import Bindings, StepContext
+from breakglass.flows.spec.loader import load, require
+from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps.diff import HANDLER, DiffFailed, DiffStep, compare
 from breakglass.flows.steps.snapshot import SnapshotParams, take
 from breakglass.integrations.chain import abi

@@ -138,7 +138,7 @@ def test_snapshot_artifact_names_its_block_and_matches_the_chain(drill_result, h
     # The attack scenario ran: the attacker holds the vault's deposits, and the compromised admin still has its role.
     attacker = addresses["fixture:attacker"]
     holdings = {(e["account"], e["token"]): int(e["raw"]) for e in snap["balances"]}
-    from breakglass.flows.drills.fixture import ATTACKER_FUNDS, DEPOSIT
+    from breakglass.flows.effects.fixture import ATTACKER_FUNDS, DEPOSIT
 
     assert holdings[(attacker, "token")] == DEPOSIT + ATTACKER_FUNDS  # the drained deposits, plus its borrowed votes
     assert any(e["role"] == "DEFAULT_ADMIN_ROLE" and e["has_role"] for e in snap["roles"])
@@ -210,7 +210,7 @@ steps:
 
 
 def test_flagship_drill_gate_passes_on_two_signed_auto_approve_votes(drill_result, home: Path) -> None:
-    from breakglass.flows.evidence import audit
+    from breakglass.flows.run import audit
 
     _, record, run_dir, _ = drill_result
     steps = {s["id"]: s for s in record["steps"]}

@@ -51,7 +51,7 @@ def test_drill_specs_are_validated_with_their_line(tmp_path: Path) -> None:
 
 
 def test_every_shipped_playbook_has_a_valid_drill_spec_that_ci_runs() -> None:
-    from breakglass.flows.language import drillspec
+    from breakglass.flows.spec import drillspec
 
     books = sorted((REPO / "playbooks").glob("*.yaml"))
     assert books

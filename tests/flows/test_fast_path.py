@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from breakglass.flows.errors import SpecError
-from breakglass.flows.language.validate import load_playbook
+from breakglass.flows.spec.validate import load_playbook
 from tests.conftest import cli, dev_key, fresh_protocol, live_inventory, mined
 
 PREPARED = """apiVersion: breakglass/v1

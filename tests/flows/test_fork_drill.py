@@ -206,7 +206,7 @@ def test_every_library_playbook_validates_against_the_fork_drill_inventory(tmp_p
     import yaml
 
     from breakglass.flows.drills import fork as forkdrill
-    from breakglass.flows.language.validate import load_playbook
+    from breakglass.flows.spec.validate import load_playbook
 
     derived = forkdrill.derive(yaml.safe_load((REPO / "playbooks" / "inventories" / "example.yaml").read_text()))
     assert derived["alert_sources"] and derived["mode"] == "drill"

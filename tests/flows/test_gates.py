@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows.evidence import audit
+from breakglass.flows.run import audit
 from tests.conftest import REPO, cli, dev_key, fresh_protocol, live_inventory
 
 PAUSE_SELECTOR = "0x8456cb59"
@@ -425,7 +425,7 @@ def test_approve_and_ack_refuse_unknown_incidents_steps_and_people(prefect_api, 
 def test_a_gate_that_needs_signed_votes_offers_no_unsigned_vote_in_the_prefect_ui() -> None:
     from types import SimpleNamespace
 
-    from breakglass.flows.run.gatehost import form_text
+    from breakglass.flows.engine.gatehost import form_text
 
     state = SimpleNamespace(step="approve-external", quorum=2, eligible={"alice": None, "bob": None, "carol": None},
                             authorises=["bridge-rate-limit-zero: setRateLimit(0) on bridge"], digest="0x" + "ab" * 32,

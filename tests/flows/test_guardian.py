@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from eth_utils import keccak
 
-from breakglass.flows.drills import fixture
+from breakglass.flows.effects import fixture
 from breakglass.integrations.chain import abi, anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
 from tests.conftest import Chain, cli, dev_key, fresh_protocol, live_inventory, mined

@@ -11,8 +11,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from breakglass.flows.language.validate import load_inventory
 from breakglass.flows.service import intake as intake_module
+from breakglass.flows.spec.validate import load_inventory
 
 INVENTORY = """apiVersion: breakglass/v1
 kind: Inventory

@@ -8,9 +8,9 @@ import pytest
 
 from breakglass.flows.errors import SpecError
 from breakglass.flows.language.inputs import coerce, digest
-from breakglass.flows.language.loader import from_document
-from breakglass.flows.language.validate import load_playbook
 from breakglass.flows.language.yamlpos import parse
+from breakglass.flows.spec.loader import from_document
+from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps import REGISTRY
 from breakglass.flows.steps.base import StepBase, StepKind
 
@@ -18,7 +18,7 @@ INVENTORY_HEAD = "apiVersion: breakglass/v1\nkind: Inventory\nname: t\n"
 
 
 def _errors(text: str, name: str = "inv.yaml") -> list[str]:
-    from breakglass.flows.language.checks import check_inventory
+    from breakglass.flows.spec.checks import check_inventory
 
     loaded = from_document(parse(text, name))
     if loaded.model is not None and not loaded.diagnostics:

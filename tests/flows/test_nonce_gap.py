@@ -14,8 +14,7 @@ from pathlib import Path
 import pytest
 from eth_account import Account
 
-from breakglass.flows.drills import fixture
-from breakglass.flows.effects import chainkey, noncegap, signerlock
+from breakglass.flows.effects import chainkey, fixture, noncegap, signerlock
 from breakglass.integrations.chain import anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
 from tests.conftest import REPO, Chain, cli, dev_key, live_inventory, wait_for

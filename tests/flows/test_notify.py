@@ -192,7 +192,7 @@ def test_nobody_reachable_fails_the_step_and_names_who(prefect_api, servers, tmp
 
 def _validate(tmp: Path, template_body: str | None, to: str, approved: bool) -> str:
     from breakglass.flows.errors import SpecError
-    from breakglass.flows.language.validate import load_playbook
+    from breakglass.flows.spec.validate import load_playbook
 
     (tmp / "templates").mkdir(exist_ok=True)
     if template_body is not None:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows.gates.notice import Notice
+from breakglass.flows.effects.notice import Notice
 from breakglass.flows.gates.state import GateState
-from breakglass.flows.language.validate import load_inventory
 from breakglass.flows.run.journal import Journal
+from breakglass.flows.spec.validate import load_inventory
 from tests.helpers.jsonhttp import JsonServer
 
 
@@ -95,8 +95,8 @@ def test_page_on_critical_pages_once_when_an_alert_opens_an_incident(tmp_path: P
     """``paging.page_on``: the intake pages the roster when a critical playbook's alert opens an incident, once."""
     import json
 
-    from breakglass.flows.language.validate import load_inventory, load_playbook
     from breakglass.flows.service import intake as intake_module
+    from breakglass.flows.spec.validate import load_inventory, load_playbook
     from tests.conftest import wait_for
 
     events: list[dict] = []

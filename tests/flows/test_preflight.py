@@ -252,8 +252,8 @@ def test_the_fast_path_never_broadcasts_to_an_address_without_code(prefect_api, 
 
 def test_a_run_is_never_refused_for_what_only_serve_reads(tmp_path: Path) -> None:
     """Alert sources' credentials and the Slack app's secrets are read by `serve`, not by a run started by hand."""
-    from breakglass.flows.language.validate import load_playbook
     from breakglass.flows.readiness import preflight
+    from breakglass.flows.spec.validate import load_playbook
 
     inventory_path = REPO / "playbooks" / "inventories" / "example.yaml"
     playbook, inventory = load_playbook(REPO / "playbooks" / "active-drain.yaml", inventory_path)

@@ -237,8 +237,8 @@ def test_gate_digest_binds_each_pause_call_with_its_arguments(tmp_path) -> None:
 
     from breakglass.flows.gates import intents
     from breakglass.flows.gates import rules as approvals
-    from breakglass.flows.language.validate import load_playbook
     from breakglass.flows.run.context import Bindings, StepContext
+    from breakglass.flows.spec.validate import load_playbook
 
     chain = Chain("http://127.0.0.1:1", {"fixture:bridge-config": "0x" + "11" * 20, "fixture:pool": "0x" + "22" * 20,
                                          "fixture:multicall": "0x" + "33" * 20, "fixture:guardian": "0x" + "44" * 20}, None, None)

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from breakglass.flows.engine import recovery
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.language.validate import load_playbook
-from breakglass.flows.run import recovery
 from breakglass.flows.run.records import FileRef, RunRecord, StepRecord
+from breakglass.flows.spec.validate import load_playbook
 from tests.conftest import REPO
 
 BOOK = """apiVersion: breakglass/v1

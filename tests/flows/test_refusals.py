@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from breakglass.flows.evidence import audit
+from breakglass.flows.run import audit
 from breakglass.flows.service.refusals import REASONS, SAMPLES, RefusalLog
 
 

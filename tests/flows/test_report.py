@@ -26,7 +26,7 @@ class _Svg(HTMLParser):
 
 
 def test_report_formats_timeline_links_escaping_and_a_broken_log(prefect_api, chain, home, tmp_path: Path) -> None:
-    from breakglass.flows.evidence import audit
+    from breakglass.flows.run import audit
 
     protocol = fresh_protocol(chain)
     book = tmp_path / "guard.yaml"

@@ -11,9 +11,9 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from breakglass.flows.drills import fixture
+from breakglass.flows.effects import fixture
 from breakglass.flows.errors import SpecError
-from breakglass.flows.language.validate import load_playbook
+from breakglass.flows.spec.validate import load_playbook
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain import safe as safe_tx
 from tests.conftest import cli, dev_key, fresh_protocol, live_inventory, mined

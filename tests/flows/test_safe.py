@@ -13,7 +13,7 @@ import pytest
 from eth_account import Account
 from eth_utils import keccak
 
-from breakglass.flows.drills import fixture
+from breakglass.flows.effects import fixture
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain import safe as safe_tx
 from tests.conftest import REPO, cli, dev_key, fresh_protocol, live_inventory, mined
@@ -239,7 +239,7 @@ def test_a_safe_whose_threshold_changed_since_the_proposal_is_refused(prefect_ap
 
 def test_a_safe_guardian_cannot_be_prepared(protocol, tmp_path) -> None:
     from breakglass.flows.errors import SpecError
-    from breakglass.flows.language.validate import load_playbook
+    from breakglass.flows.spec.validate import load_playbook
 
     chain, safe = protocol
     inventory = _inventory(tmp_path, chain, safe, ["alice"])

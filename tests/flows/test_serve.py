@@ -22,7 +22,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from breakglass.flows.evidence import audit
+from breakglass.flows.run import audit
 from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory, wait_for, wait_healthy
 from tests.flows.test_gates import pause_transactions
 from tests.helpers.jsonhttp import JsonServer
@@ -340,8 +340,8 @@ steps:
 
 def test_serve_keeps_prepared_pauses_fresh_and_says_why_it_is_not_ready(prefect_api, chain, home, tmp_path, monkeypatch) -> None:
     from breakglass.flows.effects import prepared
-    from breakglass.flows.language.validate import load_inventory
     from breakglass.flows.service import serve as serve_mod
+    from breakglass.flows.spec.validate import load_inventory
 
     chain = fresh_protocol(chain)
     books = tmp_path / "books"

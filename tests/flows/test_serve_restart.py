@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from breakglass.flows.evidence import audit
+from breakglass.flows.run import audit
 from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory, wait_for, wait_healthy
 from tests.flows.test_gates import pause_transactions
 from tests.flows.test_serve import (

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.language.loader import load, require
 from breakglass.flows.run.context import Bindings, StepContext
+from breakglass.flows.spec.loader import load, require
 from breakglass.flows.steps.snapshot import SnapshotParams, take
 from tests.conftest import live_inventory, mined
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from breakglass.flows.language.loader import load, require
 from breakglass.flows.run.context import Bindings, StepContext
+from breakglass.flows.spec.loader import load, require
 from breakglass.flows.steps.snapshot import SnapshotParams, take
 from breakglass.integrations.chain import batching
 from tests.conftest import live_inventory

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from breakglass.flows.evidence import audit
+from breakglass.flows.run import audit
 from tests.conftest import cli, dev_key, fresh_protocol, wait_for
 from tests.flows.test_intake import OZ_SECRET, TENDERLY_KEY, TOKEN, Serve
 from tests.helpers.slack_server import SlackServer

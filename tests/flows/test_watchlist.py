@@ -10,7 +10,7 @@ import pytest
 
 from breakglass.flows.effects import watchlist_versions as watchlists
 from breakglass.flows.errors import SpecError
-from breakglass.flows.language.validate import load_playbook
+from breakglass.flows.spec.validate import load_playbook
 from tests.conftest import REPO, cli
 
 A = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8"

@@ -12,7 +12,7 @@ from eth_account import Account
 
 from breakglass.flows.effects.unlock import unlock_one
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.language.loader import load, require
+from breakglass.flows.spec.loader import load, require
 from tests.conftest import dev_key
 from tests.helpers.signing_server import SigningServer
 

@@ -10,13 +10,13 @@ from pydantic import BaseModel, ValidationError
 
 from breakglass.flows.errors import Diagnostic, SpecError
 from breakglass.flows.language import keyscan, modelpath
-from breakglass.flows.language.drillspec import DrillSpec
 from breakglass.flows.language.inventory import Inventory
-from breakglass.flows.language.playbook import HEX32_INPUT_TYPES, Playbook
 from breakglass.flows.language.suggest import closest
 from breakglass.flows.language.types import HEX32_OK
 from breakglass.flows.language.yamlpos import Document, Loc, YamlError, dotted
 from breakglass.flows.language.yamlpos import load as load_yaml
+from breakglass.flows.spec.drillspec import DrillSpec
+from breakglass.flows.spec.playbook import HEX32_INPUT_TYPES, Playbook
 from breakglass.flows.steps import REGISTRY
 
 API_VERSION = "breakglass/v1"

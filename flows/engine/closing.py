@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.evidence import audit
+from breakglass.flows.run import audit
 from breakglass.flows.run.home import pid_alive, write_private
 from breakglass.flows.run.records import now
 from breakglass.flows.run.runstore import RecordWriter, RunHandle, Store
@@ -154,8 +154,8 @@ def _released(handle: RunHandle, timeout: float) -> bool:
 
 def close(home: Path, incident: str, *, by: str, reason: str, resolution: str | None, api: Any) -> dict[str, Any]:
     """Close ``incident``; returns what was done (the runs cancelled, the runners stopped, the gates released)."""
-    from breakglass.flows.language.validate import load_playbook
     from breakglass.flows.run import prefect_api as prefectapi
+    from breakglass.flows.spec.validate import load_playbook
 
     store = Store(home)
     handles = store.runs(incident)
@@ -198,7 +198,7 @@ def close(home: Path, incident: str, *, by: str, reason: str, resolution: str | 
 
 def _tell_war_room(handle: RunHandle, inventory: Any, doc: dict[str, Any]) -> bool:
     """One message in the war room (the Slack app's channel), journaled: closing twice posts once."""
-    from breakglass.flows.gates.notice import Notice
+    from breakglass.flows.effects.notice import Notice
     from breakglass.flows.run.journal import Journal
 
     if inventory.slack_app is None:

@@ -18,12 +18,14 @@ import logging
 import os
 import time
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from breakglass.flows.gates.state import GateState
 from breakglass.integrations import pagerduty
 from breakglass.integrations.notify.base import Message
 from breakglass.integrations.notify.slack import SlackTransport, escape
+
+if TYPE_CHECKING:
+    from breakglass.flows.gates.state import GateState  # the gate's state, read to draw its message
 
 log = logging.getLogger("breakglass.gates")
 APPROVE, REJECT = "gate_approve", "gate_reject"

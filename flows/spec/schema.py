@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 from pydantic import Field, TypeAdapter
 
-from breakglass.flows.language.drillspec import DrillSpec
 from breakglass.flows.language.inventory import Inventory
-from breakglass.flows.language.playbook import Playbook
 from breakglass.flows.run.records import RunRecord
+from breakglass.flows.spec.drillspec import DrillSpec
+from breakglass.flows.spec.playbook import Playbook
 
 Document = Annotated[Playbook | Inventory | DrillSpec, Field(discriminator="kind")]
 

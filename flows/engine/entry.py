@@ -15,14 +15,14 @@ from breakglass.flows.effects import unlock as signers
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language import inputs as inputs_mod
 from breakglass.flows.language.inventory import Inventory
-from breakglass.flows.language.playbook import Playbook
-from breakglass.flows.language.validate import load_playbook
 from breakglass.flows.readiness import preflight
 from breakglass.flows.run.context import Bindings
 from breakglass.flows.run.home import check_id
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.records import RunRecord
 from breakglass.flows.run.runstore import RunHandle, Store, new_incident_id
+from breakglass.flows.spec.playbook import Playbook
+from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps import REGISTRY
 
 
@@ -115,7 +115,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             keys: dict[str, Any] | None = None, flow_run: Any = None, from_step: str | None = None,
             by: str | None = None) -> RunRecord:
     """Unlock the run's signers once, up front (unless `serve` holds them), then hand the run to the Prefect runner."""
-    from breakglass.flows.run import runner  # imports Prefect: only when something runs
+    from breakglass.flows.engine import runner  # imports Prefect: only when something runs
 
     try:
         playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
@@ -126,7 +126,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
         if not resume:  # never "running" without a runner: the new run failed its pre-flight, and says why
             _failed_start(handle, str(exc) or "interrupted before it started")
         if isinstance(exc, BreakglassError):
-            from breakglass.flows.run.closing import next_steps
+            from breakglass.flows.engine.closing import next_steps
 
             raise BreakglassError(f"{exc}\n{next_steps(handle.dir.parent.parent.name)}") from None
         raise
@@ -135,7 +135,7 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
 
 
 def _failed_start(handle: RunHandle, reason: str) -> None:
-    from breakglass.flows.evidence import audit
+    from breakglass.flows.run import audit
     from breakglass.flows.run.records import now
     from breakglass.flows.run.runstore import RecordWriter
 
@@ -161,8 +161,8 @@ def resume(incident: str, api: Api, home: Path, *, from_step: str | None = None,
     the others continue in this process. Returns the records of the runs continued here. With
     ``from_step``, only the runs that have that step, completed ones included, and from that step on.
     """
-    from breakglass.flows.run.closing import refuse_if_closed
-    from breakglass.flows.scale.deploy import handed_off
+    from breakglass.flows.engine.closing import refuse_if_closed
+    from breakglass.flows.run.runstore import handed_off
 
     handles = Store(home).runs(incident)
     refuse_if_closed(home, incident, "resume")

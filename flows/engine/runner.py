@@ -28,24 +28,24 @@ from prefect.states import Completed, Failed
 
 from breakglass.flows import planner
 from breakglass.flows.effects import signerlock
+from breakglass.flows.effects.notice import Notice
+from breakglass.flows.engine import closing, recovery, runlog
+from breakglass.flows.engine.deadlines import deadline, enforced
+from breakglass.flows.engine.gatehost import Coordinator, GateView, recheck_gates
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.evidence import audit
 from breakglass.flows.gates import intents
-from breakglass.flows.gates.notice import Notice
 from breakglass.flows.language import templating
 from breakglass.flows.language.inventory import Inventory
-from breakglass.flows.language.playbook import Playbook
-from breakglass.flows.language.validate import load_playbook
-from breakglass.flows.run import closing, interrupt, recovery, runlog
+from breakglass.flows.run import audit, interrupt
 from breakglass.flows.run import prefect_api as prefectapi
 from breakglass.flows.run.context import StepContext
-from breakglass.flows.run.deadlines import deadline, enforced
-from breakglass.flows.run.gatehost import Coordinator, GateView, recheck_gates
 from breakglass.flows.run.journal import Journal
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.records import Attempt, AuditHead, RunRecord, now
 from breakglass.flows.run.redact import Redactor
 from breakglass.flows.run.runstore import RecordWriter, RunHandle, heartbeat
+from breakglass.flows.spec.playbook import Playbook
+from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps import REGISTRY
 
 _ACTIVE: dict[str, _Run] = {}
@@ -304,7 +304,7 @@ def publish_artifacts(record: RunRecord, log: Any, home: Path) -> None:
     """What someone watching the Prefect UI needs without the CLI: a summary, the deliveries, the report."""
     from prefect.artifacts import create_link_artifact, create_markdown_artifact, create_table_artifact
 
-    from breakglass.flows.run import artifacts
+    from breakglass.flows.engine import artifacts
 
     key = artifacts.key(record)
     try:

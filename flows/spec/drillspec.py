@@ -19,6 +19,14 @@ Metric = Literal["detect", "acknowledge", "decision", "pause_submitted", "pause_
 METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
 
 
+BUNDLED_INVENTORY = Path(__file__).resolve().parents[2] / "playbooks" / "inventories" / "drill.yaml"
+
+
+def default_inventory(playbook_path: Path) -> Path:
+    """``inventories/drill.yaml`` beside the playbook, else the bundled drill inventory (the fixture protocol)."""
+    own = playbook_path.resolve().parent / "inventories" / "drill.yaml"
+    return own if own.is_file() or not BUNDLED_INVENTORY.is_file() else BUNDLED_INVENTORY
+
 class Expectations(Model):
     steps_completed: list[Name] | Literal["all"] = Field("all", description="steps that must end completed")
     paused: list[Name] = Field(default_factory=list, description="contracts that must be paused on chain afterwards")
@@ -79,9 +87,8 @@ class DrillSpec(Model):
 def load(path: Path, inventory_override: Path | None = None) -> tuple[DrillSpec, Path, Path | None]:
     """The spec, its playbook path and inventory path (``inventory_override`` wins: a fork drill's live
     inventory); every problem with its file:line."""
-    from breakglass.flows.drills.drill import default_inventory
-    from breakglass.flows.language import loader
-    from breakglass.flows.language.validate import load_playbook
+    from breakglass.flows.spec import loader
+    from breakglass.flows.spec.validate import load_playbook
 
     loaded = loader.load(path)
     spec = loader.require(loaded)

@@ -11,9 +11,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from breakglass.flows.errors import Diagnostic
-from breakglass.flows.language.loader import Loaded, data_loc
-from breakglass.flows.language.playbook import Playbook
 from breakglass.flows.language.yamlpos import Document, Loc
+from breakglass.flows.spec.loader import Loaded, data_loc
+from breakglass.flows.spec.playbook import Playbook
 
 PLACEHOLDERS = {"name": "unnamed", "description": "", "severity": "high", "steps": []}
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gates.state import load_state, state_path
-from breakglass.flows.language.playbook import Playbook
 from breakglass.flows.run.home import write_private
 from breakglass.flows.run.records import RunRecord, StepRecord
+from breakglass.flows.spec.playbook import Playbook
 
 ANCESTOR_FAILED = "ancestor_failed"
 CONDITION_FALSE = "condition_false"

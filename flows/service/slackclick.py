@@ -24,11 +24,11 @@ from urllib.parse import parse_qs
 
 from slack_sdk.signature import SignatureVerifier
 
+from breakglass.flows.effects.notice import APPROVE, REJECT
 from breakglass.flows.errors import BreakglassError
-from breakglass.flows.evidence import audit
 from breakglass.flows.gates import attestor, voting
 from breakglass.flows.gates import rules as approvals
-from breakglass.flows.gates.notice import APPROVE, REJECT
+from breakglass.flows.run import audit
 from breakglass.flows.run.home import check_id
 from breakglass.flows.service.refusals import RefusalLog
 from breakglass.integrations import jsonsafe

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from breakglass.flows.errors import BreakglassError, Diagnostic, SpecError
-from breakglass.flows.language import checks, salvage
 from breakglass.flows.language.inventory import Inventory
-from breakglass.flows.language.loader import Loaded, load
-from breakglass.flows.language.playbook import Playbook
+from breakglass.flows.spec import checks, salvage
+from breakglass.flows.spec.loader import Loaded, load
+from breakglass.flows.spec.playbook import Playbook
 
 SKIP_DIRS = {"templates"}
 
@@ -74,7 +74,7 @@ def _yaml_files(path: Path) -> list[Path]:
 
 
 def _drill_problems(path: Path, inventory_path: Path | None = None) -> list[Diagnostic]:
-    from breakglass.flows.language import drillspec
+    from breakglass.flows.spec import drillspec
 
     try:
         drillspec.load(path, inventory_path.resolve() if inventory_path else None)

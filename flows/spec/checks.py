@@ -7,13 +7,14 @@ from typing import Any
 
 from breakglass.flows.errors import Diagnostic
 from breakglass.flows.language import pausespec, templating
-from breakglass.flows.language.inventory import FIXTURE_RE, FixtureSigner, Inventory, SafeSigner
-from breakglass.flows.language.loader import Loaded, label
-from breakglass.flows.language.playbook import Playbook
+from breakglass.flows.language.inventory import FIXTURE_RE, FixtureSigner, Inventory, SafeSigner, recipients
 from breakglass.flows.language.suggest import closest
 from breakglass.flows.language.types import is_template
 from breakglass.flows.language.yamlpos import Document, Loc, dotted
+from breakglass.flows.spec.loader import Loaded, label
+from breakglass.flows.spec.playbook import Playbook
 from breakglass.flows.steps import REGISTRY
+from breakglass.flows.steps.graph import ancestors, guarded
 from breakglass.integrations.alert import ALERT_FIELDS
 
 
@@ -21,26 +22,6 @@ def _diag(doc: Document, loc: Loc, message: str, hint: str = "", *, key: bool = 
     where, rest = label(doc.data, loc)
     prefix = f"{dotted(rest)}: " if rest else ""
     return doc.diag(loc, where, prefix + message, hint, key=key)
-
-
-def ancestors(playbook: Playbook) -> dict[str, set[str]]:
-    needs = {s.id: set(s.needs) for s in playbook.steps}
-    out: dict[str, set[str]] = {}
-
-    def visit(step: str, trail: tuple[str, ...]) -> set[str]:
-        if step in out:
-            return out[step]
-        found: set[str] = set()
-        for parent in needs.get(step, ()):
-            if parent in trail or parent not in needs:
-                continue
-            found |= {parent} | visit(parent, trail + (parent,))
-        out[step] = found
-        return found
-
-    for step in needs:
-        visit(step, (step,))
-    return out
 
 
 def _find_cycle(playbook: Playbook) -> list[str] | None:
@@ -117,15 +98,13 @@ def check_playbook(loaded: Loaded, inventory: Inventory | None, inventory_path: 
 
 def check_gates(playbook: Playbook, inventory: Inventory | None) -> list[tuple[int, tuple[Any, ...], str, str]]:
     """Rules that span steps: ``proceed`` only in front of protective steps; prepared pauses wait only for gates."""
-    from breakglass.flows.effects import delivery  # intents imports the planner, which imports this module's users
-    from breakglass.flows.gates import intents  # intents imports the planner, which imports this module's users
 
     out: list[tuple[int, tuple[Any, ...], str, str]] = []
     index = {s.id: i for i, s in enumerate(playbook.steps)}
     for i, step in enumerate(playbook.steps):
         if not REGISTRY[step.kind].gate or step.with_.on_timeout != "proceed":
             continue
-        for sid in intents.guarded(playbook, step.id):
+        for sid in guarded(playbook, step.id):
             guarded = playbook.steps[index[sid]]
             why = None
             kind = REGISTRY[guarded.kind]
@@ -134,7 +113,7 @@ def check_gates(playbook: Playbook, inventory: Inventory | None) -> list[tuple[i
                 why = f"'{sid}' is a {guarded.kind} step"
             elif names and inventory is not None:  # messages: protective while they stay inside the team
                 try:
-                    external = [r for r in delivery.recipients(inventory, names, []) if inventory.contacts[r].kind != "internal"]
+                    external = [r for r in recipients(inventory, names, []) if inventory.contacts[r].kind != "internal"]
                 except KeyError:
                     external = []
                 if external:

@@ -24,10 +24,10 @@ from prefect.logging import get_run_logger
 from prefect.states import Paused, Running
 
 from breakglass.flows.effects import prepared
-from breakglass.flows.evidence import audit
+from breakglass.flows.effects.notice import Notice
 from breakglass.flows.gates import intents
 from breakglass.flows.gates import rules as approvals
-from breakglass.flows.gates.notice import Notice
+from breakglass.flows.run import audit
 from breakglass.flows.run.records import now
 from breakglass.flows.steps.approval import GateCancelled
 
