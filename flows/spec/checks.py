@@ -13,8 +13,7 @@ from breakglass.flows.language.types import is_template
 from breakglass.flows.language.yamlpos import Document, Loc, dotted
 from breakglass.flows.spec.loader import Loaded, label
 from breakglass.flows.spec.playbook import Playbook
-from breakglass.flows.steps import REGISTRY
-from breakglass.flows.steps.graph import ancestors, guarded
+from breakglass.flows.steps import REGISTRY, graph
 from breakglass.integrations.alert import ALERT_FIELDS
 
 
@@ -104,7 +103,7 @@ def check_gates(playbook: Playbook, inventory: Inventory | None) -> list[tuple[i
     for i, step in enumerate(playbook.steps):
         if not REGISTRY[step.kind].gate or step.with_.on_timeout != "proceed":
             continue
-        for sid in guarded(playbook, step.id):
+        for sid in graph.guarded(playbook, step.id):
             guarded = playbook.steps[index[sid]]
             why = None
             kind = REGISTRY[guarded.kind]
@@ -199,7 +198,7 @@ def _against_adapter(path: tuple[str | None, ...], trigger: Any, kind: str | Non
 
 def _check_templates(doc: Document, playbook: Playbook) -> list[Diagnostic]:
     out: list[Diagnostic] = []
-    parents = ancestors(playbook)
+    parents = graph.ancestors(playbook)
     kinds = {s.id: s.kind for s in playbook.steps}
     raw_steps = doc.data.get("steps", [])
     for i, step in enumerate(playbook.steps):
