@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +27,10 @@ from breakglass.flows.language.inventory import Fees
 from breakglass.flows.run import failpoints, interrupt
 from breakglass.flows.run.context import StepContext, endpoints
 from breakglass.flows.run.journal import Journal, SignedEntry
+from breakglass.flows.run.ports import FeeCapTooLow as FeeCapTooLow
+from breakglass.flows.run.ports import Intent as Intent
+from breakglass.flows.run.ports import Outcome as Outcome
+from breakglass.flows.run.ports import TxRejected as TxRejected
 from breakglass.integrations.chain.revert import RevertDecoder, revert_data
 from breakglass.integrations.chain.rpc import JsonRpc, RpcError
 from breakglass.integrations.chain.signers import Signer, SignerError
@@ -42,36 +45,6 @@ def decoder() -> RevertDecoder:
     if _DECODER is None:
         _DECODER = RevertDecoder(fixture.artifact(p.stem)["abi"] for p in sorted(fixture.ARTIFACTS.glob("*.json")))
     return _DECODER
-
-
-class TxRejected(BreakglassError):
-    """The transaction would revert (or did); the message carries the decoded reason."""
-
-
-class FeeCapTooLow(BreakglassError):
-    """The base fee is above the inventory's cap: nothing is signed."""
-
-
-@dataclass(frozen=True)
-class Intent:
-    key: str
-    chain: str
-    to: str
-    data: bytes
-    label: str
-    value: int = 0
-
-
-@dataclass
-class Outcome:
-    status: str  # mined | reverted | nonce_consumed | skipped
-    tx_hash: str | None = None
-    block_number: int | None = None
-    gas_used: int | None = None
-    nonce: int | None = None
-    hashes: list[str] = field(default_factory=list)
-    reason: str | None = None
-    submitted_via: str | None = None
 
 
 class ChainIO:

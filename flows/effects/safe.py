@@ -29,12 +29,9 @@ from breakglass.flows.effects.safepending import excluded_reason
 from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.run.context import StepContext
+from breakglass.flows.run.ports import SafeRefused as SafeRefused
 from breakglass.integrations.chain import safe as safe_tx
 from breakglass.integrations.chain.signers import LocalSigner
-
-
-class SafeRefused(BreakglassError):
-    """The Safe changed under us, or disagrees with our hash: nothing is executed."""
 
 
 def signatures_dir(incident_dir: Path, safe_tx_hash: str) -> Path:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import getpass
 import os
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 
 from breakglass.flows.effects.fixture import ACCOUNTS
@@ -25,6 +24,7 @@ from breakglass.flows.language.inventory import (
     SafeSigner,
 )
 from breakglass.flows.run.context import Bindings
+from breakglass.flows.run.ports import SafeGuardian as SafeGuardian
 from breakglass.integrations.chain import signers
 from breakglass.integrations.chain.signers import Signer, SignerError
 
@@ -34,19 +34,6 @@ ANVIL_MNEMONIC = "test test test test test test test test test test test junk"
 Prompt = Callable[[str], str]
 
 
-@dataclass(frozen=True)
-class SafeGuardian:
-    """A Safe that acts through owner signatures; ``owners`` are the owner keys this process holds."""
-
-    name: str
-    address: str
-    chain: str
-    owners: dict[str, Signer]
-    executor: Signer
-    label: str = ""
-
-    def __repr__(self) -> str:
-        return f"SafeGuardian({self.name}, {self.address}, owners held: {sorted(self.owners)})"
 
 
 def _prompt(label: str) -> str:

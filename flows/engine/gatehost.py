@@ -25,7 +25,7 @@ from prefect.states import Paused, Running
 
 from breakglass.flows.effects import prepared
 from breakglass.flows.effects.notice import Notice
-from breakglass.flows.gates import intents
+from breakglass.flows.gates import intents, machine
 from breakglass.flows.gates import rules as approvals
 from breakglass.flows.run import audit
 from breakglass.flows.run.records import now
@@ -208,6 +208,10 @@ class GateView:
         self.attempt = len(record.attempts)
         self.flow_run_id = record.attempts[-1].flow_run_id if record.attempts else None
         self.notice = Notice(run.inventory, run.journal, record.run_key, record.incident, run.playbook.name)
+
+    def hold(self, ctx: Any, step: Any) -> Any:
+        """Run the gate's state machine here, with this view as its host (``ctx.gate``)."""
+        return machine.Gate(ctx, step, self).wait()
 
     def intents(self, step: str) -> list[dict[str, Any]]:
         return self.run.intents(step)

@@ -27,7 +27,7 @@ from prefect.logging import get_run_logger
 from prefect.states import Completed, Failed
 
 from breakglass.flows import planner
-from breakglass.flows.effects import signerlock
+from breakglass.flows.effects import engines, signerlock
 from breakglass.flows.effects.notice import Notice
 from breakglass.flows.engine import closing, recovery, runlog
 from breakglass.flows.engine.deadlines import deadline, enforced
@@ -67,15 +67,17 @@ class _Run:
 
     def step_context(self, step_id: str) -> StepContext:
         record = self.writer.record
-        gate = self.playbook.step(step_id).kind == "approval"
-        return StepContext(
+        gate = REGISTRY[self.playbook.step(step_id).kind].gate
+        ctx = StepContext(
             incident=record.incident, run_id=record.run_id, run_key=record.run_key, mode=record.mode, step_id=step_id,
             inventory=self.inventory, bindings=self.handle.bindings(), artifacts_dir=self.handle.artifacts,
             home=self.home, log=_logger(step_id, gate), signers=self.signers,
             journal=self.journal, playbook=self.playbook.name, severity=self.playbook.severity,
-            gate=GateView(self, step_id) if gate else None,
             outputs={s.id: s.outputs or {} for s in record.steps if s.status == "completed"},
         )
+        if gate:
+            ctx.gate = GateView(self, step_id)
+        return engines.wire(ctx)
 
     def intents(self, gate: str) -> list[dict[str, Any]]:
         context = self.template_context()

@@ -24,11 +24,11 @@ from eth_account import Account
 from eth_account.messages import encode_typed_data
 from pydantic import Field
 
+from breakglass.flows.language.types import SIGNED_CHANNELS as SIGNED_CHANNELS
+from breakglass.flows.language.types import UNSIGNED_CHANNELS as UNSIGNED_CHANNELS
+from breakglass.flows.language.types import Channel as Channel
 from breakglass.flows.language.types import Model
 
-Channel = Literal["signed", "slack", "cli-unsigned", "prefect-ui", "auto-approve"]
-SIGNED_CHANNELS = ("signed", "auto-approve")
-UNSIGNED_CHANNELS = ("cli-unsigned", "prefect-ui")
 FUTURE_SKEW = 120  # seconds a vote's cast time may be ahead of the runner's clock
 
 DOMAIN = {"name": "breakglass", "version": "1"}

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from eth_utils import is_checksum_address, to_checksum_address
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, WithJsonSchema
@@ -125,3 +125,9 @@ Duration = Annotated[
     WithJsonSchema({"anyOf": [{"type": "number", "exclusiveMinimum": 0}, {"type": "string", "pattern": _DURATION_RE.pattern}]}),
 ]
 Expr = Annotated[str, Field(pattern=r"\{\{.*\}\}", description="a template expression, e.g. '{{ inputs.attackers }}'")]
+
+
+# How a vote on a gate may arrive; signed ones carry an EIP-712 signature (flows/gates/rules).
+Channel = Literal["signed", "slack", "cli-unsigned", "prefect-ui", "auto-approve"]
+SIGNED_CHANNELS = ("signed", "auto-approve")
+UNSIGNED_CHANNELS = ("cli-unsigned", "prefect-ui")

@@ -9,13 +9,14 @@ import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.inventory import FIXTURE_RE, Inventory
 from breakglass.flows.language.types import ADDRESS_RE, check_address
+from breakglass.flows.run.ports import DeliverPort, GatePort, TxPort, Unwired
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
 
 # Steps keep retrying an RPC outage this long (exponential backoff with jitter), within their time limit:
@@ -96,7 +97,10 @@ class StepContext:
     playbook: str = ""
     severity: str = ""
     journal: Any = None
-    gate: Any = None  # for approval steps: the runner's GateHost
+    # The ports (flows/run/ports): wired by the engine; unwired, any use refuses with a clear error.
+    tx: TxPort = field(default_factory=lambda: cast(TxPort, Unwired("tx")))
+    deliver: DeliverPort = field(default_factory=lambda: cast(DeliverPort, Unwired("deliver")))
+    gate: GatePort = field(default_factory=lambda: cast(GatePort, Unwired("gate")))  # approval steps: the runner's gate host
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)  # of the steps completed so far, by id
     cancel: threading.Event = field(default_factory=threading.Event)
     _rpcs: dict[str, JsonRpc] = field(default_factory=dict)

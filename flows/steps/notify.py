@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows.effects import delivery
-from breakglass.flows.effects import watchlist_versions as watchlists
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language import messages
+from breakglass.flows.language.inventory import recipients
 from breakglass.flows.language.types import Model, Name, NameExpr, is_template
+from breakglass.flows.run import watchlist_versions as watchlists
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.integrations.notify.base import Message
 
@@ -75,7 +75,7 @@ class Notify(KindBase):
         problems = [(("with", "template"), p, "") for p in messages.check(playbook_dir / "templates", step.with_.template,
                                                                           set(step.with_.data))]
         if inventory is not None and all(n in inventory.contacts or n in inventory.groups for n in step.with_.to):
-            external = [r for r in delivery.recipients(inventory, step.with_.to, [])
+            external = [r for r in recipients(inventory, step.with_.to, [])
                         if inventory.contacts[r].kind != "internal"]
             policy = inventory.templates.get(step.with_.template)
             if external and not (policy and policy.approved):
@@ -88,7 +88,7 @@ class Notify(KindBase):
         p = step.with_
         chains = [c for c in p.chains if not is_template(c)]
         try:
-            names = delivery.recipients(inventory, p.to, chains)
+            names = recipients(inventory, p.to, chains)
         except KeyError:
             names = p.to
         return [f"template {p.template} to {', '.join(names)}" + (f" (covering {', '.join(p.chains)})" if p.chains else "")]
@@ -117,8 +117,7 @@ class Notify(KindBase):
     def run(self, ctx: StepContext, step: Any) -> NotifyOutputs:
         p: NotifyParams = step.with_
         keyed = compose(ctx, p, datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"))
-        sender = delivery.Sender(ctx.inventory, ctx.journal, ctx.artifacts_dir / "outbox", ctx.cancel)
-        rows = sender.deliver_all(keyed)
+        rows = ctx.deliver.deliver_all(keyed)
         failed = [r.recipient for r in rows if r.status == "failed"]
         outputs = NotifyOutputs(template=p.template, deliveries=[DeliveryRow(**r.to_json()) for r in rows],
                                 delivered=len(rows) - len(failed), failed_recipients=failed)
@@ -131,7 +130,7 @@ class Notify(KindBase):
 def compose(ctx: StepContext, p: NotifyParams, now_text: str) -> list[tuple[str, Message]]:
     """Each recipient's message, exactly as it will be sent (gates hash it with a fixed ``now``)."""
     inventory = ctx.inventory
-    names = delivery.recipients(inventory, p.to, list(p.chains))
+    names = recipients(inventory, p.to, list(p.chains))
     if not names:
         raise BreakglassError(f"no contact in {p.to} covers {p.chains}")
     folder = ctx.artifacts_dir.parent / "templates"

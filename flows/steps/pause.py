@@ -15,11 +15,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from breakglass.flows.effects import onchain, prepared, safe
-from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language import pausespec
 from breakglass.flows.language.types import Model, Name
+from breakglass.flows.run.ports import ChainReader, FeeCapTooLow, Intent, SafeGuardian, SafeRefused, TxRejected
 from breakglass.flows.steps.base import KindBase, Problem, Ref, StepBase
 from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.integrations.chain import abi
@@ -71,14 +70,14 @@ class PauseOutputs(Model):
     tx_hashes: list[str]
 
 
-def read_paused(io: onchain.ChainIO, address: str, contract: Any, block: str = "latest") -> bool:
+def read_paused(io: ChainReader, address: str, contract: Any, block: str = "latest") -> bool:
     """Every ``paused`` view of the contract says paused. Raises TxRejected when a view cannot be read as declared."""
     def call(to: str, data: bytes) -> bytes:
         return io.call(to, to, data, block=block)
     try:
         return pausespec.is_paused(contract, call, address)
     except (ValueError, abi.SignatureError) as exc:  # empty answer (no code), or not the declared shape
-        raise onchain.TxRejected(str(exc)) from None
+        raise TxRejected(str(exc)) from None
 
 
 class Pause(KindBase):
@@ -154,17 +153,17 @@ class PauseFailed(BreakglassError):
 
 def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> ContractResult:
     contract = ctx.inventory.contracts[name]
-    io = onchain.ChainIO(ctx, contract.chain)
+    io = ctx.tx.io(contract.chain)
     address = ctx.address(name)
     base = {"contract": name, "chain": contract.chain, "address": address,
-            "fast_path": prepared.fastpath_note(ctx.artifacts_dir.parent, ctx.step_id, name) if p.prepared else None}
+            "fast_path": ctx.tx.fastpath_note(name) if p.prepared else None}
     views = pausespec.describe_views(contract)
     try:
         actions = pausespec.actions(contract)
         read_paused(io, address, contract)
     except abi.SignatureError as exc:
         return ContractResult(**base, status="failed", paused=False, note=f"the inventory's pause for {name} is wrong: {exc}")
-    except onchain.TxRejected as exc:
+    except TxRejected as exc:
         return ContractResult(**base, status="failed", paused=False,
                               note=f"cannot read {views} on {address} ({exc}): is it the right address, and does "
                               f"the contract have this view? Set 'paused:' (and 'pause:') for it in the inventory")
@@ -184,20 +183,20 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
                           note=None if status == "paused" and all(r["status"] == "paused" for r in results) else "; ".join(notes))
 
 
-def _send_action(ctx: StepContext, io: onchain.ChainIO, signer: Any, name: str, contract: Any, address: str,
+def _send_action(ctx: StepContext, io: ChainReader, signer: Any, name: str, contract: Any, address: str,
                  action: pausespec.Action, p: PauseParams) -> dict[str, Any]:
     """One pause call, exactly once: skipped when the contract already reads paused."""
-    intent = onchain.Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{name}/{action.suffix}", chain=contract.chain,
+    intent = Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{name}/{action.suffix}", chain=contract.chain,
                             to=address, data=action.data, label=f"{name}.{action.label}")
     safe_info: dict[str, Any] = {}
     try:
         if isinstance(signer, SafeGuardian):
-            outcome, safe_info = safe.send(ctx, io, signer, intent, skip=lambda: read_paused(io, address, contract))
+            outcome, safe_info = ctx.tx.send_safe(io, signer, intent, skip=lambda: read_paused(io, address, contract))
         else:
-            outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal, skip=lambda: read_paused(io, address, contract))
-    except (onchain.FeeCapTooLow, safe.SafeRefused) as exc:
+            outcome = ctx.tx.send_once(io, signer, intent, skip=lambda: read_paused(io, address, contract))
+    except (FeeCapTooLow, SafeRefused) as exc:
         return {"status": "failed", "paused": read_paused(io, address, contract), "note": str(exc)}
-    except onchain.TxRejected as exc:
+    except TxRejected as exc:
         paused = read_paused(io, address, contract) or _pending_pause_lands(ctx, io, address, contract)
         return {"status": "already_paused" if paused else "failed", "paused": paused,
                 "note": f"simulation of {action.label} from {signer.address} reverted: {exc}"
@@ -205,7 +204,7 @@ def _send_action(ctx: StepContext, io: onchain.ChainIO, signer: Any, name: str, 
     if outcome.status == "skipped":
         return {"status": "already_paused", "paused": True, "note": "was already paused; no transaction sent"}
     if outcome.block_number is not None:
-        onchain.wait_confirmations(ctx, io, outcome.block_number, p.confirmations)
+        ctx.tx.wait_confirmations(io, outcome.block_number, p.confirmations)
     paused = read_paused(io, address, contract)
     common = {"paused": paused, "tx_hash": outcome.tx_hash, "block_number": outcome.block_number,
               "gas_used": outcome.gas_used, "transactions": outcome.hashes, "submitted_via": outcome.submitted_via,
@@ -220,7 +219,7 @@ def _send_action(ctx: StepContext, io: onchain.ChainIO, signer: Any, name: str, 
     return {**common, "status": "already_paused" if paused else "failed", "note": outcome.reason}
 
 
-def _pending_pause_lands(ctx: StepContext, io: onchain.ChainIO, address: str, contract: Any) -> bool:
+def _pending_pause_lands(ctx: StepContext, io: ChainReader, address: str, contract: Any) -> bool:
     """Someone else's pause is in the mempool (our simulation saw it): wait for it instead of failing."""
     if not read_paused(io, address, contract, block="pending"):
         return False

@@ -14,11 +14,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows.effects import onchain, safe
-from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.callargs import role_id
 from breakglass.flows.language.types import AddressExpr, Model, Name, RoleId, is_template
+from breakglass.flows.run.ports import ChainReader, Intent, SafeGuardian
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.integrations.chain import abi, multicall
@@ -163,7 +162,7 @@ class Revoke(KindBase):
         return outputs
 
 
-def read_roles(ctx: StepContext, io: onchain.ChainIO, pairs: list[tuple[str, str]], account: str) -> list[bool]:
+def read_roles(ctx: StepContext, io: ChainReader, pairs: list[tuple[str, str]], account: str) -> list[bool]:
     """``hasRole(role, account)`` for every (contract, role), at one block, in one batch."""
     mc = ctx.address(io.spec.multicall3)
     head = io.rpc.batch([("eth_blockNumber", []), ("eth_getCode", [mc, "latest"])])
@@ -188,7 +187,7 @@ def _in_flight(ctx: StepContext, key: str) -> bool:
 
 def _revoke_chain(ctx: StepContext, signer: Any, chain: str, contracts: list[str], account: str,
                   p: RevokeParams) -> dict[str, list[Any]]:
-    io = onchain.ChainIO(ctx, chain)
+    io = ctx.tx.io(chain)
     pairs = [(c, r) for c in contracts for r in dict.fromkeys(p.roles)]
     held = read_roles(ctx, io, pairs, account)
     out: dict[str, list[Any]] = {"revoked": [], "not_held": [], "failed": [], "still_held": [], "transactions": []}
@@ -199,7 +198,7 @@ def _revoke_chain(ctx: StepContext, signer: Any, chain: str, contracts: list[str
             out["not_held"].append(RoleState(contract=contract, chain=chain, role=role))
             continue
         address = ctx.address(contract)
-        intent = onchain.Intent(key=key, chain=chain, to=address, data=REVOKE_ROLE.encode([role_id(role), account]),
+        intent = Intent(key=key, chain=chain, to=address, data=REVOKE_ROLE.encode([role_id(role), account]),
                                 label=f"{contract}.revokeRole({role}, {account})")
 
         def gone(c: str = contract, r: str = role) -> bool:
@@ -208,9 +207,9 @@ def _revoke_chain(ctx: StepContext, signer: Any, chain: str, contracts: list[str
         safe_info: dict[str, Any] = {}
         try:
             if isinstance(signer, SafeGuardian):
-                outcome, safe_info = safe.send(ctx, io, signer, intent, skip=gone, exclude=[account])  # never its own revocation
+                outcome, safe_info = ctx.tx.send_safe(io, signer, intent, skip=gone, exclude=[account])  # never its own revocation
             else:
-                outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal, skip=gone)
+                outcome = ctx.tx.send_once(io, signer, intent, skip=gone)
         except BreakglassError as exc:  # a revert in simulation, a changed Safe, the fee cap: this role only
             out["failed"].append(RoleState(contract=contract, chain=chain, role=role, note=str(exc)))
             continue
@@ -226,7 +225,7 @@ def _revoke_chain(ctx: StepContext, signer: Any, chain: str, contracts: list[str
             out["failed"].append(RoleState(contract=contract, chain=chain, role=role,
                                            note=f"{outcome.status}: {outcome.reason or ''}".rstrip(": ")))
     if last_block is not None:
-        onchain.wait_confirmations(ctx, io, last_block, p.confirmations)
+        ctx.tx.wait_confirmations(io, last_block, p.confirmations)
     for (contract, role), has in zip(pairs, read_roles(ctx, io, pairs, account), strict=True):
         if has:
             out["still_held"].append(RoleState(contract=contract, chain=chain, role=role))

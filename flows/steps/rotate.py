@@ -16,10 +16,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from eth_utils import to_checksum_address
 from pydantic import Field
 
-from breakglass.flows.effects import onchain, safe
-from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.types import AccountRef, AddressExpr, Model, Name, is_template
+from breakglass.flows.run.ports import ChainReader, Intent, SafeGuardian, TxRejected
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.integrations.chain import abi
@@ -74,12 +73,12 @@ class RotateFailed(BreakglassError):
         self.outputs = outputs
 
 
-def read_safe(io: onchain.ChainIO, address: str) -> tuple[list[str], int]:
+def read_safe(io: ChainReader, address: str) -> tuple[list[str], int]:
     """The Safe's owners in linked-list order, and its threshold."""
     try:
         owners = safe_tx.OWNERS.decode(io.call(address, address, safe_tx.OWNERS.encode()))[0]
         threshold = safe_tx.THRESHOLD.decode(io.call(address, address, safe_tx.THRESHOLD.encode()))[0]
-    except (onchain.TxRejected, RpcUnavailable) as exc:
+    except (TxRejected, RpcUnavailable) as exc:
         raise BreakglassError(f"cannot read the owners of Safe {address} on {io.name}: {exc}") from None
     return [to_checksum_address(o) for o in owners], threshold
 
@@ -102,7 +101,7 @@ def proposal(ctx: StepContext, key: str) -> dict[str, Any] | None:
     return next((e for e in ctx.journal.entries(key + "/safe") if e["event"] == "safe_proposed"), None)
 
 
-def swap_data(ctx: StepContext, io: onchain.ChainIO, safe_address: str, remove: str, add: str) -> bytes | None:
+def swap_data(ctx: StepContext, io: ChainReader, safe_address: str, remove: str, add: str) -> bytes | None:
     """The swapOwner calldata: as proposed earlier in this run, else from the owners now (None: not an owner)."""
     earlier = proposal(ctx, swap_key(ctx, io.name, safe_address, remove, add))
     if earlier is not None:
@@ -149,7 +148,7 @@ class Rotate(KindBase):
         safe_address, remove, add = ctx.address(p.safe), p.remove, ctx.address(p.add)
         base = {"step": step.id, "kind": "rotate", **fees(ctx, spec.chain), "target": safe_address,
                 "signer": signer_ref(ctx, p.safe), "value": 0}
-        data = swap_data(ctx, onchain.ChainIO(ctx, spec.chain), safe_address, remove, add)
+        data = swap_data(ctx, ctx.tx.io(spec.chain), safe_address, remove, add)
         args = [to_checksum_address(data[16:36]) if data else "(none)", remove, add]
         out = [{**base, "item": f"{p.safe}:swapOwner", "function": "swapOwner(address,address,address)",
                 "selector": "0x" + SWAP_OWNER.selector.hex(), "args": args,
@@ -175,7 +174,7 @@ class Rotate(KindBase):
         remove, add = p.remove, ctx.address(p.add)
         if remove == add:
             raise BreakglassError(f"with.add: {add} is the owner being removed; name the backup owner")
-        io = onchain.ChainIO(ctx, guardian.chain)
+        io = ctx.tx.io(guardian.chain)
         key = swap_key(ctx, io.name, guardian.address, remove, add)
         earlier = proposal(ctx, key)
         owners, threshold = read_safe(io, guardian.address)
@@ -204,7 +203,7 @@ class Rotate(KindBase):
             if not swap:
                 data = swap_data(ctx, io, guardian.address, remove, add)
                 assert data is not None
-                intent = onchain.Intent(key=key, chain=io.name, to=guardian.address, data=data,
+                intent = Intent(key=key, chain=io.name, to=guardian.address, data=data,
                                         label=f"Safe.swapOwner({remove} -> {add})")
                 swap = {**_execute(ctx, io, guardian, intent, remove, p.confirmations, transactions), "status": "rotated"}
             if p.threshold is not None:
@@ -223,19 +222,19 @@ class Rotate(KindBase):
         return outputs
 
 
-def _execute(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, intent: onchain.Intent, remove: str,
+def _execute(ctx: StepContext, io: ChainReader, guardian: SafeGuardian, intent: Intent, remove: str,
              confirmations: int, transactions: list[str]) -> dict[str, Any]:
     """One Safe self-call, never counting the removed owner's signature."""
-    outcome, info = safe.send(ctx, io, guardian, intent, exclude=[remove])
+    outcome, info = ctx.tx.send_safe(io, guardian, intent, exclude=[remove])
     transactions += outcome.hashes
     if outcome.status != "mined":
         raise BreakglassError(f"{intent.label}: {outcome.status}: {outcome.reason or ''}".rstrip(": "))
     assert outcome.block_number is not None
-    onchain.wait_confirmations(ctx, io, outcome.block_number, confirmations)
+    ctx.tx.wait_confirmations(io, outcome.block_number, confirmations)
     return {"tx_hash": outcome.tx_hash, "safe_tx_hash": info.get("safe_tx_hash"), "safe_owners_signed": info.get("owners_signed", [])}
 
 
-def _threshold(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, wanted: int, remove: str,
+def _threshold(ctx: StepContext, io: ChainReader, guardian: SafeGuardian, wanted: int, remove: str,
                confirmations: int, transactions: list[str]) -> dict[str, Any]:
     key = threshold_key(ctx, io.name, guardian.address, wanted)
     owners, current = read_safe(io, guardian.address)
@@ -243,7 +242,7 @@ def _threshold(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, wa
         return {}
     if wanted > len(owners):
         raise BreakglassError(f"with.threshold: {wanted} is more than the Safe's {len(owners)} owners")
-    intent = onchain.Intent(key=key, chain=io.name, to=guardian.address, data=CHANGE_THRESHOLD.encode([wanted]),
+    intent = Intent(key=key, chain=io.name, to=guardian.address, data=CHANGE_THRESHOLD.encode([wanted]),
                             label=f"Safe.changeThreshold({wanted})")
     done = _execute(ctx, io, guardian, intent, remove, confirmations, transactions)
     return {"threshold_tx_hash": done["tx_hash"], "threshold_safe_tx_hash": done["safe_tx_hash"]}

@@ -10,11 +10,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows.effects import onchain, safe
-from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.callargs import coerce_args, signature_problem
 from breakglass.flows.language.types import Model, Name, is_template
+from breakglass.flows.run.ports import Intent, SafeGuardian
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.integrations.chain import abi
@@ -99,21 +98,21 @@ class Transact(KindBase):
             data = fn.encode(coerce_args(fn.inputs, p.args))
         except (abi.SignatureError, ValueError, TypeError) as exc:
             raise BreakglassError(f"with.function/args: cannot encode {p.function} with {p.args}: {exc}") from None
-        io = onchain.ChainIO(ctx, contract.chain)
+        io = ctx.tx.io(contract.chain)
         digest = hashlib.sha256(json.dumps([p.function, p.args, p.value], sort_keys=True, default=str).encode()).hexdigest()[:16]
-        intent = onchain.Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{p.contract}/{fn.name}/{digest}",
+        intent = Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{p.contract}/{fn.name}/{digest}",
                                 chain=contract.chain, to=ctx.address(p.contract), data=data, value=p.value,
                                 label=f"{p.contract}.{p.function}")
         signer = ctx.signer(p.signer)
         safe_info: dict[str, Any] = {}
         if isinstance(signer, SafeGuardian):
-            outcome, safe_info = safe.send(ctx, io, signer, intent)
+            outcome, safe_info = ctx.tx.send_safe(io, signer, intent)
         else:
-            outcome = onchain.send_once(ctx, io, signer, intent, ctx.journal)
+            outcome = ctx.tx.send_once(io, signer, intent)
         if outcome.status != "mined":
             raise BreakglassError(f"{intent.label}: {outcome.status}: {outcome.reason or ''}".rstrip(": "))
         assert outcome.block_number is not None and outcome.tx_hash is not None
-        onchain.wait_confirmations(ctx, io, outcome.block_number, p.confirmations)
+        ctx.tx.wait_confirmations(io, outcome.block_number, p.confirmations)
         return TransactOutputs(contract=p.contract, chain=contract.chain, function=p.function, status="mined",
                                tx_hash=outcome.tx_hash, block_number=outcome.block_number,
                                gas_used=outcome.gas_used or 0, transactions=outcome.hashes,

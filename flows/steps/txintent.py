@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from breakglass.flows.effects.unlock import SafeGuardian
+from breakglass.flows.run.ports import SafeGuardian
 
 if TYPE_CHECKING:
     from breakglass.flows.run.context import StepContext

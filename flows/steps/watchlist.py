@@ -13,10 +13,10 @@ from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 from pydantic import Field
 
-from breakglass.flows.effects import delivery
-from breakglass.flows.effects import watchlist_versions as watchlists
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.language.inventory import recipients
 from breakglass.flows.language.types import AddressExpr, Expr, Model, Name, NameExpr, TxHash
+from breakglass.flows.run import watchlist_versions as watchlists
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.integrations.notify.base import Message
 
@@ -101,7 +101,7 @@ class Watchlist(KindBase):
         json_bytes = (folder / f"v{number}.json").read_bytes()
         rows: list[dict[str, Any]] = []
         if p.publish:
-            names = delivery.recipients(ctx.inventory, p.publish, [])
+            names = recipients(ctx.inventory, p.publish, [])
             prefix = "[DRILL] " if ctx.mode == "drill" else ""
             active = [e for e in document["entries"] if e["status"] == "active"]
             summary = "\n".join(f"- {e['caip10']} {e.get('role', '')} {e.get('label', '')}".rstrip() for e in active)
@@ -112,8 +112,7 @@ class Watchlist(KindBase):
                 attachments={f"{ctx.incident}-watchlist-v{number}.csv": csv_bytes,
                              f"{ctx.incident}-watchlist-v{number}.json": json_bytes},
                 payload={"watchlist": json.loads(json_bytes)})) for name in names]
-            sender = delivery.Sender(ctx.inventory, ctx.journal, ctx.artifacts_dir / "outbox", ctx.cancel)
-            rows = [r.to_json() for r in sender.deliver_all(keyed)]
+            rows = [r.to_json() for r in ctx.deliver.deliver_all(keyed)]
             failed = [r["recipient"] for r in rows if r["status"] == "failed"]
             if failed:
                 detail = "; ".join(f"{r['recipient']} ({' | '.join(r['errors']) or 'no channel'})" for r in rows if r["status"] == "failed")
