@@ -25,6 +25,7 @@ sys.path.insert(0, str(ROOT))
 from aiosmtpd.controller import Controller  # noqa: E402
 
 from breakglass.flows.effects import delivery  # noqa: E402
+from breakglass.flows.effects.engines import wire  # noqa: E402
 from breakglass.flows.run.context import StepContext  # noqa: E402
 from breakglass.flows.run.journal import Journal  # noqa: E402
 from breakglass.flows.spec.loader import load, require  # noqa: E402
@@ -103,10 +104,10 @@ contacts:
         shutil.copytree(ROOT / "playbooks" / "templates", run_dir / "templates")
 
         def step(names: list[str], tag: str) -> float:
-            ctx = StepContext(incident="BENCH", run_id="bench", run_key=f"BENCH/bench/{tag}", mode="live", step_id="tell",
+            ctx = wire(StepContext(incident="BENCH", run_id="bench", run_key=f"BENCH/bench/{tag}", mode="live", step_id="tell",
                               inventory=inventory, bindings=None, artifacts_dir=run_dir / "artifacts", home=tmp,  # type: ignore[arg-type]
                               log=logging.getLogger("bench"), journal=Journal(run_dir / f"journal-{tag}.jsonl"),
-                              playbook="bench", severity="high")
+                              playbook="bench", severity="high"))
             spec = NotifyStep.model_validate({"id": "tell", "kind": "notify", "with": NotifyParams(
                 template="status-update", to=names, data={"status": "benchmark"}).model_dump()})
             started = time.perf_counter()

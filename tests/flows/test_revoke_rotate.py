@@ -161,6 +161,7 @@ def test_a_gate_in_front_shows_and_digests_the_exact_calls(chain, tmp_path, monk
     import logging
 
     from breakglass.flows.effects import unlock as signers
+    from breakglass.flows.effects.engines import wire
     from breakglass.flows.gates import intents
     from breakglass.flows.language import templating
     from breakglass.flows.run.context import Bindings, StepContext
@@ -175,10 +176,10 @@ def test_a_gate_in_front_shows_and_digests_the_exact_calls(chain, tmp_path, monk
     playbook, inventory = load_playbook(_playbook(tmp_path, REVOKE.format(id="revoke", needs="") + (
         '  - {id: rotate, kind: rotate, with: {safe: admin-safe, remove: "{{ inputs.compromised_signer }}", '
         'add: backup-guardian, threshold: 2}}\n')), _inventory(tmp_path, chain, safe, ["bob"], "bob"))
-    ctx = StepContext(incident="INC-gate", run_id="run", run_key="INC-gate/run/x", mode="live", step_id="rotate",
+    ctx = wire(StepContext(incident="INC-gate", run_id="run", run_key="INC-gate/run/x", mode="live", step_id="rotate",
                       inventory=inventory, bindings=Bindings(), artifacts_dir=tmp_path / "artifacts", home=tmp_path,
                       log=logging.getLogger("test"), signers=signers.unlock(inventory, ["admin-safe"]),
-                      journal=Journal(tmp_path / "journal.jsonl"))
+                      journal=Journal(tmp_path / "journal.jsonl")))
     context = {"inputs": {"compromised_signer": compromised}, "alert": templating.NO_ALERT, "steps": {}}
     revoke, rotate = (intents.of_step(ctx, step, context) for step in playbook.steps)
     assert [i["item"] for i in revoke] == ["vault:DEFAULT_ADMIN_ROLE", "vault:GUARDIAN_ROLE", "bridge:DEFAULT_ADMIN_ROLE",

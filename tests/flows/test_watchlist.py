@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from breakglass.flows.run import watchlist_versions as watchlists
 from breakglass.flows.errors import SpecError
+from breakglass.flows.run import watchlist_versions as watchlists
 from breakglass.flows.spec.validate import load_playbook
 from tests.conftest import REPO, cli
 
