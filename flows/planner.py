@@ -5,6 +5,7 @@ No Prefect, no I/O, no RPC. ``breakglass plan`` prints it; the runner executes i
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -75,6 +76,47 @@ def order(playbook: Playbook) -> list[tuple[Any, int]]:
         remaining = [s for s in remaining if s.id not in wave]
         out += [(s, wave[s.id]) for s in ready]
     return sorted(out, key=lambda item: (item[1], playbook.steps.index(item[0])))
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A step that will not run because one of its needs failed or was skipped."""
+
+    step: str
+    blocker: str  # the first of its needs (in the order written) that failed or was skipped
+    why: str  # "failed" | "was skipped"
+
+    @property
+    def reason(self) -> str:
+        return f"needs '{self.blocker}', which {self.why}"
+
+
+def ready(order: Sequence[tuple[Any, int]], completed: Collection[str], skipped: Collection[str],
+          failed: Collection[str], running: Collection[str], *, stopping: bool = False) -> tuple[list[str], list[Skip]]:
+    """The scheduler's decision, without running anything: which steps start now (every need completed),
+    and which are skipped because a need failed or was skipped, in ``order``.
+
+    Skips are transitive in one call: ``order`` puts a step after its needs, so a step skipped here
+    blocks its own dependents further down. A step whose need is still running (an approval gate
+    waiting for votes, say) neither starts nor is skipped. A run that is stopping starts nothing
+    and skips nothing: what never ran stays pending for a resume.
+    """
+    if stopping:
+        return [], []
+    gone = set(skipped)
+    start: list[str] = []
+    skips: list[Skip] = []
+    for step, _ in order:
+        sid = step.id
+        if sid in completed or sid in gone or sid in failed or sid in running:
+            continue
+        blocker = next((n for n in step.needs if n in failed or n in gone), None)
+        if blocker is not None:
+            skips.append(Skip(sid, blocker, "failed" if blocker in failed else "was skipped"))
+            gone.add(sid)
+        elif all(n in completed for n in step.needs):
+            start.append(sid)
+    return start, skips
 
 
 def resolve_step(step: Any, context: dict[str, Any]) -> Any:

@@ -254,23 +254,17 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
     futures: dict[str, Any] = {}
     order = planner.order(run.playbook)
     while True:
-        for step, _ in order:
-            sid = step.id
-            if sid in completed | skipped | failed or sid in futures or run.stopping.is_set():
-                continue
-            blocker = next((n for n in step.needs if n in failed | skipped), None)
-            if blocker is not None:
-                why = "failed" if blocker in failed else "was skipped"
-                run.writer.step(sid, status="skipped", reason=f"needs '{blocker}', which {why}", ended_at=now(),
-                                skipped_reason=recovery.skip_reason(run.handle.dir, run.writer.record, blocker))
-                runlog.say("  -  %s skipped: needs '%s', which %s", sid, blocker, why)
-                skipped.add(sid)
-                continue
-            if all(n in completed for n in step.needs):
-                run.gates.started(sid)
-                future = run_step.with_options(name=sid, task_run_name=sid).submit(key, sid)
-                futures[sid] = future
-                future.add_done_callback(lambda _f, sid=sid: done.put(sid))
+        start, skips = planner.ready(order, completed, skipped, failed, futures, stopping=run.stopping.is_set())
+        for skip in skips:
+            run.writer.step(skip.step, status="skipped", reason=skip.reason, ended_at=now(),
+                            skipped_reason=recovery.skip_reason(run.handle.dir, run.writer.record, skip.blocker))
+            runlog.say("  -  %s skipped: needs '%s', which %s", skip.step, skip.blocker, skip.why)
+            skipped.add(skip.step)
+        for sid in start:
+            run.gates.started(sid)
+            future = run_step.with_options(name=sid, task_run_name=sid).submit(key, sid)
+            futures[sid] = future
+            future.add_done_callback(lambda _f, sid=sid: done.put(sid))
         if not futures:
             break
         sid = done.get()
