@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,15 +37,16 @@ name: unit
 chains:
   ethereum:
     chain_id: 31337
-    block_time: 1s
+    block_time: 0.1s
     rpc:
       - env: BG_UNIT_RPC_URL
-    fees: {max_fee_gwei: 50, priority_fee_gwei: 2}
+    fees: {%s}
 contracts:
   vault: {chain: ethereum, address: "%s", guardian: guardian}
 signers:
   guardian: {kind: env, env: BG_UNIT_GUARDIAN_KEY, address: "%s"}
 """
+FEES = "max_fee_gwei: 50, priority_fee_gwei: 2"
 
 
 class Counting:
@@ -72,15 +75,15 @@ def signer() -> Counting:
 @pytest.fixture
 def make_ctx(node: FakeChain, signer: Counting, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("BG_UNIT_RPC_URL", node.url)
-    path = tmp_path / "inventory.yaml"
-    path.write_text(INVENTORY % (VAULT, signer.address))
-    inventory = require(load(path))
     run_dir = tmp_path / "home" / "INC-unit" / "runs" / "r1"
     run_dir.mkdir(parents=True)
     made: list[StepContext] = []
 
-    def make() -> StepContext:
+    def make(fees: str = FEES) -> StepContext:
         """A step context as the runner wires it; a new one (and a new Journal object) per attempt, as on a resume."""
+        path = tmp_path / "inventory.yaml"
+        path.write_text(INVENTORY % (fees, VAULT, signer.address))
+        inventory = require(load(path))
         ctx = wire(StepContext(incident="INC-unit", run_id="r1", run_key="INC-unit/r1/x", mode="live", step_id="pause",
                                inventory=inventory, bindings=Bindings(), artifacts_dir=run_dir / "artifacts",
                                home=tmp_path / "home", log=logging.getLogger("test.onchain"),
@@ -174,3 +177,67 @@ def test_a_skip_that_says_the_work_is_done_reaches_no_signer(node: FakeChain, si
     ctx = make_ctx()
     outcome = ctx.tx.send_once(ctx.tx.io("ethereum"), signer, _intent(), skip=lambda: True)
     assert outcome.status == "skipped" and signer.signed == 0 and node.count("eth_sendRawTransaction") == 0
+
+
+# --- a transaction that does not land at once ----------------------------------------------------
+
+def _in_background(ctx: StepContext, signer: Counting) -> tuple[threading.Thread, dict[str, Any]]:
+    box: dict[str, Any] = {}
+
+    def work() -> None:
+        try:
+            box["outcome"] = ctx.tx.send_once(ctx.tx.io("ethereum"), signer, _intent())
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            box["error"] = exc
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    return thread, box
+
+
+def _until(condition: Any, what: str, timeout: float = 20.0) -> None:
+    """Poll every 10 ms; a condition that calls ``node.advance`` makes a block pass at each look."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def test_a_transaction_left_in_the_pool_is_replaced_at_its_nonce_with_higher_fees(node: FakeChain, signer: Counting,
+                                                                               make_ctx) -> None:
+    node.automine = False
+    ctx = make_ctx(FEES + ", bump_after_blocks: 2, bump_percent: 20")
+    thread, box = _in_background(ctx, signer)
+    try:
+        _until(lambda: len(node.sent) == 1, "the first broadcast")
+        _until(lambda: node.advance(1) or len(node.sent) == 2, "a replacement")  # blocks pass without it
+        first, second = node.sent
+        assert second["nonce"] == first["nonce"] == 0 and second["data"] == first["data"]
+        assert second["maxPriorityFeePerGas"] >= first["maxPriorityFeePerGas"] * 1.2
+        assert second["maxFeePerGas"] >= first["maxFeePerGas"] * 1.2
+        node.mine(second["hash"])
+        thread.join(20)
+    finally:
+        ctx.cancel.set()
+    assert "error" not in box, box.get("error")
+    outcome = box["outcome"]
+    assert (outcome.status, outcome.tx_hash, outcome.hashes) == ("mined", second["hash"], [first["hash"], second["hash"]])
+    events = [e["event"] for e in _journal_lines(ctx)]
+    assert events[:2] == ["signed", "broadcast"] and events[-1] == "receipt" and events.count("replacement") == 1
+    assert signer.signed == 2
+
+
+def test_a_replacement_never_goes_above_the_fee_cap(node: FakeChain, signer: Counting, make_ctx) -> None:
+    node.automine = False  # the first transaction asks 2 x 10 + 2 = 22 gwei; a 12.5% bump would need 24.75
+    ctx = make_ctx("max_fee_gwei: 23, priority_fee_gwei: 2, bump_after_blocks: 1")
+    thread, box = _in_background(ctx, signer)
+    try:
+        _until(lambda: len(node.sent) == 1, "the first broadcast")
+        _until(lambda: node.advance(1) or any(e.get("reason") == "fee cap reached" for e in _journal_lines(ctx)), "the cap to be reached")
+        assert len(node.sent) == 1 and signer.signed == 1  # the same bytes again, nothing new signed
+        assert node.sent[0]["maxFeePerGas"] <= 23 * GWEI
+        node.mine(node.sent[0]["hash"])
+        thread.join(20)
+    finally:
+        ctx.cancel.set()
+    assert box["outcome"].status == "mined" and box["outcome"].tx_hash == node.sent[0]["hash"]
