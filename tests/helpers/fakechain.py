@@ -34,6 +34,7 @@ class FakeChain(JsonServer):
         self.automine = automine
         self.revert: str | None = None  # revert data (0x...) that every simulation answers with, when set
         self.on_broadcast: Callable[[str], None] | None = None  # sees the raw bytes before they are accepted
+        self.code: dict[str, str] = {}  # address (any case) -> runtime code; everything else is an EOA ("0x")
         self.methods: list[str] = []
         self.sent: list[dict[str, Any]] = []  # every transaction accepted by eth_sendRawTransaction, decoded
         self.head = 1
@@ -104,6 +105,9 @@ class FakeChain(JsonServer):
         while (sender, mined) in self._pool:
             mined += 1
         return hex(mined)
+
+    def _eth_getCode(self, address: str, _block: str = "latest") -> str:  # noqa: N802
+        return next((c for a, c in self.code.items() if a.lower() == address.lower()), "0x")
 
     def _eth_getTransactionReceipt(self, tx_hash: str) -> dict[str, Any] | None:  # noqa: N802
         return self._receipts.get(tx_hash.lower())
