@@ -129,3 +129,13 @@ def test_the_language_and_the_planner_load_no_engine(modules: list[str]) -> None
                      or m.startswith(("breakglass.flows.effects", "breakglass.flows.engine", "breakglass.flows.gates",
                                       "breakglass.flows.scale", "breakglass.flows.service")))
     assert not engines, f"importing the language and the planner loaded engines: {engines}"
+
+
+def test_tests_mirror_the_packages() -> None:
+    """tests/flows/<package>/ holds the tests of flows/<package>/; only tests of top-level modules stand at the top."""
+    packages = {p.name for p in FLOWS.iterdir() if (p / "__init__.py").is_file()}
+    tops = {p.stem for p in FLOWS.glob("*.py")} - {"__init__"}
+    folders = {p.name for p in (REPO / "tests" / "flows").iterdir() if p.is_dir() and p.name != "__pycache__"}
+    assert folders <= packages, f"test folders without a package of that name: {sorted(folders - packages)}"
+    loose = sorted(p.name for p in (REPO / "tests" / "flows").glob("test_*.py") if p.stem.removeprefix("test_") not in tops)
+    assert not loose, f"put these in tests/flows/<package>/ next to the tests of their part: {loose}"

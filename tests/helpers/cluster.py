@@ -1,6 +1,6 @@
 """The scale-out topology as real processes on loopback: PostgreSQL, a Prefect server on it (started by
 `breakglass server start --database`), `breakglass serve --pool`, and `breakglass worker` processes,
-all sharing one $BREAKGLASS_HOME. Used by tests/flows/test_scale_out.py and benchmarks/scale_out.py."""
+all sharing one $BREAKGLASS_HOME. Used by tests/flows/scale/test_scale_out.py and benchmarks/scale_out.py."""
 
 from __future__ import annotations
 

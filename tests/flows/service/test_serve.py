@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 
 from breakglass.flows.run import audit
 from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory, wait_for, wait_healthy
-from tests.flows.test_gates import pause_transactions
+from tests.flows.gates.test_gates import pause_transactions
 from tests.helpers.jsonhttp import JsonServer
 from tests.helpers.slack_server import SlackServer
 

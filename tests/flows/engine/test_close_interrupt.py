@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, cli, dev_key, live_inventory
-from tests.flows.test_gates import SIGNED_2_OF_3, Run, incident, playbook, roster
-from tests.flows.test_intake import intake  # noqa: F401,F811  (fixture)
+from tests.flows.gates.test_gates import SIGNED_2_OF_3, Run, incident, playbook, roster
+from tests.flows.service.test_intake import intake  # noqa: F401,F811  (fixture)
 
 pytestmark = pytest.mark.slow
 
@@ -175,7 +175,7 @@ def test_kill_9_of_a_drill_leaves_no_anvil(prefect_api, home, tmp_path) -> None:
 
 
 def test_the_same_alert_after_a_close_opens_a_new_incident(intake) -> None:  # noqa: F811
-    from tests.flows.test_intake import DATA, oz, runs, wait_for
+    from tests.flows.service.test_intake import DATA, oz, runs, wait_for
 
     body = (DATA / "oz_monitor_raw_evm_match.json").read_bytes()
     first = intake.post("oz", body, oz(body))
@@ -218,7 +218,7 @@ slack_app: {{channel: slack, post_to: C0WARROOM1, signing_secret_env: SLACK_SIGN
 
 def test_ctrl_c_at_a_live_gate_then_resume_finishes_with_one_pause(prefect_api, chain, env, home, tmp_path) -> None:
     from tests.conftest import fresh_protocol
-    from tests.flows.test_gates import pause_transactions
+    from tests.flows.gates.test_gates import pause_transactions
 
     chain = fresh_protocol(chain)
     env = {**env, "CAROL_KEY": dev_key("carol")}

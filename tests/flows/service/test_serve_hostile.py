@@ -18,7 +18,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, dev_key, fresh_protocol, wait_healthy
-from tests.flows.test_serve import APP, SECRET, TEAM, USERS, click, free_port, signed, slack_inventory
+from tests.flows.service.test_serve import APP, SECRET, TEAM, USERS, click, free_port, signed, slack_inventory
 from tests.helpers.slack_server import SlackServer
 
 pytestmark = pytest.mark.slow

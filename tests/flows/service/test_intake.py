@@ -19,7 +19,7 @@ import httpx
 import pytest
 
 from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory, wait_for, wait_healthy
-from tests.flows.test_serve import free_port
+from tests.flows.service.test_serve import free_port
 
 DATA = REPO / "tests" / "data" / "alerts"
 OZ_SECRET, TENDERLY_KEY, TOKEN = "oz-test-secret", "tenderly-test-key", "generic-test-token"

@@ -62,7 +62,7 @@ def test_a_two_of_three_gate_with_one_vote_pages_the_roster_and_then_the_backup(
     import httpx
 
     from tests.conftest import fresh_protocol, wait_for
-    from tests.flows.test_serve import USERS, _gate, click, signed, start_gated_run, start_serve, stop_serve
+    from tests.flows.service.test_serve import USERS, _gate, click, signed, start_gated_run, start_serve, stop_serve
 
     served = start_serve(fresh_protocol(chain), home, tmp_path, paging_after="1s",
                          paging="  backup_routing_key_env: PD_BACKUP\n  backup_after: 3s\n",

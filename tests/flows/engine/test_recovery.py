@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from tests.conftest import cli, dev_key, fresh_protocol, live_inventory
-from tests.flows.test_gates import Run, pause_transactions, roster
+from tests.flows.gates.test_gates import Run, pause_transactions, roster
 from tests.helpers.jsonhttp import Answer, JsonServer
 
 pytestmark = pytest.mark.slow
@@ -166,7 +166,7 @@ def test_a_run_failing_its_pre_flight_is_failed_not_running_and_says_so_once(pre
 def test_the_default_retry_policy_rides_out_an_rpc_down_for_30s(prefect_api, outage, home: Path, tmp_path: Path) -> None:
     import threading
 
-    from tests.flows.test_gates import Run
+    from tests.flows.gates.test_gates import Run
 
     chain, proxy, _, inventory, env = outage
     book = tmp_path / "blip.yaml"

@@ -53,7 +53,7 @@ steps:
 
 
 def test_each_version_is_posted_once_per_sink_across_resume(prefect_api, home, tmp_path) -> None:
-    from tests.flows.test_notify import Servers
+    from tests.flows.steps.test_notify import Servers
 
     servers = Servers()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -18,7 +19,12 @@ LIVE_INPUTS = ["--input", "compromised_signer=0x33333333333333333333333333333333
 
 
 def run(capsys: pytest.CaptureFixture[str], *args: str, monkeypatch: pytest.MonkeyPatch | None = None) -> tuple[int, str, str]:
-    code = main(list(args))
+    saved = dict(os.environ)
+    try:
+        code = main(list(args))
+    finally:  # a command exports the Prefect API for its own process: in-process, it must not outlive the call
+        os.environ.clear()
+        os.environ.update(saved)
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 

@@ -18,8 +18,8 @@ import pytest
 
 from breakglass.flows.run import audit
 from tests.conftest import REPO, dev_key, fresh_protocol, live_inventory, wait_for, wait_healthy
-from tests.flows.test_gates import pause_transactions
-from tests.flows.test_serve import (
+from tests.flows.gates.test_gates import pause_transactions
+from tests.flows.service.test_serve import (
     USERS,
     WAR_ROOM,
     _gate,
@@ -184,9 +184,9 @@ ROUTER = "0x3fc91a3afd70395cd496c647d5a6cc9d4b2b7fad"
 
 
 def test_after_a_restart_an_alert_for_the_same_transaction_joins_the_open_incident(prefect_api, chain, tmp_path) -> None:
-    from tests.flows.test_intake import DATA, OZ_SECRET, TENDERLY_KEY, oz
-    from tests.flows.test_intake import TOKEN as GENERIC
-    from tests.flows.test_intake import Serve as IntakeServe
+    from tests.flows.service.test_intake import DATA, OZ_SECRET, TENDERLY_KEY, oz
+    from tests.flows.service.test_intake import TOKEN as GENERIC
+    from tests.flows.service.test_intake import Serve as IntakeServe
 
     protocol = fresh_protocol(chain)
     env = {**os.environ, "BG_TEST_RPC_URL": protocol.url, "BG_TEST_GUARDIAN_KEY": dev_key("guardian"),

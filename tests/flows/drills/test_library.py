@@ -15,7 +15,7 @@ from tests.conftest import REPO, cli
 LIBRARY = ("guardian-key-compromise", "bridge-validation-exploit", "oracle-manipulation",
            "malicious-governance-proposal", "frontend-compromise", "active-drain", "unpause-and-recover")
 SHIPPED = sorted(p.stem for p in (REPO / "playbooks").glob("*.yaml"))
-DRILLED = [name for name in SHIPPED if name != "guardian-key-compromise"]  # the flagship has tests/flows/test_drill.py
+DRILLED = [name for name in SHIPPED if name != "guardian-key-compromise"]  # the flagship has tests/flows/drills/test_drill.py
 
 
 def test_every_shipped_playbook_has_a_drill_spec_and_a_docs_page() -> None:

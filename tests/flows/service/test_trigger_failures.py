@@ -11,7 +11,7 @@ import pytest
 
 from breakglass.flows.run import audit
 from tests.conftest import cli, dev_key, fresh_protocol, wait_for
-from tests.flows.test_intake import OZ_SECRET, TENDERLY_KEY, TOKEN, Serve
+from tests.flows.service.test_intake import OZ_SECRET, TENDERLY_KEY, TOKEN, Serve
 from tests.helpers.slack_server import SlackServer
 
 pytestmark = pytest.mark.slow
