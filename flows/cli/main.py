@@ -98,7 +98,8 @@ def plan(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt 
 
     pb, inv = load_playbook(resolve_playbook(playbook), _require_inventory(inventory, "plan"))
     assert inv is not None
-    values = inputs.resolve(pb, inputs.parse_pairs(input or []), inv, drill_values={} if inv.is_drill else None)
+    values = inputs.resolve(pb, inputs.parse_pairs(input or []), inv, drill_values={} if inv.is_drill else None,
+                            placeholders=inv.is_drill)
     result = planner.plan(pb, inv, values)
     if as_json:
         _emit(result.to_json(), True)

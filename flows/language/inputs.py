@@ -16,7 +16,9 @@ if TYPE_CHECKING:
     from breakglass.flows.spec.playbook import Playbook  # the document that declares the inputs
 
 
-def _scalar(kind: str, value: Any, inventory: Inventory | None) -> Any:
+def _scalar(kind: str, value: Any, inventory: Inventory | None, placeholders: bool = False) -> Any:
+    if placeholders and kind in ("address", "tx_hash") and isinstance(value, str) and FIXTURE_RE.fullmatch(value):
+        return value  # a drill inventory's plan: the drill binds it to the fixture's own address or transaction
     if kind == "address":
         if isinstance(value, str) and FIXTURE_RE.fullmatch(value):
             raise ValueError(f"{value!r} is a drill placeholder; give a real address")
@@ -42,7 +44,7 @@ def _scalar(kind: str, value: Any, inventory: Inventory | None) -> Any:
     return str(value)
 
 
-def coerce(kind: str, value: Any, inventory: Inventory | None) -> Any:
+def coerce(kind: str, value: Any, inventory: Inventory | None, placeholders: bool = False) -> Any:
     if kind.startswith("list["):
         inner = kind[5:-1]
         if isinstance(value, str):
@@ -50,8 +52,8 @@ def coerce(kind: str, value: Any, inventory: Inventory | None) -> Any:
             value = json.loads(text) if text.startswith("[") else [v.strip() for v in text.split(",") if v.strip()]
         if not isinstance(value, list):
             raise ValueError(f"expected a list of {inner}")
-        return [_scalar(inner, v, inventory) for v in value]
-    return _scalar(kind, value, inventory)
+        return [_scalar(inner, v, inventory, placeholders) for v in value]
+    return _scalar(kind, value, inventory, placeholders)
 
 
 def parse_pairs(pairs: list[str]) -> dict[str, str]:
@@ -67,8 +69,9 @@ def parse_pairs(pairs: list[str]) -> dict[str, str]:
 
 
 def resolve(playbook: Playbook, given: dict[str, Any], inventory: Inventory | None,
-            drill_values: dict[str, Any] | None = None) -> dict[str, Any]:
-    """Typed input values, or one error listing every problem."""
+            drill_values: dict[str, Any] | None = None, *, placeholders: bool = False) -> dict[str, Any]:
+    """Typed input values, or one error listing every problem. ``placeholders`` keeps ``fixture:`` values as
+    they are (`plan` on a drill inventory, where no fixture is deployed to bind them)."""
     problems: list[str] = []
     for name in given:
         if name not in playbook.inputs:
@@ -87,7 +90,7 @@ def resolve(playbook: Playbook, given: dict[str, Any], inventory: Inventory | No
         else:
             continue
         try:
-            out[name] = coerce(spec.type, raw, inventory)
+            out[name] = coerce(spec.type, raw, inventory, placeholders)
         except (ValueError, json.JSONDecodeError) as exc:
             problems.append(f"input '{name}' ({spec.type}): {exc}")
     if problems:

@@ -18,7 +18,22 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 ROOTS = ("inputs", "alert", "steps")
 _SINGLE = re.compile(r"^\s*\{\{(?P<expr>(?:(?!\{\{|\}\}).)*)\}\}\s*$", re.S)
-ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+
+
+class _Strict(StrictUndefined):
+    """StrictUndefined that names what is there instead of an internal class ("'...Namespace object' has no
+    attribute 'snap'")."""
+
+    @property
+    def _undefined_message(self) -> str:
+        obj = self._undefined_obj
+        if isinstance(obj, Namespace) and isinstance(self._undefined_name, str):
+            known = ", ".join(sorted(map(str, obj))) or "nothing yet"
+            return f"no {self._undefined_name!r} here (there is: {known})"
+        return str(super()._undefined_message)
+
+
+ENV = SandboxedEnvironment(undefined=_Strict, autoescape=False, keep_trailing_newline=True)
 
 
 class TemplateError(Exception):
@@ -92,7 +107,7 @@ def _chain(node: nodes.Node) -> tuple[str, list[str | None], list[nodes.Node]] |
             return None
 
 
-class _NoAlert(StrictUndefined):
+class _NoAlert(_Strict):
     pass
 
 

@@ -118,6 +118,23 @@ def test_plan_prints_the_graph_and_touches_no_chain(monkeypatch) -> None:
     assert _Counter.hits == 0
 
 
+@pytest.mark.parametrize("playbook", ["guardian-key-compromise", "active-drain"])
+def test_plan_on_the_drill_inventory_needs_no_inputs_and_shows_the_placeholders(capsys, playbook: str) -> None:
+    """The example in `plan --help`: a drill inventory's plan takes the playbook's drill inputs as placeholders."""
+    code, out, err = run(capsys, "plan", playbook, "--inventory", "playbooks/inventories/drill.yaml", "--json")
+    assert code == 0, err
+    plan = json.loads(out)
+    assert plan["mode"] == "drill" and plan["inputs"]["attacker"] == "fixture:attacker"
+    pause = next(s for s in plan["steps"] if s["kind"] == "pause")
+    assert any("fixture:vault" in t for t in pause["targets"])
+
+
+def test_plan_on_a_live_inventory_still_refuses_a_placeholder(capsys) -> None:
+    code, out, err = run(capsys, "plan", FLAGSHIP, "--inventory", "playbooks/inventories/example.yaml",
+                         *LIVE_INPUTS[:2], "--input", "attacker=fixture:attacker", "--input", "attack_tx=0x" + "ab" * 32)
+    assert code == 1 and "'fixture:attacker' is a drill placeholder; give a real address" in err
+
+
 def test_plan_human_output_shows_waves_and_targets(capsys) -> None:
     code, out, err = run(capsys, "plan", FLAGSHIP, "--inventory", "playbooks/inventories/example.yaml", *LIVE_INPUTS)
     assert code == 0

@@ -49,3 +49,14 @@ def test_missing_alert_says_why() -> None:
 def test_sandbox_blocks_python_internals() -> None:
     with pytest.raises(templating.TemplateError):
         templating.render("{{ inputs.__class__.__mro__ }}", {"inputs": {}})
+
+
+def test_a_missing_step_output_names_what_is_there_not_an_internal_class() -> None:
+    context = {"inputs": {"chain": "ethereum"}, "alert": templating.NO_ALERT, "steps": {"pause-all": {"paused": True}}}
+    with pytest.raises(templating.TemplateError) as missing_step:
+        templating.render("{{ steps.snap.block }}", context)
+    assert str(missing_step.value) == "cannot render '{{ steps.snap.block }}': no 'snap' here (there is: pause-all)"
+    with pytest.raises(templating.TemplateError) as missing_input:
+        templating.render("{{ inputs.attacker }}", context)
+    assert "no 'attacker' here (there is: chain)" in str(missing_input.value)
+    assert "Namespace" not in str(missing_step.value) + str(missing_input.value)
