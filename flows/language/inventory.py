@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field, model_validator
 
 from breakglass.flows.language.pausespec import PausedSpec, PauseSpec
 from breakglass.flows.language.types import Address, Duration, Model, Name, check_address
-from breakglass.integrations.alerts import AlertKind
+from breakglass.integrations.alerts import ADAPTERS, AlertKind
 from breakglass.integrations.chain import batching
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
@@ -246,12 +246,9 @@ class AlertSource(Model):
 
     @model_validator(mode="after")
     def _credentials(self) -> AlertSource:
-        if self.kind in ("oz-monitor", "defender", "tenderly") and not self.secret_env:
-            raise ValueError(f"a {self.kind} source needs secret_env (its HMAC secret)")
-        if self.kind == "forta" and not self.scanners:
-            raise ValueError("a forta source needs scanners: the scan node addresses whose JWTs it accepts")
-        if self.kind in ("alertmanager", "generic") and not (self.token_env or (self.username_env and self.password_env)):
-            raise ValueError(f"a {self.kind} source needs token_env, or username_env and password_env")
+        problem = ADAPTERS[self.kind].credentials.problem(self)  # each adapter says what it needs
+        if problem:
+            raise ValueError(problem)
         return self
 
 
