@@ -149,7 +149,7 @@ def check_initiator(playbook: Playbook, inventory: Inventory, initiator: str | N
     if initiator is not None and via in ("cli", "drill") and initiator not in inventory.roster.people:
         known = ", ".join(sorted(inventory.roster.people)) or "nobody: the inventory has no roster"
         raise BreakglassError(f"--as {initiator}: not on the roster of inventory '{inventory.name}' (roster: {known})")
-    excluding = [s.id for s in playbook.steps if s.kind == "approval" and s.with_.exclude_initiator]
+    excluding = [s.id for s in playbook.steps if REGISTRY[s.kind].excludes_initiator(s)]
     if excluding and initiator is None and not inventory.is_drill:
         raise BreakglassError(f"gate(s) {', '.join(excluding)} exclude the person who starts the run: "
                               "say who you are with --as NAME (a roster name)")
