@@ -49,7 +49,8 @@ class Validated:
             data = (playbook_path.read_bytes(), inventory_path.read_bytes())
             playbook, inventory = load_playbook(playbook_path, inventory_path)
             assert inventory is not None
-            if (playbook_path.read_bytes(), inventory_path.read_bytes()) == data:
+            if (playbook_path.read_bytes(), inventory_path.read_bytes()) == data \
+                    and (_stamp(playbook_path), _stamp(inventory_path)) == stamps:
                 return cls(playbook, inventory, data[0], data[1], stamps)
         raise BreakglassError(f"{playbook_path} or {inventory_path} changed on every read; try again when they are written")
 
