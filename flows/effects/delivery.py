@@ -24,7 +24,7 @@ from breakglass.flows.run import failpoints
 from breakglass.flows.run.journal import Journal
 from breakglass.flows.run.records import now
 from breakglass.integrations.notify import CHANNELS
-from breakglass.integrations.notify.base import Message, Permanent, Transient, Transport
+from breakglass.integrations.notify.base import ChannelRules, Message, Permanent, Transient, Transport
 from breakglass.integrations.notify.email import EmailTransport
 from breakglass.integrations.notify.outbox import OutboxTransport
 from breakglass.integrations.notify.slack import SlackTransport
@@ -112,7 +112,7 @@ class Sender:
             raise found
         return found
 
-    def _rules(self, channel: str) -> Any:
+    def _rules(self, channel: str) -> ChannelRules:
         return CHANNELS[self.inventory.channels[channel].kind]
 
     def deliver_all(self, keyed: list[tuple[str, Message]], concurrency: int = 64) -> list[Delivery]:
