@@ -13,6 +13,7 @@ from breakglass.flows.cli import output as cli_output
 from breakglass.flows.cli.base import IncidentArg, JsonOpt, VoterOpt, _api, _emit, _home, app, err, out
 from breakglass.flows.effects import safepending
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.steps import is_gate
 
 HEARTBEAT_STALE = 15.0  # seconds without a heartbeat before a runner counts as gone
 
@@ -141,7 +142,7 @@ def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
 
     found = []
     for step in record.steps:
-        if step.kind != "approval":
+        if not is_gate(step.kind):
             continue
         state = load_state(handle.dir, step.id)
         if state is None:

@@ -25,6 +25,7 @@ from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.records import RunRecord
 from breakglass.flows.spec.drillspec import BUNDLED_INVENTORY, default_inventory
 from breakglass.flows.spec.validate import load_playbook
+from breakglass.flows.steps import REGISTRY
 from breakglass.integrations.chain import anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc, RpcError
 
@@ -253,7 +254,7 @@ def _once(api: Callable[[], Api]) -> Callable[[], Api]:
 
 def _check_auto_approve(playbook: Any, inventory: Inventory, initiator: str | None) -> None:
     for step in playbook.steps:
-        if step.kind != "approval":
+        if not REGISTRY[step.kind].gate:
             continue
         p = step.with_
         people = [n for n in inventory.roster.groups.get(p.approvers, [])

@@ -24,7 +24,8 @@ from breakglass.flows.language.inventory import recipients as recipients  # the 
 from breakglass.flows.run import failpoints
 from breakglass.flows.run.journal import Journal
 from breakglass.flows.run.records import now
-from breakglass.integrations.notify.base import Message, Permanent, Transient, Transport
+from breakglass.integrations.notify import CHANNELS
+from breakglass.integrations.notify.base import ChannelRules, Message, Permanent, Transient, Transport
 from breakglass.integrations.notify.email import EmailTransport
 from breakglass.integrations.notify.outbox import OutboxTransport
 from breakglass.integrations.notify.slack import SlackTransport
@@ -44,7 +45,8 @@ def _env(name: str | None, channel: str) -> str:
 
 TransportFactory = Callable[[str, Channel, Path], Transport]
 
-# One factory per channel kind: a new transport is its module in integrations/notify and a line here.
+# One factory per channel kind: a new transport is its module in integrations/notify (with its RULES, gathered in
+# integrations.notify.CHANNELS) and a line here. A test holds the two registries and the inventory's kinds equal.
 TRANSPORTS: dict[str, TransportFactory] = {
     "slack": lambda name, spec, outbox: SlackTransport(_env(spec.token_env, name), spec.base_url),
     "telegram": lambda name, spec, outbox: TelegramTransport(_env(spec.token_env, name),
@@ -98,13 +100,17 @@ class Sender:
             raise found
         return found
 
+    def _rules(self, channel: str) -> ChannelRules:
+        return CHANNELS[self.inventory.channels[channel].kind]
+
     def deliver_all(self, keyed: list[tuple[str, Message]], concurrency: int = 64) -> list[Delivery]:
-        """Recipients in parallel, except that messages to one Slack channel go one after another, in order."""
+        """Recipients in parallel, except that messages to one address of an ordered channel kind (a Slack
+        channel) go one after another, in order."""
         lanes: dict[tuple[str, str], list[tuple[str, Message]]] = {}
         for recipient, message in keyed:
             first = self.inventory.contacts[recipient].channels[0]
-            slack = self.inventory.channels[first.via].kind == "slack"
-            lanes.setdefault((first.via, first.address) if slack else ("", recipient), []).append((recipient, message))
+            ordered = self._rules(first.via).ordered
+            lanes.setdefault((first.via, first.address) if ordered else ("", recipient), []).append((recipient, message))
         results: dict[str, Delivery] = {}
 
         def run_lane(items: list[tuple[str, Message]]) -> None:
@@ -141,7 +147,7 @@ class Sender:
                             provider_id = transport.send(to, message)
                     except Transient as exc:
                         errors.append(f"{channel}: {exc}")
-                        found = transport.find(to, message) if isinstance(transport, SlackTransport) else None
+                        found = transport.find(to, message)  # None where the provider cannot be asked
                         if found is not None:  # it landed after all: never post twice
                             provider_id = found
                         elif attempt == self.retries:
@@ -161,9 +167,10 @@ class Sender:
 
     @contextmanager
     def _slot(self, channel: str, to: str, transport: Transport) -> Iterator[None]:
-        """One Slack post at a time per channel, at most one per interval (Slack allows about 1/s);
-        held across slack-sdk's own 429 retries, so that messages keep their order."""
-        if not isinstance(transport, SlackTransport):
+        """For an ordered channel kind (Slack allows about 1 post/s per channel): one message at a time per
+        address, at most one per ``per_channel_interval``; held across the transport's own 429 retries, so
+        that messages keep their order."""
+        if not self._rules(channel).ordered:
             yield
             return
         interval = self.inventory.channels[channel].per_channel_interval

@@ -61,8 +61,7 @@ class PreparedTx:
 
 def prepared_steps(playbook: Playbook, *, gated: bool | None = False) -> list[Any]:
     """Prepared pauses; by default those broadcast at start (no gate). ``gated=True``: those behind gates; None: all."""
-    return [s for s in playbook.steps if s.kind == "pause" and s.with_.prepared
-            and (gated is None or bool(s.needs) == gated)]
+    return [s for s in playbook.steps if s.prepared_pause() and (gated is None or bool(s.needs) == gated)]
 
 
 def _key(home: Path) -> bytes:

@@ -42,8 +42,8 @@ def step_line(kind: str, out: dict[str, Any]) -> str:
 
 def deliveries(record: RunRecord) -> list[dict[str, Any]]:
     return [{"step": s.id, "recipient": row.get("recipient"), "channel": row.get("channel"), "status": row.get("status"),
-             "at": row.get("at")} for s in record.steps if s.kind == "notify" and s.outputs
-            for row in s.outputs.get("deliveries", [])]
+             "at": row.get("at")} for s in record.steps if s.outputs and s.kind in REGISTRY
+            for row in REGISTRY[s.kind].deliveries(s.outputs)]
 
 
 def write_report(home: Path, record: RunRecord) -> Path:

@@ -6,7 +6,9 @@ must happen before Prefect starts (the prepared pauses of the fast path) happens
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,19 +28,59 @@ from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps import REGISTRY
 
 
+@dataclass(frozen=True)
+class Validated:
+    """A playbook and its inventory as validation accepted them, with the exact bytes it read and the files'
+    identity then. `serve` holds one per playbook from its start, so an alert's run is created from these
+    models and bytes: no file is read or validated again between the 202 and the broadcast, and the run
+    record's digests are those of what was validated and runs."""
+
+    playbook: Playbook
+    inventory: Inventory
+    playbook_bytes: bytes
+    inventory_bytes: bytes
+    stamps: tuple[tuple[int, int, int], tuple[int, int, int]]
+
+    @classmethod
+    def load(cls, playbook_path: Path, inventory_path: Path) -> Validated:
+        """Validate both files; the bytes kept are the ones validated (a file replaced meanwhile is read again)."""
+        for _ in range(3):
+            stamps = (_stamp(playbook_path), _stamp(inventory_path))
+            data = (playbook_path.read_bytes(), inventory_path.read_bytes())
+            playbook, inventory = load_playbook(playbook_path, inventory_path)
+            assert inventory is not None
+            if (playbook_path.read_bytes(), inventory_path.read_bytes()) == data \
+                    and (_stamp(playbook_path), _stamp(inventory_path)) == stamps:
+                return cls(playbook, inventory, data[0], data[1], stamps)
+        raise BreakglassError(f"{playbook_path} or {inventory_path} changed on every read; try again when they are written")
+
+    def changed_on_disk(self, playbook_path: Path, inventory_path: Path) -> list[Path]:
+        """The files whose identity (inode, size, mtime) is not the one validated: a stat, never a read."""
+        return [p for p, was in zip((playbook_path, inventory_path), self.stamps, strict=True) if _stamp(p) != was]
+
+
+def _stamp(path: Path) -> tuple[int, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return (0, 0, 0)
+    return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
           api: Callable[[], Api], bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
           expect_mode: str | None = None, on_created: Callable[[RunHandle], None] | None = None,
           initiator: str | None = None, initiator_via: str = "cli", keys: dict[str, Any] | None = None,
-          owner: str | None = None) -> RunRecord:
+          owner: str | None = None, validated: Validated | None = None) -> RunRecord:
     """Create the run, broadcast its prepared pauses, then run it on Prefect.
 
     The fast path runs before the Prefect API is contacted (``api`` is called after it) and
-    before Prefect is imported: neither stands between the alert and the broadcast.
+    before Prefect is imported: neither stands between the alert and the broadcast. With
+    ``validated`` (`serve`), the files are not read again: the run gets those models and bytes.
     """
     handle, _ = begin(playbook_path=playbook_path, inventory_path=inventory_path, given=given, incident=incident,
                       home=home, bindings=bindings, drill_values=drill_values, expect_mode=expect_mode,
-                      initiator=initiator, initiator_via=initiator_via, owner=owner)
+                      initiator=initiator, initiator_via=initiator_via, owner=owner, validated=validated)
     if on_created is not None:
         on_created(handle)
     try:
@@ -46,13 +88,15 @@ def start(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
     except (Exception, KeyboardInterrupt) as exc:
         _failed_start(handle, str(exc) or "interrupted before it started")
         raise
-    return execute(handle, found, home, keys=keys)
+    models = (validated.playbook, validated.inventory) if validated is not None else None
+    return execute(handle, found, home, keys=keys, models=models)
 
 
 def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
           bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
           expect_mode: str | None = None, initiator: str | None = None,
-          initiator_via: str = "cli", owner: str | None = None) -> tuple[RunHandle, dict[str, Any] | None]:
+          initiator_via: str = "cli", owner: str | None = None,
+          validated: Validated | None = None) -> tuple[RunHandle, dict[str, Any] | None]:
     """Create the run and broadcast its prepared pauses: everything that happens before Prefect.
 
     ``owner`` marks the run as this installation's `serve`'s (``owner.json``, written before the record):
@@ -60,7 +104,7 @@ def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
     handle, playbook, inventory = _create(playbook_path=playbook_path, inventory_path=inventory_path, given=given,
                                           incident=incident, home=home, bindings=bindings, drill_values=drill_values,
                                           expect_mode=expect_mode, initiator=initiator, initiator_via=initiator_via,
-                                          owner=owner)
+                                          owner=owner, validated=validated)
     report = None
     if prepared.prepared_steps(playbook):
         try:
@@ -74,9 +118,13 @@ def begin(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], i
 def _create(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any], incident: str | None, home: Path,
             bindings: Bindings | None = None, drill_values: dict[str, Any] | None = None,
             expect_mode: str | None = None, initiator: str | None = None,
-            initiator_via: str = "cli", owner: str | None = None) -> tuple[RunHandle, Playbook, Inventory]:
-    playbook, inventory = load_playbook(playbook_path, inventory_path)
-    assert inventory is not None
+            initiator_via: str = "cli", owner: str | None = None,
+            validated: Validated | None = None) -> tuple[RunHandle, Playbook, Inventory]:
+    if validated is not None:
+        playbook, inventory = validated.playbook, validated.inventory
+    else:
+        playbook, inventory = load_playbook(playbook_path, inventory_path)
+        assert inventory is not None
     if expect_mode == "drill" and not inventory.is_drill:
         raise BreakglassError(f"{inventory_path} is a live inventory (it does not say 'mode: drill'); drills refuse it")
     check_initiator(playbook, inventory, initiator, initiator_via)
@@ -92,6 +140,7 @@ def _create(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any],
         step_kinds=[(s.id, s.kind) for s in playbook.steps], playbook_file=playbook_path,
         inventory_name=inventory.name, inventory_file=inventory_path, inputs=values, bindings=bindings,
         initiator=initiator, initiator_via=initiator_via, owner=owner,
+        contents=(validated.playbook_bytes, validated.inventory_bytes) if validated is not None else None,
     )
     return handle, playbook, inventory
 
@@ -101,7 +150,7 @@ def check_initiator(playbook: Playbook, inventory: Inventory, initiator: str | N
     if initiator is not None and via in ("cli", "drill") and initiator not in inventory.roster.people:
         known = ", ".join(sorted(inventory.roster.people)) or "nobody: the inventory has no roster"
         raise BreakglassError(f"--as {initiator}: not on the roster of inventory '{inventory.name}' (roster: {known})")
-    excluding = [s.id for s in playbook.steps if s.kind == "approval" and s.with_.exclude_initiator]
+    excluding = [s.id for s in playbook.steps if REGISTRY[s.kind].excludes_initiator(s)]
     if excluding and initiator is None and not inventory.is_drill:
         raise BreakglassError(f"gate(s) {', '.join(excluding)} exclude the person who starts the run: "
                               "say who you are with --as NAME (a roster name)")
@@ -113,13 +162,19 @@ def needed_signers(playbook: Playbook) -> set[str]:
 
 def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
             keys: dict[str, Any] | None = None, flow_run: Any = None, from_step: str | None = None,
-            by: str | None = None) -> RunRecord:
-    """Unlock the run's signers once, up front (unless `serve` holds them), then hand the run to the Prefect runner."""
+            by: str | None = None, models: tuple[Playbook, Inventory] | None = None) -> RunRecord:
+    """Unlock the run's signers once, up front (unless `serve` holds them), then hand the run to the Prefect runner.
+
+    ``models``: the run's playbook and inventory as validated when it was created in this process (`serve`);
+    without them (a resume, a worker) they are loaded from the run's own copies."""
     from breakglass.flows.engine import runner  # imports Prefect: only when something runs
 
     try:
-        playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
-        assert inventory is not None
+        if models is None:
+            loaded = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
+            assert loaded[1] is not None
+            models = (loaded[0], loaded[1])
+        playbook, inventory = models
         if keys is None:
             keys = signers.unlock(inventory, needed_signers(playbook), handle.bindings(), signers.interactive_prompt())
     except (Exception, KeyboardInterrupt) as exc:

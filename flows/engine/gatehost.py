@@ -29,6 +29,7 @@ from breakglass.flows.gates import intents, machine
 from breakglass.flows.gates import rules as approvals
 from breakglass.flows.run import audit
 from breakglass.flows.run.records import now
+from breakglass.flows.steps import REGISTRY
 from breakglass.flows.steps.approval import GateCancelled
 
 log = logging.getLogger("breakglass.gates")
@@ -282,7 +283,7 @@ def recheck_gates(run: Any, log: Any) -> None:
     record = run.writer.snapshot()
     status = {s.id: s.status for s in record.steps}
     for step in run.playbook.steps:
-        if step.kind != "approval" or status[step.id] != "completed":
+        if not REGISTRY[step.kind].gate or status[step.id] != "completed":
             continue
         guarded = intents.guarded(run.playbook, step.id)
         if all(status[g] in ("completed", "skipped") for g in guarded):

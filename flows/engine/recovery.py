@@ -16,6 +16,7 @@ from breakglass.flows.gates.state import load_state, state_path
 from breakglass.flows.run.home import write_private
 from breakglass.flows.run.records import RunRecord, StepRecord
 from breakglass.flows.spec.playbook import Playbook
+from breakglass.flows.steps import is_gate
 
 ANCESTOR_FAILED = "ancestor_failed"
 CONDITION_FALSE = "condition_false"
@@ -25,7 +26,7 @@ _ABORTED = ("rejected", "timed_out")
 
 def gate_aborted(run_dir: Path, step: StepRecord) -> bool:
     """A failed gate whose state says it decided to stop (a rejection or an abort on timeout)."""
-    if step.kind != "approval" or step.status != "failed":
+    if not is_gate(step.kind) or step.status != "failed":
         return False
     state = load_state(run_dir, step.id)
     return state is not None and state.status in _ABORTED
@@ -87,7 +88,7 @@ def reopen(record: RunRecord, playbook: Playbook, run_dir: Path, from_step: str 
                 again.append(step.id)
             _pending(step)
             step.outputs = None
-            if step.kind == "approval":
+            if is_gate(step.kind):
                 _supersede_votes(run_dir, step.id, by)
         elif _runs_again(run_dir, step):
             _pending(step)

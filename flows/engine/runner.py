@@ -241,7 +241,7 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
     for step_id in sorted(completed | skipped):
         log.info("step %s: %s in an earlier attempt; not run again", step_id, record.step(step_id).status)
     active_run.gates = Coordinator(flow_run_id, len(attempts), [a.flow_run_id or "" for a in attempts[:-1]],
-                                   {s.id for s in active_run.playbook.steps if s.kind == "approval"})
+                                   {s.id for s in active_run.playbook.steps if REGISTRY[s.kind].gate})
     try:
         return _schedule(active_run, key, log, completed, skipped)
     finally:

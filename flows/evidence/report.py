@@ -14,6 +14,7 @@ from breakglass.flows.language import pausespec
 from breakglass.flows.run import audit
 from breakglass.flows.run.runstore import Store
 from breakglass.flows.spec.validate import load_playbook
+from breakglass.flows.steps import REGISTRY, is_gate
 
 TEMPLATES = Path(__file__).parent / "report_templates"
 
@@ -44,14 +45,14 @@ def build(home: Path, incident: str) -> dict[str, Any]:
                      "steps": [{"id": s.id, "kind": s.kind, "status": s.status, "started_at": s.started_at,
                                 "first_action_at": first_tx.get(s.id), "ended_at": s.ended_at, "error": s.error,
                                 "reason": s.reason} for s in record.steps]})
-        actions += parts.actions(record, inventory, journal) if journal else parts.outputs_actions(record, inventory)
+        actions += parts.actions(record, inventory, journal) if journal else parts.outputs_actions(record, inventory, REGISTRY)
         failures += parts.failures(record)
         for step in record.steps:
             out = step.outputs or {}
-            for row in out.get("deliveries", []) if step.kind == "notify" else []:
+            for row in REGISTRY[step.kind].deliveries(out) if step.kind in REGISTRY else []:
                 deliveries.append({"step": step.id, "recipient": row.get("recipient"), "channel": row.get("channel") or "—",
                                    "status": row.get("status"), "at": row.get("at") or "—"})
-            if step.kind == "approval" and out:
+            if is_gate(step.kind) and out:
                 approvals.append({"gate": step.id, "decision": out.get("decision"), "approvers": out.get("approvers", []),
                                   "votes": [{"name": v.get("name"), "decision": v.get("decision"), "channel": v.get("channel"),
                                              "address": v.get("address")} for v in out.get("votes", [])],
@@ -125,7 +126,7 @@ def chart(report: dict[str, Any], width: int = 960) -> dict[str, Any]:
         if not begin:
             continue
         start, end = min(begin), _t(s["ended_at"])
-        bars.append({"step": s["id"], "kind": s["kind"], "status": s["status"], "x": x(start),
+        bars.append({"step": s["id"], "kind": s["kind"], "gate": is_gate(s["kind"]), "status": s["status"], "x": x(start),
                      "w": max(2.0, x(end or t1) - x(start)), "y": 30 + 22 * len(bars),
                      "seconds": round((end or t1) - start, 3)})
     marks = []

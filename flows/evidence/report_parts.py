@@ -5,6 +5,7 @@ audit log as rows a person can read."""
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -77,17 +78,18 @@ def actions(record: RunRecord, inventory: Inventory, entries: list[dict[str, Any
     return rows
 
 
-def outputs_actions(record: RunRecord, inventory: Inventory) -> list[dict[str, Any]]:
-    """For a run without a journal (nothing was signed, or an old run): what its step outputs name."""
+def outputs_actions(record: RunRecord, inventory: Inventory, kinds: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """For a run without a journal (nothing was signed, or an old run): the transactions its step outputs name,
+    as each kind says (``kinds``: the step-kind registry, handed in: effects import this module, so it cannot
+    import the step kinds)."""
     rows = []
     for step in record.steps:
         out = step.outputs or {}
-        found = out.get("results") if step.kind == "pause" else [out]
-        for result in found if isinstance(found, list) else []:
-            if isinstance(result, dict) and result.get("tx_hash"):
+        for result in kinds[step.kind].transactions(out) if step.kind in kinds else []:  # each kind says
+            if result.get("tx_hash"):
                 chain = inventory.chains.get(str(result.get("chain", "")))
                 explorer = chain.explorer.rstrip("/") if chain is not None and chain.explorer else None
-                what = f"{result.get('contract')}.{'pause()' if step.kind == 'pause' else result.get('function')}"
+                what = f"{result.get('contract')}.{result.get('function')}"
                 rows.append({"step": step.id, "what": what, "status": result.get("status"), "tx_hash": result["tx_hash"],
                              "block": result.get("block_number"), "note": result.get("fast_path") or "",
                              "url": f"{explorer}/tx/{result['tx_hash']}" if explorer else None})

@@ -12,6 +12,7 @@ from breakglass.flows.language import pausespec
 from breakglass.flows.run import audit
 from breakglass.flows.run.records import RunRecord
 from breakglass.flows.spec.drillspec import METRICS, DrillSpec
+from breakglass.flows.steps import REGISTRY
 
 
 def read_paused(rpc: Any, contract: Any, address: str) -> bool:
@@ -61,7 +62,10 @@ def metrics(record: RunRecord, entries: list[dict[str, Any]], kinds: dict[str, s
     def intent_step(e: dict[str, Any]) -> str:
         return str(e.get("intent", "")).removeprefix(record.run_key + "/").split("/", 1)[0]
 
-    pause = lambda e: kinds.get(intent_step(e)) == "pause"  # noqa: E731
+    def handler(e: dict[str, Any]) -> Any:
+        return REGISTRY.get(kinds.get(intent_step(e), ""))
+
+    pause = lambda e: handler(e) is not None and handler(e).pauses  # noqa: E731
     injected = next((e for e in entries if e["event"] == "drill.injected" and e.get("attack_at")), None)
     alerted = next((_t(e["at"]) for e in entries if e["event"] == "alert.received"), None)
     out = {
@@ -70,7 +74,8 @@ def metrics(record: RunRecord, entries: list[dict[str, Any]], kinds: dict[str, s
         "decision": first(lambda e: e["event"] in ("gate.passed", "gate.rejected")),
         "pause_submitted": first(lambda e: e["event"] == "journal.broadcast" and pause(e)),
         "pause_confirmed": first(lambda e: e["event"] == "journal.receipt" and pause(e)),
-        "first_notification": first(lambda e: e["event"] == "journal.delivered" and kinds.get(intent_step(e)) == "notify"),
+        "first_notification": first(lambda e: e["event"] == "journal.delivered" and handler(e) is not None
+                                    and handler(e).notifies),
         "watchlist_posted": first(lambda e: e["event"] in ("journal.posted", "journal.delivered")
                                   and str(e.get("intent", "")).startswith(f"{record.incident}/watchlist/")),
     }
@@ -94,13 +99,14 @@ def score(spec: DrillSpec, record: RunRecord, incident_dir: Path, paused: dict[s
     for name in expect.paused:
         checks.append({"expectation": f"{name} paused on chain", "met": paused.get(name, False),
                        "observed": "paused" if paused.get(name) else "not paused"})
-    delivered = {row["recipient"] for s in record.steps if s.kind == "notify" and s.outputs
-                 for row in s.outputs.get("deliveries", []) if str(row.get("status", "")).startswith(("delivered", "reconciled"))}
+    delivered = {row["recipient"] for s in record.steps if s.outputs and s.kind in REGISTRY
+                 for row in REGISTRY[s.kind].deliveries(s.outputs)
+                 if str(row.get("status", "")).startswith(("delivered", "reconciled"))}
     for name in expect.messages_to:
         checks.append({"expectation": f"message delivered to {name}", "met": name in delivered,
                        "observed": "delivered" if name in delivered else "no delivered message"})
     if expect.watchlist_min_entries:
-        entries_n = max([int((s.outputs or {}).get("entries", 0)) for s in record.steps if s.kind == "watchlist"] or [0])
+        entries_n = max([REGISTRY[s.kind].listed(s.outputs or {}) for s in record.steps if s.kind in REGISTRY] or [0])
         checks.append({"expectation": f"watch list has at least {expect.watchlist_min_entries} entries",
                        "met": entries_n >= expect.watchlist_min_entries, "observed": entries_n})
     for metric, target in expect.times.items():

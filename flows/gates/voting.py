@@ -22,6 +22,7 @@ from breakglass.flows.run import audit
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.runstore import RunHandle, Store
 from breakglass.flows.spec.validate import load_playbook
+from breakglass.flows.steps import is_gate
 
 
 @dataclass
@@ -44,7 +45,7 @@ def locate(home: Path, incident: str, step: str) -> Gate:
         if not any(s.id == step for s in record.steps):
             continue
         kind = record.step(step).kind
-        if kind != "approval":
+        if not is_gate(kind):
             raise BreakglassError(f"step '{step}' of incident {incident} is a {kind} step, not an approval gate")
         state = load_state(handle.dir, step)
         status = record.step(step).status
@@ -55,7 +56,7 @@ def locate(home: Path, incident: str, step: str) -> Gate:
             raise BreakglassError(f"gate '{step}' of incident {incident} is already decided ({state.status}"
                                   + (f": {state.reason}" if state.reason else "") + "); votes no longer change it")
         return Gate(home, handle, record, _inventory(handle.dir), state)
-    gates = sorted({s.id for h in Store(home).runs(incident) for s in h.load().steps if s.kind == "approval"})
+    gates = sorted({s.id for h in Store(home).runs(incident) for s in h.load().steps if is_gate(s.kind)})
     raise BreakglassError(f"incident {incident} has no step '{step}'"
                           + (f"; its gates: {', '.join(gates)}" if gates else "; it has no approval gates"))
 

@@ -15,8 +15,9 @@ from pydantic import AfterValidator, Field, model_validator
 
 from breakglass.flows.language.pausespec import PausedSpec, PauseSpec
 from breakglass.flows.language.types import Address, Duration, Model, Name, check_address
-from breakglass.integrations.alerts import AlertKind
+from breakglass.integrations.alerts import ADAPTERS, AlertKind
 from breakglass.integrations.chain import batching
+from breakglass.integrations.notify import CHANNELS, ChannelKind
 
 CANONICAL_MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11"
 FIXTURE_RE = re.compile(r"^fixture:([a-z][a-z0-9_-]{0,63})$")
@@ -172,7 +173,7 @@ class Contact(Model):
 class Channel(Model):
     """A transport. Secrets come from environment variables, by name."""
 
-    kind: Literal["slack", "email", "webhook", "telegram", "outbox"]
+    kind: ChannelKind
     token_env: EnvName | None = Field(None, description="slack, telegram: the bot token")
     base_url: str | None = Field(None, description="slack, telegram: API base URL (default: the public one)")
     host: str | None = Field(None, description="email: SMTP server")
@@ -187,9 +188,7 @@ class Channel(Model):
 
     @model_validator(mode="after")
     def _fields_for_kind(self) -> Channel:
-        need = {"slack": ["token_env"], "telegram": ["token_env"], "email": ["host", "sender"],
-                "webhook": ["url_env", "secret_env"], "outbox": []}[self.kind]
-        missing = [f for f in need if getattr(self, f) is None]
+        missing = [f for f in CHANNELS[self.kind].needs if getattr(self, f) is None]  # each transport says
         if missing:
             raise ValueError(f"a {self.kind} channel needs {', '.join(missing)}")
         return self
@@ -246,12 +245,9 @@ class AlertSource(Model):
 
     @model_validator(mode="after")
     def _credentials(self) -> AlertSource:
-        if self.kind in ("oz-monitor", "defender", "tenderly") and not self.secret_env:
-            raise ValueError(f"a {self.kind} source needs secret_env (its HMAC secret)")
-        if self.kind == "forta" and not self.scanners:
-            raise ValueError("a forta source needs scanners: the scan node addresses whose JWTs it accepts")
-        if self.kind in ("alertmanager", "generic") and not (self.token_env or (self.username_env and self.password_env)):
-            raise ValueError(f"a {self.kind} source needs token_env, or username_env and password_env")
+        problem = ADAPTERS[self.kind].credentials.problem(self)  # each adapter says what it needs
+        if problem:
+            raise ValueError(problem)
         return self
 
 

@@ -62,7 +62,7 @@ def needed_env(inventory: Inventory, playbook: Playbook | None = None, *, servic
         contacts = set()
         for name in _refs(playbook, "contact"):
             contacts |= {m for m in inventory.groups.get(name, [name]) if m in inventory.contacts}
-        gates = any(s.kind == "approval" for s in playbook.steps)
+        gates = any(REGISTRY[s.kind].gate for s in playbook.steps)
         sources = {t.source for t in playbook.triggers}
     for name in sorted(chains & set(inventory.chains)):
         spec = inventory.chains[name]

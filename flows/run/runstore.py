@@ -189,7 +189,10 @@ class Store:
     def create_run(self, *, incident: str, mode: str, playbook_name: str, step_kinds: list[tuple[str, str]],
                    playbook_file: Path, inventory_name: str, inventory_file: Path, inputs: dict[str, Any],
                    bindings: Bindings | None = None, initiator: str | None = None,
-                   initiator_via: str | None = None, owner: str | None = None) -> RunHandle:
+                   initiator_via: str | None = None, owner: str | None = None,
+                   contents: tuple[bytes, bytes] | None = None) -> RunHandle:
+        """``contents``: the playbook's and the inventory's bytes as validated (`serve` holds them); without
+        it the files are read here."""
         self.open_incident(incident, mode)
         inputs_hash = digest(inputs)
         run_id = f"{playbook_name}-{inputs_hash[:12]}"
@@ -205,9 +208,9 @@ class Store:
             write_private(run_dir / OWNER_FILE, json.dumps({"owner": owner, "pid": os.getpid(),
                                                             "host": socket.gethostname()}).encode())
         refs = []
-        for name, source, target in ((playbook_name, playbook_file, "playbook.yaml"),
-                                     (inventory_name, inventory_file, "inventory.yaml")):
-            data = source.read_bytes()
+        for n, (name, source, target) in enumerate(((playbook_name, playbook_file, "playbook.yaml"),
+                                                    (inventory_name, inventory_file, "inventory.yaml"))):
+            data = contents[n] if contents is not None else source.read_bytes()
             write_private(run_dir / target, data)
             refs.append(FileRef(name=name, path=target, source=str(source), sha256=hashlib.sha256(data).hexdigest()))
         if bindings is not None:

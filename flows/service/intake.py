@@ -64,6 +64,18 @@ class RefusalLines:
 
 
 REFUSAL_LINES = RefusalLines()
+# The headers of the first replay key, in its order: keys in logs written before sources declared their own
+# signed headers stay the same. A source's other signed headers are appended after them.
+_FIRST_KEY_HEADERS = ("x-signature", "defender-signature", "x-tenderly-signature", "x-timestamp", "date")
+
+
+def replay_key(name: str, signed: tuple[str, ...], headers: dict[str, str], digest: str) -> str:
+    """Same source, same proof headers, same body: the same request again. A constant credential (a bearer
+    token) is not part of it; a signed one (a Forta JWT in Authorization) is."""
+    parts = [name, headers.get("authorization", "") if "authorization" in signed else ""]
+    parts += [headers.get(h, "") for h in _FIRST_KEY_HEADERS]
+    parts += [headers.get(h, "") for h in signed if h != "authorization" and h not in _FIRST_KEY_HEADERS]
+    return hashlib.sha256(json.dumps([*parts, digest]).encode()).hexdigest()
 LIMIT = 1024 * 1024  # bytes per request
 CORRELATE_WINDOW = 3600.0
 
@@ -106,10 +118,7 @@ class Intake:
             parsed_json = self._authenticate(source, body, headers)
         except auth.AuthError as exc:
             return self.refuse(401, name, digest, str(exc), authenticated=False)
-        replay = hashlib.sha256(json.dumps([name, headers.get("authorization", "") if source.kind == "forta" else "",
-                                            headers.get("x-signature", ""), headers.get("defender-signature", ""),
-                                            headers.get("x-tenderly-signature", ""), headers.get("x-timestamp", ""),
-                                            headers.get("date", ""), digest]).encode()).hexdigest()
+        replay = replay_key(name, ADAPTERS[source.kind].credentials.signed_headers, headers, digest)
         with self._lock:
             if replay in self._replies:
                 return 202, {**self._replies[replay], "replay": True}
@@ -169,31 +178,12 @@ class Intake:
         self._durable(line)
 
     def _authenticate(self, source: Any, body: bytes, headers: dict[str, str]) -> Any:
-        """Raises ``AuthError`` unless the request is the source's own. Returns the decoded body when the proof
-        needed it (Defender signs parsed JSON: its headers and freshness are checked before it is decoded)."""
+        """Raises ``AuthError`` unless the request is the source's own (its adapter's ``authenticate``). Returns
+        the decoded body when the proof needed it (Defender signs parsed JSON)."""
         for name in (source.secret_env, source.token_env, source.username_env, source.password_env):
             if name and not self.env(name):  # an empty secret must never authenticate anything
                 raise auth.AuthError(f"this source's credential is not configured (environment variable {name} is empty)")
-        secret = self.env(source.secret_env) if source.secret_env else ""
-        if source.kind == "oz-monitor":
-            auth.oz_monitor(body, headers, secret)
-        elif source.kind == "defender":
-            auth.defender_fresh(headers)
-            try:
-                parsed = jsonsafe.loads(body, max_depth=MAX_DEPTH)
-            except jsonsafe.JsonRefused as exc:
-                raise auth.AuthError(f"Defender-Signature cannot be checked: {exc}") from None
-            auth.defender(parsed, headers, secret)
-            return parsed
-        elif source.kind == "tenderly":
-            auth.tenderly(body, headers, secret)
-        elif source.kind == "forta":
-            auth.forta_jwt(headers, source.scanners)
-        elif source.token_env:
-            auth.bearer(headers, self.env(source.token_env))
-        else:
-            auth.basic(headers, self.env(source.username_env or ""), self.env(source.password_env or ""))
-        return None
+        return ADAPTERS[source.kind].authenticate(body, headers, source, self.env)
 
     def oversize(self, name: str, length: int | None) -> tuple[int, dict[str, Any]]:
         """Refused before it was read in full (by its Content-Length, or once it passed the limit)."""

@@ -10,6 +10,7 @@ next `serve` start continues it (``flows.restart``), as does ``breakglass resume
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import logging
 import os
@@ -29,7 +30,7 @@ from breakglass.flows.errors import BreakglassError, SpecError
 from breakglass.flows.run.context import Bindings, endpoints
 from breakglass.flows.run.runstore import RunExists
 from breakglass.flows.service import httpguard, restart
-from breakglass.flows.spec.validate import load_inventory, load_playbook
+from breakglass.flows.spec.validate import load_inventory
 from breakglass.integrations import jsonsafe
 from breakglass.integrations.chain.rpc import JsonRpc
 
@@ -44,13 +45,18 @@ class Service:
         self.home, self.inventory_path, self.playbooks_dir, self.api = home, inventory_path, playbooks, api
         self.pool = pool  # hand runs to this work pool instead of running them in-process
         self.books: dict[str, tuple[Path, Any]] = {}
+        # Validated once, here: every run of a playbook is created from these models and bytes, never from a
+        # second read of the files (a file edited later is reported, and runs as loaded until serve restarts).
+        self.validated: dict[str, entry.Validated] = {}
         self.inventory: Any = load_inventory(inventory_path)
         for path in sorted(playbooks.glob("*.yaml")):
-            book, _ = load_playbook(path, inventory_path)
-            self.books[book.name] = (path, book)
+            loaded = entry.Validated.load(path, inventory_path)
+            self.books[loaded.playbook.name] = (path, loaded.playbook)
+            self.validated[loaded.playbook.name] = loaded
         needed = {n for _, book in self.books.values() for n in entry.needed_signers(book)}
         self.keys = signers.unlock(self.inventory, needed, Bindings(), signers.interactive_prompt())
         self.runs: dict[str, threading.Thread] = {}
+        self._warned: dict[str, list[Path]] = {}
         self.refresh = refresh
         self._stop = threading.Event()
         self.clicks = None
@@ -108,25 +114,31 @@ class Service:
         for var, what, users in preflight.missing_env(self.inventory, {**{n: b for n, (_, b) in self.books.items()},
                                                                        "serve": None}):
             problems.append(f"{what}: {var} is not set (needed by {', '.join(users)})")
-        return {"ready": not problems, "problems": problems, "playbooks": sorted(self.books), "pool": self.pool,
-                "running": sorted(k for k, t in self.runs.items() if t.is_alive())}
+        changed = sorted({str(p) for name, v in self.validated.items()
+                          for p in v.changed_on_disk(self.books[name][0], self.inventory_path)})
+        doc = {"ready": not problems, "problems": problems, "playbooks": sorted(self.books), "pool": self.pool,
+               "running": sorted(k for k, t in self.runs.items() if t.is_alive())}
+        if changed:  # they run as loaded until serve restarts: said, but not a readiness problem
+            doc["changed_on_disk"] = changed
+        return doc
 
     def start_run(self, name: str, inputs: dict[str, Any], incident: str | None, initiator: str | None,
                   via: str | None = None, idempotency_key: str | None = None) -> dict[str, str]:
         if name not in self.books:
             raise BreakglassError(f"no playbook '{name}' in {self.playbooks_dir}; known: {', '.join(sorted(self.books))}")
         path, _ = self.books[name]
+        validated = self.loaded(name)
         created: dict[str, str] = {}
         ready = threading.Event()
         failure: list[BaseException] = []
 
         def work() -> None:
             if self.pool:
-                return self._hand_off(name, path, inputs, incident, initiator, via, idempotency_key, created, ready,
-                                       failure)
+                return self._hand_off(name, path, validated, inputs, incident, initiator, via, idempotency_key, created,
+                                      ready, failure)
             try:
                 entry.start(playbook_path=path, inventory_path=self.inventory_path, given=inputs, incident=incident,
-                            home=self.home, api=lambda: self.api, keys=self.keys, initiator=initiator,
+                            home=self.home, api=lambda: self.api, keys=self.keys, initiator=initiator, validated=validated,
                             initiator_via=via or ("serve" if initiator is None else "cli"), owner=OWNER,
                             on_created=lambda h: (created.update(incident=h.dir.parent.parent.name, run=h.dir.name),
                                                   ready.set()))
@@ -162,16 +174,28 @@ class Service:
             resumed.append(key)
         return resumed
 
-    def _hand_off(self, name: str, path: Path, inputs: dict[str, Any], incident: str | None, initiator: str | None,
-                  via: str | None, idempotency_key: str | None, created: dict[str, str], ready: threading.Event,
-                  failure: list[BaseException]) -> None:
+    def loaded(self, name: str) -> entry.Validated:
+        """The playbook's models as validated at start. A file edited since then is said once per edit: the run
+        uses what serve validated (and prepared pauses and unlocked signers for); a restart loads the edit."""
+        validated = self.validated[name]
+        changed = validated.changed_on_disk(self.books[name][0], self.inventory_path)
+        if changed and changed != self._warned.get(name):
+            log.warning("%s changed on disk since serve loaded it; runs of %s use the version serve validated "
+                        "(playbook sha256 %s); restart serve to load the change", ", ".join(map(str, changed)), name,
+                        hashlib.sha256(validated.playbook_bytes).hexdigest()[:16])
+        self._warned[name] = changed
+        return validated
+
+    def _hand_off(self, name: str, path: Path, validated: entry.Validated, inputs: dict[str, Any],
+                  incident: str | None, initiator: str | None, via: str | None, idempotency_key: str | None,
+                  created: dict[str, str], ready: threading.Event, failure: list[BaseException]) -> None:
         """Create the run and broadcast its prepared pause here, then let a worker of the pool execute it."""
         from breakglass.flows.run.runstore import RecordWriter
         from breakglass.flows.scale import deploy
 
         try:
             handle, _ = entry.begin(playbook_path=path, inventory_path=self.inventory_path, given=inputs,
-                                    incident=incident, home=self.home, initiator=initiator,
+                                    incident=incident, home=self.home, initiator=initiator, validated=validated,
                                     initiator_via=via or ("serve" if initiator is None else "cli"))
             created.update(incident=handle.dir.parent.parent.name, run=handle.dir.name)
             try:

@@ -15,6 +15,7 @@ from breakglass.flows.spec.loader import Loaded, label
 from breakglass.flows.spec.playbook import Playbook
 from breakglass.flows.steps import REGISTRY, graph
 from breakglass.integrations.alert import ALERT_FIELDS
+from breakglass.integrations.notify import CHANNELS
 
 
 def _diag(doc: Document, loc: Loc, message: str, hint: str = "", *, key: bool = False) -> Diagnostic:
@@ -318,15 +319,14 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
         for j, channel in enumerate(contact.channels):
             need(("contacts", name, "channels", j, "via"), "channel", channel.via)
             transport = inv.channels.get(channel.via)
-            if transport is not None and transport.kind == "email":
-                from breakglass.integrations.notify.email import valid_address
-
+            rules = CHANNELS[transport.kind] if transport is not None else None  # each transport's own rules
+            if rules is not None and rules.valid_to is not None:
                 for k, address in enumerate(channel.to if isinstance(channel.to, list) else [channel.to or ""]):
-                    if not valid_address(address):
+                    if not rules.valid_to(address):
                         out.append(_diag(doc, ("contacts", name, "channels", j, "to") + ((k,) if isinstance(channel.to, list) else ()),
-                                         f"'{address}' is not an email address"))
-            elif transport is not None and transport.kind in ("slack", "telegram") and not channel.to:
-                out.append(_diag(doc, ("contacts", name, "channels", j), f"a {transport.kind} channel needs 'to'"))
+                                         f"'{address}' is not {rules.to_is}"))
+            elif rules is not None and rules.needs_to and not channel.to:
+                out.append(_diag(doc, ("contacts", name, "channels", j), f"a {rules.kind} channel needs 'to'"))
     for group, members in inv.groups.items():
         for j, member in enumerate(members):
             if member not in inv.contacts:

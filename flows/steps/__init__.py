@@ -15,4 +15,12 @@ from breakglass.flows.steps.base import StepKind
 
 REGISTRY: dict[str, StepKind] = {handler.kind: handler for handler in (snapshot.HANDLER, pause.HANDLER, transact.HANDLER, notify.HANDLER, watchlist.HANDLER, wait.HANDLER, approval.HANDLER, diff.HANDLER, revoke.HANDLER, rotate.HANDLER)}
 
+
+
+def is_gate(kind: str) -> bool:
+    """For a kind read from a run record: is it an approval gate? (An unknown kind is not.)"""
+    handler = REGISTRY.get(kind)
+    return handler is not None and handler.gate
+
+
 AnyStep = Annotated[Union[tuple(h.spec for h in REGISTRY.values())], Field(discriminator="kind")]  # noqa: UP007

@@ -90,6 +90,9 @@ class Approval(KindBase):
     gate: ClassVar[bool] = True
     protective: ClassVar[bool] = True
 
+    def excludes_initiator(self, step: Any) -> bool:
+        return bool(step.with_.exclude_initiator)
+
     def summary(self, outputs: dict[str, Any]) -> str:
         if not outputs.get("decision"):
             return ""

@@ -31,6 +31,11 @@ class StepBase(Model):
     timeout: Duration | None = Field(None, description="per-attempt time limit, e.g. 30s or 5m")
     retries: int = Field(0, ge=0, le=10, description="extra attempts after a failure")
 
+    def prepared_pause(self) -> bool:
+        """A pause signed ahead and broadcast before Prefect starts (the fast path, ``effects/prepared``). A hook
+        on the spec, not the handler, so that the fast path asks the step itself without importing the registry."""
+        return False
+
 
 @dataclass(frozen=True)
 class Ref:
@@ -51,6 +56,8 @@ class StepKind(Protocol):
     outputs: ClassVar[type[Model]]
     protective: ClassVar[bool]  # only protects: may go ahead when a gate times out with on_timeout: proceed
     gate: ClassVar[bool]  # an approval gate: the planner marks it, the runner parks the flow run while it waits
+    pauses: ClassVar[bool]  # its transactions pause contracts: a drill's time to pause is measured on them
+    notifies: ClassVar[bool]  # it tells people: a drill's time to first notification is measured on it
     default_timeout: ClassVar[float]  # seconds an attempt may take without `timeout:` (docs/language.md)
 
     def references(self, step: Any) -> Iterable[Ref]: ...
@@ -67,6 +74,14 @@ class StepKind(Protocol):
 
     def summary(self, outputs: dict[str, Any]) -> str: ...
 
+    def excludes_initiator(self, step: Any) -> bool: ...
+
+    def deliveries(self, outputs: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def transactions(self, outputs: dict[str, Any]) -> list[dict[str, Any]]: ...
+
+    def listed(self, outputs: dict[str, Any]) -> int: ...
+
     def timeout_for(self, step: Any) -> float: ...
 
     def run(self, ctx: StepContext, step: Any) -> Model: ...
@@ -77,6 +92,8 @@ class KindBase:
 
     protective: ClassVar[bool] = False
     gate: ClassVar[bool] = False
+    pauses: ClassVar[bool] = False
+    notifies: ClassVar[bool] = False
     default_timeout: ClassVar[float] = 300.0
 
     def timeout_for(self, step: Any) -> float:
@@ -101,6 +118,25 @@ class KindBase:
     def summary(self, outputs: dict[str, Any]) -> str:
         """One line about the step's outputs, for `status` and the run's summary."""
         return ""
+
+    def excludes_initiator(self, step: Any) -> bool:
+        """A gate in which the person who started the run may not vote (the run then needs ``--as``)."""
+        return False
+
+    def deliveries(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The messages it delivered, one row per recipient (recipient, channel, status, at), for reports and
+        scorecards."""
+        return []
+
+    def transactions(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+        """The transactions its outputs name, for a report of a run without a journal: each with ``contract``,
+        ``function`` (what was called), ``chain``, ``tx_hash``, ``status``, ``block_number``, ``fast_path``. By
+        default the outputs themselves, when they name a transaction."""
+        return [outputs] if outputs.get("tx_hash") else []
+
+    def listed(self, outputs: dict[str, Any]) -> int:
+        """How many entries it put on a watch list (a drill's ``watchlist_min_entries``)."""
+        return 0
 
 
 def generic_intent(step: Any) -> dict[str, Any]:

@@ -65,6 +65,7 @@ class Notify(KindBase):
     kind: ClassVar[str] = "notify"
     default_timeout: ClassVar[float] = 300.0  # seconds without `timeout:` (every recipient, with the transports' own retries)
     spec: ClassVar[type[StepBase]] = NotifyStep
+    notifies: ClassVar[bool] = True
     outputs: ClassVar[type[Model]] = NotifyOutputs
 
     def references(self, step: NotifyStep) -> list[Ref]:
@@ -106,6 +107,9 @@ class Notify(KindBase):
                         "text_sha256": hashlib.sha256(text).hexdigest(),
                         "attachments": {k: hashlib.sha256(v).hexdigest() for k, v in sorted(message.attachments.items())}})
         return out
+
+    def deliveries(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+        return list(outputs.get("deliveries", []))
 
     def summary(self, outputs: dict[str, Any]) -> str:
         rows = outputs.get("deliveries") or []

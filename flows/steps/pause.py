@@ -45,6 +45,9 @@ class PauseStep(StepBase):
             raise ValueError("a prepared pause is broadcast before the run starts (or when its gates pass), so it cannot have 'if'")
         return self
 
+    def prepared_pause(self) -> bool:
+        return self.with_.prepared
+
 
 class ContractResult(Model):
     contract: str
@@ -86,6 +89,7 @@ class Pause(KindBase):
     spec: ClassVar[type[StepBase]] = PauseStep
     outputs: ClassVar[type[Model]] = PauseOutputs
     protective: ClassVar[bool] = True
+    pauses: ClassVar[bool] = True
 
     def references(self, step: PauseStep) -> list[Ref]:
         p = step.with_
@@ -130,6 +134,9 @@ class Pause(KindBase):
     def summary(self, outputs: dict[str, Any]) -> str:
         return ", ".join(f"{r.get('contract')} {r.get('status')}" + (f" ({r['tx_hash'][:12]}…)" if r.get("tx_hash") else "")
                          for r in outputs.get("results", []) if isinstance(r, dict))
+
+    def transactions(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
+        return [{**r, "function": "pause()"} for r in outputs.get("results") or [] if isinstance(r, dict) and r.get("tx_hash")]
 
     def run(self, ctx: StepContext, step: Any) -> PauseOutputs:
         p: PauseParams = step.with_

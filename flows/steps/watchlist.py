@@ -71,6 +71,9 @@ class Watchlist(KindBase):
         return refs + [Ref("chain", e.chain, ("with", "add", i, "chain")) for i, e in enumerate(step.with_.add)
                        if "{" not in e.chain]
 
+    def listed(self, outputs: dict[str, Any]) -> int:
+        return int(outputs.get("entries", 0))
+
     def summary(self, outputs: dict[str, Any]) -> str:
         if outputs.get("version") is None:
             return ""

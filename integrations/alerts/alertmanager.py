@@ -8,12 +8,30 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
-from breakglass.integrations.alerts.base import ADDRESS, TX_HASH, AdapterError, items, number, obj, severity, text
+from breakglass.integrations.alerts import auth
+from breakglass.integrations.alerts.base import (
+    ADDRESS,
+    TOKEN_OR_BASIC,
+    TX_HASH,
+    AdapterError,
+    Credentials,
+    Env,
+    SourceConfig,
+    items,
+    number,
+    obj,
+    severity,
+    text,
+)
 
 
 class Alertmanager:
     source: ClassVar[str] = "alertmanager"
     raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
+    credentials: ClassVar[Credentials] = TOKEN_OR_BASIC  # Alertmanager does not sign: its receiver config has one
+
+    def authenticate(self, body: bytes, headers: dict[str, str], source: SourceConfig, env: Env) -> Any:
+        auth.token_or_basic(headers, source, env)
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")

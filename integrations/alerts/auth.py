@@ -11,6 +11,7 @@ import hashlib
 import hmac
 import json
 import time
+from collections.abc import Callable
 from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -88,6 +89,14 @@ def tenderly(body: bytes, headers: dict[str, str], key: str, now: float | None =
     _fresh(at, time.time() if now is None else now, WINDOW, "date")
     if not _same(signature, _mac(key, body + date.encode())):
         raise AuthError("x-tenderly-signature does not match")
+
+
+def token_or_basic(headers: dict[str, str], source: Any, env: Callable[[str], str]) -> None:
+    """Alertmanager and the generic format: a bearer token when the source names one, else basic auth."""
+    if source.token_env:
+        bearer(headers, env(source.token_env))
+    else:
+        basic(headers, env(source.username_env or ""), env(source.password_env or ""))
 
 
 def bearer(headers: dict[str, str], token: str) -> None:

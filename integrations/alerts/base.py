@@ -8,6 +8,8 @@ An adapter's ``parse`` returns a list of ``Alert`` (batch formats carry several)
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from breakglass.integrations.alert import Alert
@@ -22,12 +24,57 @@ class AdapterError(ValueError):
     """The body is not a valid alert of this source; the message says which field and why."""
 
 
+class SourceConfig(Protocol):
+    """An inventory's ``alert_sources`` entry, as the adapters see it (``flows`` owns the model)."""
+
+    kind: str
+    secret_env: str | None
+    token_env: str | None
+    username_env: str | None
+    password_env: str | None
+    scanners: list[str]
+
+
+Env = Callable[[str], str]  # an environment variable's value by name ('' when unset)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """What a source's inventory entry must name to authenticate its requests, and which headers carry the proof.
+
+    ``any_of`` lists alternatives; each is a set of ``alert_sources`` fields that must all be given. The
+    inventory refuses an entry that meets none with ``a <kind> source needs <needs>``. ``signed_headers``
+    are the headers whose values make one request unique (a signature, its timestamp, a JWT): with the
+    body's digest they make the intake's replay key. A constant credential (a bearer token) is not one."""
+
+    any_of: tuple[tuple[str, ...], ...]
+    needs: str
+    signed_headers: tuple[str, ...] = ()
+
+    def problem(self, source: SourceConfig) -> str | None:
+        """The inventory's error for an entry that names too little, or None."""
+        if any(all(getattr(source, name) for name in fields) for fields in self.any_of):
+            return None
+        return f"a {source.kind} source needs {self.needs}"
+
+
+HMAC_SECRET = Credentials(any_of=(("secret_env",),), needs="secret_env (its HMAC secret)")
+TOKEN_OR_BASIC = Credentials(any_of=(("token_env",), ("username_env", "password_env")),
+                             needs="token_env, or username_env and password_env")
+
+
 @runtime_checkable
 class Adapter(Protocol):
     source: ClassVar[str]
     # The top-level keys ``Alert.raw`` can have, where the format fixes them (``validate`` checks a trigger's
     # ``alert.raw.<key>`` against them); None where raw is the upstream's own, open-ended object.
     raw_keys: ClassVar[frozenset[str] | None]
+    credentials: ClassVar[Credentials]
+
+    def authenticate(self, body: bytes, headers: dict[str, str], source: SourceConfig, env: Env) -> Any:
+        """Raise ``auth.AuthError`` unless the request is the source's own and fresh. Return the decoded
+        body when the proof needed it (Defender signs parsed JSON), else None. ``headers`` are lower-case;
+        the credentials' environment variables are set (the intake refuses empty ones first)."""
 
     def parse(self, body: Any) -> list[Alert]: ...
 

@@ -6,9 +6,16 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from breakglass.integrations import jsonsafe
 from breakglass.integrations.alert import Alert
+from breakglass.integrations.alerts import auth
 from breakglass.integrations.alerts.base import (
+    HMAC_SECRET,
+    MAX_DEPTH,
     AdapterError,
+    Credentials,
+    Env,
+    SourceConfig,
     actor_metadata,
     actors,
     addresses,
@@ -24,6 +31,19 @@ from breakglass.integrations.alerts.base import (
 class Defender:
     source: ClassVar[str] = "defender"
     raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
+    credentials: ClassVar[Credentials] = Credentials(HMAC_SECRET.any_of, HMAC_SECRET.needs,
+                                                     signed_headers=("defender-signature", "defender-timestamp"))
+
+    def authenticate(self, body: bytes, headers: dict[str, str], source: SourceConfig, env: Env) -> Any:
+        """Defender signs the parsed body: its headers and freshness are checked before the body is decoded
+        (bounded), then the signature; the decoded body is returned for ``parse``."""
+        auth.defender_fresh(headers)
+        try:
+            parsed = jsonsafe.loads(body, max_depth=MAX_DEPTH)
+        except jsonsafe.JsonRefused as exc:
+            raise auth.AuthError(f"Defender-Signature cannot be checked: {exc}") from None
+        auth.defender(parsed, headers, env(source.secret_env or ""))
+        return parsed
 
     def parse(self, body: Any) -> list[Alert]:
         events = items(obj(body, "body").get("events"), "events")

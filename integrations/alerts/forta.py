@@ -7,8 +7,12 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
+from breakglass.integrations.alerts import auth
 from breakglass.integrations.alerts.base import (
     AdapterError,
+    Credentials,
+    Env,
+    SourceConfig,
     actor_metadata,
     addresses,
     items,
@@ -23,6 +27,13 @@ from breakglass.integrations.alerts.base import (
 class Forta:
     source: ClassVar[str] = "forta"
     raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
+    credentials: ClassVar[Credentials] = Credentials(
+        any_of=(("scanners",),), needs="scanners: the scan node addresses whose JWTs it accepts",
+        signed_headers=("authorization",))  # each JWT is signed anew and expires in 30 s
+
+    def authenticate(self, body: bytes, headers: dict[str, str], source: SourceConfig, env: Env) -> Any:
+        """``Authorization: Bearer <JWT>`` signed by an allowlisted scan node's key, not expired."""
+        auth.forta_jwt(headers, source.scanners)
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")

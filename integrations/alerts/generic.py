@@ -14,7 +14,20 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
-from breakglass.integrations.alerts.base import AdapterError, addresses, number, obj, severity, text, tx_hash
+from breakglass.integrations.alerts import auth
+from breakglass.integrations.alerts.base import (
+    TOKEN_OR_BASIC,
+    AdapterError,
+    Credentials,
+    Env,
+    SourceConfig,
+    addresses,
+    number,
+    obj,
+    severity,
+    text,
+    tx_hash,
+)
 
 KEYS = {"id", "title", "severity", "chain_id", "tx_hash", "addresses", "actors", "block", "dedupe_key", "data"}
 
@@ -22,6 +35,10 @@ KEYS = {"id", "title", "severity", "chain_id", "tx_hash", "addresses", "actors",
 class Generic:
     source: ClassVar[str] = "generic"
     raw_keys: ClassVar[frozenset[str] | None] = frozenset(KEYS)  # raw is the body itself
+    credentials: ClassVar[Credentials] = TOKEN_OR_BASIC
+
+    def authenticate(self, body: bytes, headers: dict[str, str], source: SourceConfig, env: Env) -> Any:
+        auth.token_or_basic(headers, source, env)
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")

@@ -13,8 +13,13 @@ import re
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
+from breakglass.integrations.alerts import auth
 from breakglass.integrations.alerts.base import (
+    HMAC_SECRET,
     AdapterError,
+    Credentials,
+    Env,
+    SourceConfig,
     actors,
     address,
     addresses,
@@ -32,6 +37,12 @@ NETWORKS = {"ethereum_mainnet": 1, "ethereum_sepolia": 11155111, "base_mainnet":
 class OzMonitor:
     source: ClassVar[str] = "oz-monitor"
     raw_keys: ClassVar[frozenset[str] | None] = frozenset({"EVM", "title", "body"})  # raw or template mode
+    credentials: ClassVar[Credentials] = Credentials(HMAC_SECRET.any_of, HMAC_SECRET.needs,
+                                                     signed_headers=("x-signature", "x-timestamp"))
+
+    def authenticate(self, body: bytes, headers: dict[str, str], source: SourceConfig, env: Env) -> Any:
+        """``X-Signature`` = hex HMAC-SHA256(secret, raw body + ``X-Timestamp``), timestamp in milliseconds."""
+        auth.oz_monitor(body, headers, env(source.secret_env or ""))
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")

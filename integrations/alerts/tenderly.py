@@ -7,12 +7,31 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from breakglass.integrations.alert import Alert
-from breakglass.integrations.alerts.base import AdapterError, actors, address, number, obj, text, tx_hash
+from breakglass.integrations.alerts import auth
+from breakglass.integrations.alerts.base import (
+    HMAC_SECRET,
+    AdapterError,
+    Credentials,
+    Env,
+    SourceConfig,
+    actors,
+    address,
+    number,
+    obj,
+    text,
+    tx_hash,
+)
 
 
 class Tenderly:
     source: ClassVar[str] = "tenderly"
     raw_keys: ClassVar[frozenset[str] | None] = None  # the upstream's own object
+    credentials: ClassVar[Credentials] = Credentials(HMAC_SECRET.any_of, HMAC_SECRET.needs,
+                                                     signed_headers=("x-tenderly-signature", "date"))
+
+    def authenticate(self, body: bytes, headers: dict[str, str], source: SourceConfig, env: Env) -> Any:
+        """``x-tenderly-signature`` = hex HMAC-SHA256(key, raw body + the ``date`` header)."""
+        auth.tenderly(body, headers, env(source.secret_env or ""))
 
     def parse(self, body: Any) -> list[Alert]:
         data = obj(body, "body")

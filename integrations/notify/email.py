@@ -11,7 +11,7 @@ import ssl
 from email.message import EmailMessage
 from email.utils import formatdate
 
-from breakglass.integrations.notify.base import Message, Permanent, Transient
+from breakglass.integrations.notify.base import ChannelRules, Message, Permanent, Transient
 
 _QUEUE_ID = re.compile(r"queued as ([A-Za-z0-9]+)", re.I)
 _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
@@ -19,6 +19,9 @@ _ADDRESS = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
 
 def valid_address(value: str) -> bool:
     return bool(_ADDRESS.fullmatch(value))
+
+
+RULES = ChannelRules(kind="email", needs=("host", "sender"), valid_to=valid_address, to_is="an email address")
 
 
 def header_safe(value: str) -> str:

@@ -8,7 +8,9 @@ import json
 import os
 from pathlib import Path
 
-from breakglass.integrations.notify.base import Message
+from breakglass.integrations.notify.base import ChannelRules, Message
+
+RULES = ChannelRules(kind="outbox")  # a drill's: written to the run's artifacts
 
 
 class OutboxTransport:

@@ -8,13 +8,15 @@ the first post may have landed, so it is not installed: a failed post is reconci
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from slack_sdk import WebClient
-from slack_sdk.errors import SlackApiError
-from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from breakglass.integrations.notify.base import ChannelRules, Message, Permanent, Transient
 
-from breakglass.integrations.notify.base import Message, Permanent, Transient
+if TYPE_CHECKING:
+    from slack_sdk.errors import SlackApiError
+
+# Slack allows about one post per second per channel, and a war room reads messages in order.
+RULES = ChannelRules(kind="slack", needs=("token_env",), needs_to=True, ordered=True)
 
 PERMANENT = {"channel_not_found", "not_in_channel", "invalid_auth", "account_inactive", "token_revoked", "is_archived",
              "msg_too_long", "msg_blocks_too_long", "invalid_blocks", "no_permission", "missing_scope", "not_authed"}
@@ -30,6 +32,9 @@ class SlackTransport:
     kind = "slack"
 
     def __init__(self, token: str, base_url: str | None = None, timeout: int = 10, max_rate_limit_retries: int = 5) -> None:
+        from slack_sdk import WebClient  # here, not at import: the channel rules load without slack-sdk
+        from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+
         options: dict[str, Any] = {"token": token, "timeout": timeout,
                                    "retry_handlers": [RateLimitErrorRetryHandler(max_retry_count=max_rate_limit_retries)]}
         if base_url:
@@ -40,6 +45,8 @@ class SlackTransport:
         return "SlackTransport()"
 
     def send(self, to: str, message: Message) -> str:
+        from slack_sdk.errors import SlackApiError
+
         text = escape(message.text)  # everything, template wording included: no mention or link can be injected
         blocks = message.blocks or [{"type": "section", "text": {"type": "mrkdwn", "text": text[:2900]}}]
         try:
@@ -58,6 +65,8 @@ class SlackTransport:
 
     def upload(self, channel: str, thread_ts: str, message: Message) -> None:
         """The message's files (a watch list's CSV and JSON), in the thread of the message itself."""
+        from slack_sdk.errors import SlackApiError
+
         try:
             self.client.files_upload_v2(channel=channel, thread_ts=thread_ts, file_uploads=[
                 {"content": content, "filename": name, "title": name} for name, content in message.attachments.items()])
@@ -67,6 +76,8 @@ class SlackTransport:
             raise Transient(f"slack upload: {type(exc).__name__}") from None
 
     def find(self, to: str, message: Message) -> str | None:
+        from slack_sdk.errors import SlackApiError
+
         try:
             answer = self.client.conversations_history(channel=to, include_all_metadata=True, limit=200)
         except SlackApiError as exc:
@@ -80,6 +91,8 @@ class SlackTransport:
         return None
 
     def update(self, channel: str, ts: str, text: str, blocks: list[dict[str, Any]] | None = None) -> None:
+        from slack_sdk.errors import SlackApiError
+
         try:
             self.client.chat_update(channel=channel, ts=ts, text=text, blocks=blocks)
         except SlackApiError as exc:

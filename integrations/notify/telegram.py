@@ -6,7 +6,9 @@ from __future__ import annotations
 import httpx
 
 from breakglass.integrations.http import client as shared_client
-from breakglass.integrations.notify.base import Message, Permanent, Transient
+from breakglass.integrations.notify.base import ChannelRules, Message, Permanent, Transient
+
+RULES = ChannelRules(kind="telegram", needs=("token_env",), needs_to=True)
 
 
 class TelegramTransport:

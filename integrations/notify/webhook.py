@@ -11,7 +11,9 @@ import time
 import httpx
 
 from breakglass.integrations.http import client as shared_client
-from breakglass.integrations.notify.base import Message, Permanent, Transient
+from breakglass.integrations.notify.base import ChannelRules, Message, Permanent, Transient
+
+RULES = ChannelRules(kind="webhook", needs=("url_env", "secret_env"))  # the URL is the address
 
 SIGNATURE_HEADER = "X-Breakglass-Signature"
 TIMESTAMP_HEADER = "X-Breakglass-Timestamp"

@@ -347,10 +347,9 @@ def test_each_source_starts_its_playbook_once(intake, source) -> None:
 def test_an_adapter_bug_is_a_400_with_an_audit_line_not_a_500(chain, tmp_path, monkeypatch) -> None:
     from breakglass.flows.service import intake as intake_module
     from breakglass.flows.spec.validate import load_inventory
+    from breakglass.integrations.alerts.generic import Generic
 
-    class Broken:
-        source = "generic"
-
+    class Broken(Generic):  # authenticates as the generic source does, then trips on the body
         def parse(self, body):
             return body["no such key"]  # the kind of bug the fuzz tests hunt for
 
