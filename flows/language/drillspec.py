@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from breakglass.flows.errors import SpecError
+from breakglass.flows.errors import Diagnostic, SpecError
 from breakglass.flows.language.inventory import EnvName
 from breakglass.flows.language.types import Duration, Model, Name
 from breakglass.integrations.alerts import AlertKind
@@ -85,9 +85,11 @@ def load(path: Path, inventory_override: Path | None = None) -> tuple[DrillSpec,
 
     loaded = loader.load(path)
     spec = loader.require(loaded)
+    doc = loaded.doc
+    assert doc is not None  # require() has raised for a file that does not parse
     if loaded.kind != "Drill":
-        raise SpecError([loaded.doc.diag(("kind",), "kind", f"expected a Drill, this file is a {loaded.kind}")])
-    doc, problems = loaded.doc, []
+        raise SpecError([doc.diag(("kind",), "kind", f"expected a Drill, this file is a {loaded.kind}")])
+    problems: list[Diagnostic] = []
     playbook = (path.parent / spec.playbook).resolve()
     if not playbook.is_file():
         problems.append(doc.diag(("playbook",), "playbook", f"no playbook at {playbook}",

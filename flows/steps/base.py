@@ -31,6 +31,10 @@ class StepBase(Model):
     timeout: Duration | None = Field(None, description="per-attempt time limit, e.g. 30s or 5m")
     retries: int = Field(0, ge=0, le=10, description="extra attempts after a failure")
 
+    if TYPE_CHECKING:  # every kind declares both; said here for code that holds any step (AnyStep)
+        kind: str
+        with_: Any
+
 
 @dataclass(frozen=True)
 class Ref:
