@@ -197,6 +197,7 @@ def _act(action: Any, context: dict[str, Any], inventory: Inventory, bindings: B
     if not ok:
         raise BreakglassError(f"drill action {action.function or 'transfer'} from {sender} to {to}: {status} "
                               f"(tx {tx}); fix the drill spec's actions")
+    assert receipt is not None  # ok says so
     logs = [{"address": entry["address"], "topics": entry["topics"], "data": entry["data"]} for entry in receipt["logs"]]
     return {"tx_hash": tx, "block": int(receipt["blockNumber"], 16), "logs": logs}
 

@@ -110,7 +110,7 @@ def make_vote(gate: Gate, step: str, name: str, *, reject: bool, reason: str, ch
               account: Any | None, via: str = "", digest: str | None = None) -> approvals.Vote:
     vote = approvals.Vote(incident=gate.record.incident, run_key=gate.record.run_key, step=step,
                           digest=digest or gate.state.digest, decision="reject" if reject else "approve", reason=reason,
-                          name=name, channel=channel, cast_at=int(time.time()), os_user=_os_user(), via=via)  # type: ignore[arg-type]
+                          name=name, channel=channel, cast_at=int(time.time()), os_user=_os_user(), via=via)
     return approvals.sign(vote, account) if account is not None else vote
 
 
@@ -168,7 +168,7 @@ def auto_votes(gate: Gate, exclude: str | None) -> list[approvals.Vote]:
 
     bindings = gate.handle.bindings()
     reverse = {address.lower(): placeholder for placeholder, address in bindings.addresses.items()}
-    votes = []
+    votes: list[approvals.Vote] = []
     for name, address in sorted(gate.state.eligible.items()):
         if len(votes) == gate.state.quorum:
             break

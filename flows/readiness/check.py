@@ -122,17 +122,22 @@ def _contract(inventory: Inventory, rpcs: dict[str, JsonRpc], unlocked: dict[str
         return [Finding(subject, "pause path", "fail", f"guardian '{contract.guardian}' is not a signer in this inventory")]
     address = resolve_address(inventory, Bindings(), name)
     block = rpc.call("eth_getBlockByNumber", ["latest", False])
-    sender = payer = None
+    sender: str | None = None
+    payer: tuple[str, str] | None = None
     if guardian is not None:
         sender = unlocked.get(contract.guardian) or getattr(guardian, "address", None)
+    if guardian is not None and sender is not None:
         payer = (contract.guardian, sender)
         if isinstance(guardian, SafeSigner):  # the Safe calls pause(); its executor pays for execTransaction
             executor = inventory.signers.get(guardian.executor)
-            payer = (guardian.executor, unlocked.get(guardian.executor) or getattr(executor, "address", sender))
+            payer = (guardian.executor, unlocked.get(guardian.executor) or getattr(executor, "address", None) or sender)
     rows, gas = checkrows.contract_rows(rpc, contract, address, contract.chain,
-                                        (contract.guardian, sender) if guardian is not None else None,
+                                        (contract.guardian, sender) if sender is not None else None,
                                         int(block["timestamp"], 16))
     out = [Finding(subject, r.check, r.status, r.detail) for r in rows]
+    if guardian is not None and sender is None:  # a fixture key that did not unlock (its own row says why)
+        out.append(Finding(subject, "guardian can pause", "fail", f"guardian '{contract.guardian}' did not unlock and "
+                           "the inventory gives it no address: its pause cannot be simulated"))
     if gas is None or payer is None:
         return out
     base = int(block.get("baseFeePerGas") or "0x0", 16)

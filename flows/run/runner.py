@@ -17,8 +17,10 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -246,6 +248,10 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
         active_run.gates.close()
 
 
+def _finished(done: queue.Queue[str], sid: str, _future: object) -> None:
+    done.put(sid)  # a future's callback: step `sid` ended, the scheduler wakes
+
+
 def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[str]) -> Any:
     failed: set[str] = set()
     done: queue.Queue[str] = queue.Queue()
@@ -268,7 +274,7 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
                 run.gates.started(sid)
                 future = run_step.with_options(name=sid, task_run_name=sid).submit(key, sid)
                 futures[sid] = future
-                future.add_done_callback(lambda _f, sid=sid: done.put(sid))
+                future.add_done_callback(partial(_finished, done, sid))
         if not futures:
             break
         sid = done.get()
@@ -332,7 +338,7 @@ def _mark_crashed(record: RunRecord, playbook: Playbook, run_dir: Path, from_ste
     last = record.attempts[-1] if record.attempts else None
     if last is not None and last.flow_run_id and last.status == "running":
         with get_client(sync_client=True) as client:
-            flow_run = client.read_flow_run(last.flow_run_id)
+            flow_run = client.read_flow_run(UUID(last.flow_run_id))
             if flow_run.state is None or not flow_run.state.is_final():
                 client.set_flow_run_state(
                     last.flow_run_id, Crashed(message="breakglass: the runner process died; resumed in a new flow run"),

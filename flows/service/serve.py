@@ -28,7 +28,7 @@ from breakglass.flows.errors import BreakglassError, SpecError
 from breakglass.flows.language.validate import load_inventory, load_playbook
 from breakglass.flows.run import entry
 from breakglass.flows.run.context import Bindings, endpoints
-from breakglass.flows.run.runstore import RunExists
+from breakglass.flows.run.runstore import RunExists, RunHandle
 from breakglass.flows.service import httpguard, restart
 from breakglass.integrations import jsonsafe
 from breakglass.integrations.chain.rpc import JsonRpc
@@ -124,12 +124,15 @@ class Service:
             if self.pool:
                 return self._hand_off(name, path, inputs, incident, initiator, via, idempotency_key, created, ready,
                                        failure)
+            def on_created(h: RunHandle) -> None:
+                created.update(incident=h.dir.parent.parent.name, run=h.dir.name)
+                ready.set()
+
             try:
                 entry.start(playbook_path=path, inventory_path=self.inventory_path, given=inputs, incident=incident,
                             home=self.home, api=lambda: self.api, keys=self.keys, initiator=initiator,
                             initiator_via=via or ("serve" if initiator is None else "cli"), owner=OWNER,
-                            on_created=lambda h: (created.update(incident=h.dir.parent.parent.name, run=h.dir.name),
-                                                  ready.set()))
+                            on_created=on_created)
             except RunExists as exc:  # an alert for a run that exists: it joins it, nothing failed
                 failure.append(exc)
                 ready.set()

@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 POLL = 0.025  # seconds between reads of new votes from Prefect (a vote in this process wakes the gate at once)
 ESCALATION_DATA = ("gate", "waiting_for", "approvers", "authorises", "digest", "minutes")
+_SIGNED_AND_SLACK: list[approvals.Channel] = ["signed", "slack"]  # the default channels (copied per step)
 
 
 class EscalateParams(Model):
@@ -49,7 +50,7 @@ class ApprovalParams(Model):
     timeout: Duration = Field(description="how long to wait for the quorum (no silent default)")
     on_timeout: Literal["abort", "escalate", "proceed"] = Field(description="what happens when the timeout passes")
     escalate: EscalateParams | None = None
-    channels: list[approvals.Channel] = Field(default_factory=lambda: ["signed", "slack"], min_length=1,
+    channels: list[approvals.Channel] = Field(default_factory=lambda: _SIGNED_AND_SLACK.copy(), min_length=1,
                                               description="which kinds of vote count")
     approval_ttl: Duration = Field(900, description="how long a vote stays valid")
     on_reject: Literal["abort", "continue"] = Field("abort", description="abort: one rejection stops the gate")
@@ -303,7 +304,7 @@ class _Gate:
 
     def _outputs(self, state: GateState, decision: str) -> ApprovalOutputs:
         live = [v for v in self._live(state) if v["decision"] == "approve"]
-        return ApprovalOutputs(decision=decision, digest=state.digest, approvers=[v["name"] for v in live],  # type: ignore[arg-type]
+        return ApprovalOutputs(decision=decision, digest=state.digest, approvers=[v["name"] for v in live],
                                votes=[CountedVote(**{k: v[k] for k in ("name", "decision", "channel", "cast_at", "address")})
                                       for v in live], escalated=state.escalated,
                                waited_seconds=round(time.time() - state.opened_at, 3))

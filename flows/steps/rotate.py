@@ -19,6 +19,7 @@ from pydantic import Field
 from breakglass.flows.effects import onchain, safe
 from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.language.inventory import SafeSigner
 from breakglass.flows.language.types import AccountRef, AddressExpr, Model, Name, is_template
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
 from breakglass.flows.steps.txintent import fees, signer_ref
@@ -146,6 +147,8 @@ class Rotate(KindBase):
         """The swapOwner self-call (prevOwner as proposed in this run, else read from the Safe now) and any changeThreshold."""
         p = step.with_
         spec = ctx.inventory.signers[p.safe]
+        if not isinstance(spec, SafeSigner):  # check() refuses this at validate
+            raise BreakglassError(f"signer '{p.safe}' is of kind {spec.kind}, not a Safe")
         safe_address, remove, add = ctx.address(p.safe), p.remove, ctx.address(p.add)
         base = {"step": step.id, "kind": "rotate", **fees(ctx, spec.chain), "target": safe_address,
                 "signer": signer_ref(ctx, p.safe), "value": 0}

@@ -66,6 +66,7 @@ class Wait(KindBase):
         if params.seconds is not None:
             time.sleep(params.seconds)
             return WaitOutputs(waited_seconds=round(time.monotonic() - started, 3))
+        assert params.blocks is not None and params.chain is not None  # WaitParams._one: blocks come with a chain
         rpc = ctx.rpc(params.chain)
         target = int(rpc.call("eth_blockNumber"), 16) + params.blocks
         poll = max(0.05, min(1.0, ctx.inventory.chains[params.chain].block_time / 4))
