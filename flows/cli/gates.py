@@ -206,7 +206,7 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
     if incident is None:
         incidents = [n for n in incidents if (store.incident_mode(n) == "drill") == drills
                      and (all_ or closing(store.home, n) is None)]
-    docs = []
+    docs: list[dict[str, Any]] = []
     for name in incidents:
         ack_path = store.incident_dir(name) / "ack.json"
         acked = json.loads(ack_path.read_text()) if ack_path.exists() else None
@@ -250,12 +250,12 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
                                      ("incident", "run", "playbook", "status", "steps"))
             for doc in group:
                 status_text = doc["status"] + _status_note(doc)
-                failed = [s for s in doc["step_details"] if s["status"] == "failed"]
+                failed_steps = [s for s in doc["step_details"] if s["status"] == "failed"]
                 counts: dict[str, int] = {}
                 for state in doc["steps"].values():
                     counts[state] = counts.get(state, 0) + 1
                 summary = ", ".join(f"{n} {k}" for k, n in counts.items())
-                summary += "".join(f"; {s['id']} failed: {s['error']}" for s in failed)
+                summary += "".join(f"; {s['id']} failed: {s['error']}" for s in failed_steps)
                 summary += "".join(f"; {k} until {v}" for k, v in doc["deadlines"].items())
                 summary = doc.get("reason") or summary
                 table.add_row(doc["incident"], doc["run"], doc["playbook"], status_text, summary)

@@ -17,7 +17,7 @@ import typer
 try:  # typer >= 0.20 vendors click; its exceptions live there
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer on plain click
-    from click import exceptions as click_exceptions
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]  # the same module, before typer vendored it
 from breakglass.flows import __version__
 from breakglass.flows.cli.base import (  # noqa: E402
     AsOpt,
@@ -183,7 +183,8 @@ def drill(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt
     playbook = resolve_playbook(playbook, "playbook (or drill spec)")
     home = _home()
     spec_path = playbook if _kind(playbook) == "Drill" else drillspec.for_playbook(playbook)
-    spec, given, card = None, _pairs(input), {}
+    spec, given = None, _pairs(input)
+    card: dict[str, Any] = {}
     if spec_path is not None:
         spec, playbook, spec_inventory = drillspec.load(spec_path, inventory)
         inventory, given, as_ = inventory or spec_inventory, {**spec.inputs, **given}, as_ or spec.initiator
@@ -213,7 +214,7 @@ def drill(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt
         try:
             inventory, fork = forkdrill.prepare(inventory, fork_url, fork_block, work)
         except BreakglassError as exc:
-            if spec_path is None or spec.fork is None or not str(exc).startswith("--fork-block"):
+            if spec_path is None or spec is None or spec.fork is None or not str(exc).startswith("--fork-block"):
                 raise
             from breakglass.flows.language.yamlpos import load as load_yaml
 
@@ -286,7 +287,8 @@ def resume(incident: IncidentArg, as_json: JsonOpt = False, as_: AsOpt = None,
 
         for handle in pooled:
             flow_run = reaper.resume_on_pool(api, handle)
-            err.print(f"{incident}/{handle.dir.name}: handed back to pool '{handed_off(handle)['pool']}' as flow run "
+            handoff = handed_off(handle) or {}
+            err.print(f"{incident}/{handle.dir.name}: handed back to pool '{handoff.get('pool')}' as flow run "
                       f"{flow_run}; a worker continues it (`breakglass status {incident}`)", markup=False)
         if len(pooled) == len(entry.unfinished(incident, home)):
             _emit({"incident": incident, "handed_back": [h.dir.name for h in pooled]}, as_json)

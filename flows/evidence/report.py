@@ -30,7 +30,8 @@ def build(home: Path, incident: str) -> dict[str, Any]:
     heads = [(f"run record {r.run_id}", r.audit_head.model_dump()) for r in records if r.audit_head is not None]
     problems = audit.verify(base, heads)
     entries = audit.entries(base) if not any("not JSON" in p for p in problems) else []
-    runs, actions, deliveries, approvals, movements, gaps, failures = [], [], [], [], [], [], []
+    runs: list[dict[str, Any]] = []
+    actions, deliveries, approvals, movements, gaps, failures = [], [], [], [], [], []
     for handle, record in zip(handles, records, strict=True):
         playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
         assert inventory is not None
@@ -115,16 +116,16 @@ def chart(report: dict[str, Any], width: int = 960) -> dict[str, Any]:
     bands = []
     for r in report["runs"]:
         startup = r.get("startup")
-        if startup and _t(startup["to"]) and _t(startup["from"]):
-            begin, end = _t(startup["from"]), _t(startup["to"])
+        begin, end = (_t(startup["from"]), _t(startup["to"])) if startup else (None, None)
+        if begin and end:
             bands.append({"x": x(begin), "w": max(1.0, x(end) - x(begin)), "seconds": round(end - begin, 3),
                           "label": f"tool start-up {end - begin:.1f} s"})
-    bars = []
+    bars: list[dict[str, Any]] = []
     for s in steps:
-        begin = [t for t in (_t(s["started_at"]), _t(s.get("first_action_at"))) if t is not None]
-        if not begin:
+        starts = [t for t in (_t(s["started_at"]), _t(s.get("first_action_at"))) if t is not None]
+        if not starts:
             continue
-        start, end = min(begin), _t(s["ended_at"])
+        start, end = min(starts), _t(s["ended_at"])
         bars.append({"step": s["id"], "kind": s["kind"], "status": s["status"], "x": x(start),
                      "w": max(2.0, x(end or t1) - x(start)), "y": 30 + 22 * len(bars),
                      "seconds": round((end or t1) - start, 3)})
@@ -132,8 +133,9 @@ def chart(report: dict[str, Any], width: int = 960) -> dict[str, Any]:
     for e in report["timeline"]:
         kind = {"alert.received": "alert", "drill.injected": "alert", "journal.broadcast": "tx", "journal.receipt": "tx",
                 "vote.counted": "vote", "gate.passed": "vote", "gate.rejected": "vote"}.get(e["event"])
-        if kind:
-            marks.append({"x": x(_t(e["at"])), "kind": kind, "label": e["event"]})
+        at = _t(e["at"])
+        if kind and at is not None:
+            marks.append({"x": x(at), "kind": kind, "label": e["event"]})
     return {"width": width, "height": 50 + 22 * len(bars), "bars": bars, "marks": marks, "bands": bands,
             "span": round(span, 3), "left": left, "right": width - right}
 
