@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -13,6 +13,10 @@ from breakglass.flows.cli import output as cli_output
 from breakglass.flows.cli.base import IncidentArg, JsonOpt, VoterOpt, _api, _emit, _home, app, err, out
 from breakglass.flows.effects import safepending
 from breakglass.flows.errors import BreakglassError
+
+if TYPE_CHECKING:
+    from breakglass.flows.run.records import RunRecord
+    from breakglass.flows.run.runstore import RunHandle
 
 HEARTBEAT_STALE = 15.0  # seconds without a heartbeat before a runner counts as gone
 
@@ -121,7 +125,7 @@ def _since_start(handles: list[Any], at: str) -> float | None:
     return round((datetime.fromisoformat(at.replace("Z", "+00:00")) - start).total_seconds(), 3)
 
 
-def _runner_alive(handle: Any) -> bool:
+def _runner_alive(handle: RunHandle) -> bool:
     """Alive if it holds the run's lock; on another machine, if its heartbeat is recent."""
     import socket
 
@@ -136,10 +140,10 @@ def _runner_alive(handle: Any) -> bool:
     return time.time() - float(beat.get("at", 0)) < HEARTBEAT_STALE
 
 
-def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
+def _gates(handle: RunHandle, record: RunRecord) -> list[dict[str, Any]]:
     from breakglass.flows.gates.state import load_state
 
-    found = []
+    found: list[dict[str, Any]] = []
     for step in record.steps:
         if step.kind != "approval":
             continue
@@ -160,7 +164,7 @@ def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _waiting_txs(handle: Any, record: Any) -> list[dict[str, Any]]:
+def _waiting_txs(handle: RunHandle, record: RunRecord) -> list[dict[str, Any]]:
     """Transactions of an unfinished run that have waited past bump_after_blocks, or behind a nonce gap."""
     if record.status not in ("running", "paused"):
         return []
@@ -171,7 +175,7 @@ def _waiting_txs(handle: Any, record: Any) -> list[dict[str, Any]]:
     return waiting(Journal(path).entries()) if path.exists() else []
 
 
-def _step_rows(record: Any) -> list[dict[str, Any]]:
+def _step_rows(record: RunRecord) -> list[dict[str, Any]]:
     return [{"id": s.id, "kind": s.kind, "status": s.status, "attempts": s.attempts, "error": s.error,
              "reason": s.reason, "detail": cli_output.step_detail(s)} for s in record.steps]
 

@@ -10,7 +10,7 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -123,7 +123,7 @@ def _finish(records: list[Any], as_json: bool) -> int:
     return 0
 
 
-def _print_record(record: Any) -> None:
+def _print_record(record: RunRecord) -> None:
     from breakglass.flows.cli.output import record_table
 
     out.print(record_table(record))
@@ -368,6 +368,9 @@ from breakglass.flows.cli import close as cli_close  # noqa: E402,F401  (schema,
 from breakglass.flows.cli import gates as cli_gates  # noqa: E402,F401  (schema, version, server; audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
 from breakglass.flows.cli import guardian as cli_guardian  # noqa: E402,F401  (schema, version, server; audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
 from breakglass.flows.cli import scale as cli_scale  # noqa: E402,F401  (schema, version, server; audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
+
+if TYPE_CHECKING:
+    from breakglass.flows.run.records import RunRecord
 
 if __name__ == "__main__":
     entrypoint()

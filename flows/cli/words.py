@@ -8,7 +8,7 @@ from typing import Any
 try:
     from typer import core
 except ImportError:  # pragma: no cover
-    core = None  # type: ignore[assignment]
+    core = None  # type: ignore[assignment]  # typer without its core module: the patches are skipped
 
 WORDS = {"int": "N", "float": "NUMBER", "str": "TEXT", "bool": "BOOL"}
 

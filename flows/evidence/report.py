@@ -7,13 +7,16 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.evidence import audit
 from breakglass.flows.evidence import report_parts as parts
 from breakglass.flows.language import pausespec
 from breakglass.flows.language.validate import load_playbook
 from breakglass.flows.run.runstore import Store
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
 
 TEMPLATES = Path(__file__).parent / "report_templates"
 
@@ -153,7 +156,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
     return env.get_template("report.html.j2").render(r=report, c=chart(report))
 
 
-def _pause_call(inventory: Any, result: dict[str, Any]) -> str:
+def _pause_call(inventory: Inventory, result: dict[str, Any]) -> str:
     """The pause as the inventory wrote it (pause("breakglass"), setPaused(true) + ...), not a generic pause()."""
     contract = inventory.contracts.get(str(result.get("contract", "")))
     return pausespec.describe(contract) if contract is not None else "pause()"

@@ -24,6 +24,7 @@ from breakglass.integrations.chain import abi
 if TYPE_CHECKING:
     from breakglass.flows.language.playbook import Playbook
     from breakglass.flows.run.context import StepContext
+    from breakglass.flows.steps import AnyStep
 
 
 def guarded(playbook: Playbook, gate: str) -> list[str]:
@@ -37,7 +38,7 @@ def guarded(playbook: Playbook, gate: str) -> list[str]:
     return [s.id for s in playbook.steps if s.id in found]
 
 
-def of_step(ctx: StepContext, step: Any, context: dict[str, Any]) -> list[dict[str, Any]]:
+def of_step(ctx: StepContext, step: AnyStep, context: dict[str, Any]) -> list[dict[str, Any]]:
     """The step's intents resolved against ``context``; unresolved parameters are bound as written."""
     try:
         resolved = planner.resolve_step(step, context)

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from slack_sdk.signature import SignatureVerifier
@@ -32,6 +32,9 @@ from breakglass.flows.gates.notice import APPROVE, REJECT
 from breakglass.flows.run.home import check_id
 from breakglass.flows.service.refusals import RefusalLog
 from breakglass.integrations import jsonsafe
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class _Clock:
 
 
 class ClickHandler:
-    def __init__(self, home: Path, inventory: Any, api: Callable[[], Any], wake: Callable[[Path, str, str], None],
+    def __init__(self, home: Path, inventory: Inventory, api: Callable[[], Any], wake: Callable[[Path, str, str], None],
                  now: Callable[[], float] = time.time) -> None:
         app = inventory.slack_app
         if app is None:
@@ -56,7 +59,7 @@ class ClickHandler:
             raise BreakglassError(f"slack_app: environment variable {app.signing_secret_env} (the signing secret) is not set")
         self.home, self.inventory, self.app, self.api, self.wake = home, inventory, app, api, wake
         # without a signing secret (Socket Mode only) every HTTP click is refused
-        self.verifier = SignatureVerifier(secret, clock=_Clock(now)) if secret else None  # type: ignore[arg-type]
+        self.verifier = SignatureVerifier(secret, clock=_Clock(now)) if secret else None  # type: ignore[arg-type]  # slack-sdk types clock as its Clock class; ours has its now()
         self.account = attestor.key(home)
         self._replies: OrderedDict[str, Answer] = OrderedDict()
         self._sent: dict[tuple[str, str, str, str], str] = {}  # votes handed on, by decision

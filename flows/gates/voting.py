@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.evidence import audit
@@ -23,13 +23,17 @@ from breakglass.flows.language.validate import load_playbook
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.runstore import RunHandle, Store
 
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.records import RunRecord
+
 
 @dataclass
 class Gate:
     home: Path
     handle: RunHandle
-    record: Any
-    inventory: Any
+    record: RunRecord
+    inventory: Inventory
     state: GateState
 
     @property

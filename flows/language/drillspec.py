@@ -5,7 +5,7 @@ which inventory, inputs and initiator, and what a good response looks like (expe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
@@ -16,7 +16,7 @@ from breakglass.integrations.alerts import AlertKind
 
 Metric = Literal["detect", "acknowledge", "decision", "pause_submitted", "pause_confirmed", "first_notification",
                  "watchlist_posted"]
-METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
+METRICS: tuple[str, ...] = get_args(Metric)
 
 
 class Expectations(Model):

@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -32,6 +32,9 @@ from breakglass.flows.gates import rules as approvals
 from breakglass.flows.gates.notice import Notice
 from breakglass.flows.run.records import now
 from breakglass.flows.steps.approval import GateCancelled
+
+if TYPE_CHECKING:
+    from breakglass.flows.run.runner import _Run
 
 log = logging.getLogger("breakglass.gates")
 
@@ -203,7 +206,7 @@ class Coordinator:
 class GateView:
     """The ``GateHost`` a waiting approval step talks to (see ``flows.steps.approval``)."""
 
-    def __init__(self, run: Any, step: str) -> None:
+    def __init__(self, run: _Run, step: str) -> None:
         self.run, self.step = run, step
         record = run.writer.record
         self.initiator = record.initiator
@@ -271,7 +274,7 @@ class GateView:
                                self.run.handle.bindings(), only=ready, journal=self.run.journal)
 
 
-def recheck_gates(run: Any, log: Any) -> None:
+def recheck_gates(run: _Run, log: Any) -> None:
     """Every (re)start: a passed gate whose guarded steps have not all run must still hold.
 
     Its digest is computed again and its votes' TTL checked; if either fails the gate asks again.

@@ -48,7 +48,7 @@ from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.records import Attempt, AuditHead, RunRecord, now
 from breakglass.flows.run.redact import Redactor
 from breakglass.flows.run.runstore import RecordWriter, RunHandle, heartbeat
-from breakglass.flows.steps import REGISTRY
+from breakglass.flows.steps import REGISTRY, AnyStep
 
 _ACTIVE: dict[str, _Run] = {}
 
@@ -153,7 +153,7 @@ class _Run:
     def audit(self, event: str, **fields: Any) -> None:
         audit.append(self.handle.dir.parent.parent, event, run=self.handle.dir.name, **fields)
 
-    def _attempt(self, step: Any, context: dict[str, Any], timeout: float | None) -> Any:
+    def _attempt(self, step: AnyStep, context: dict[str, Any], timeout: float | None) -> Any:
         ctx = self.step_context(step.id)
         box: dict[str, Any] = {}
 
@@ -224,7 +224,7 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
     if active_run.interrupts is not None:
         active_run.interrupts.install()
     log = get_run_logger()
-    flow_run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    flow_run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]  # prefect: a task context has no flow_run; this is the flow
     record = active_run.writer.snapshot()
     attempts = record.attempts + [Attempt(flow_run_id=flow_run_id, pid=os.getpid(), host=socket.gethostname(),
                                           started_at=now())]

@@ -16,7 +16,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -33,6 +33,9 @@ from breakglass.flows.service import httpguard, restart
 from breakglass.integrations import jsonsafe
 from breakglass.integrations.chain.rpc import JsonRpc
 
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
+
 log = logging.getLogger("breakglass.serve")
 OWNER = "serve"  # owner.json of the runs `serve` starts in-process: a restart continues them
 
@@ -44,7 +47,7 @@ class Service:
         self.home, self.inventory_path, self.playbooks_dir, self.api = home, inventory_path, playbooks, api
         self.pool = pool  # hand runs to this work pool instead of running them in-process
         self.books: dict[str, tuple[Path, Any]] = {}
-        self.inventory: Any = load_inventory(inventory_path)
+        self.inventory: Inventory = load_inventory(inventory_path)
         for path in sorted(playbooks.glob("*.yaml")):
             book, _ = load_playbook(path, inventory_path)
             self.books[book.name] = (path, book)
@@ -68,7 +71,7 @@ class Service:
     def connect_socket_mode(self) -> None:
         app = self.inventory.slack_app
         token = os.environ.get(app.app_token_env or "", "") if app is not None else ""
-        if self.clicks is None or not token:
+        if app is None or self.clicks is None or not token:
             return
         from breakglass.flows.gates.slackclick import socket_mode
 

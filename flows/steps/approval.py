@@ -20,7 +20,7 @@ from breakglass.flows.errors import BreakglassError
 from breakglass.flows.evidence import audit
 from breakglass.flows.gates import attestor
 from breakglass.flows.gates import rules as approvals
-from breakglass.flows.gates.state import GateState, load_state, state_path
+from breakglass.flows.gates.state import GateState, GateStatus, load_state, state_path
 from breakglass.flows.language.types import Duration, Model, Name
 from breakglass.flows.run import failpoints
 from breakglass.flows.run.home import write_private
@@ -120,7 +120,7 @@ def eligible(inventory: Inventory, bindings: Any, groups: list[str]) -> dict[str
 class Approval(KindBase):
     kind: ClassVar[str] = "approval"
 
-    def timeout_for(self, step: Any) -> float:
+    def timeout_for(self, step: ApprovalStep) -> float:
         """A gate keeps its own deadline (``with.timeout``, then the escalation's); the step's limit is that."""
         p = step.with_
         return p.timeout + (p.escalate.timeout if p.escalate is not None else 0.0)
@@ -185,7 +185,7 @@ class Approval(KindBase):
         return [f"{p.quorum} of roster group {p.approvers}" + (", not the initiator" if p.exclude_initiator else "")
                 + f"; {', '.join(p.channels)}; timeout {p.timeout:g}s then {p.on_timeout}"]
 
-    def run(self, ctx: StepContext, step: Any) -> ApprovalOutputs:
+    def run(self, ctx: StepContext, step: ApprovalStep) -> ApprovalOutputs:
         host: GateHost = ctx.gate
         return _Gate(ctx, step, host).wait()
 
@@ -309,8 +309,8 @@ class _Gate:
                                       for v in live], escalated=state.escalated,
                                waited_seconds=round(time.time() - state.opened_at, 3))
 
-    def _end(self, state: GateState, status: str, reason: str | None = None) -> None:
-        state.status, state.decided_at, state.reason = status, time.time(), reason  # type: ignore[assignment]
+    def _end(self, state: GateState, status: GateStatus, reason: str | None = None) -> None:
+        state.status, state.decided_at, state.reason = status, time.time(), reason
         self._save(state)
         self._audit(f"gate.{status}", digest=state.digest, reason=reason,
                     approvers=[v["name"] for v in self._live(state) if v["decision"] == "approve"])

@@ -18,6 +18,7 @@ from breakglass.flows.language.types import Duration, Ident, Model
 
 if TYPE_CHECKING:
     from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.language.playbook import Playbook
     from breakglass.flows.run.context import StepContext
 
 
@@ -63,7 +64,7 @@ class StepKind(Protocol):
 
     def check(self, step: Any, inventory: Inventory | None, playbook_dir: Any) -> list[Problem]: ...
 
-    def check_steps(self, step: Any, playbook: Any) -> list[Problem]: ...
+    def check_steps(self, step: Any, playbook: Playbook) -> list[Problem]: ...
 
     def contacts(self, step: Any) -> list[str]: ...
 
@@ -90,7 +91,7 @@ class KindBase:
     def check(self, step: Any, inventory: Inventory | None, playbook_dir: Any) -> list[Problem]:
         return []
 
-    def check_steps(self, step: Any, playbook: Any) -> list[Problem]:
+    def check_steps(self, step: Any, playbook: Playbook) -> list[Problem]:
         """Rules that look at other steps of the playbook."""
         return []
 

@@ -25,7 +25,8 @@ from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.integrations.chain import abi
 
 if TYPE_CHECKING:
-    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.language.inventory import Contract, Inventory
+    from breakglass.flows.language.playbook import Playbook
     from breakglass.flows.run.context import StepContext
 
 
@@ -71,7 +72,7 @@ class PauseOutputs(Model):
     tx_hashes: list[str]
 
 
-def read_paused(io: onchain.ChainIO, address: str, contract: Any, block: str = "latest") -> bool:
+def read_paused(io: onchain.ChainIO, address: str, contract: Contract, block: str = "latest") -> bool:
     """Every ``paused`` view of the contract says paused. Raises TxRejected when a view cannot be read as declared."""
     def call(to: str, data: bytes) -> bytes:
         return io.call(to, to, data, block=block)
@@ -108,14 +109,14 @@ class Pause(KindBase):
                        if c else name)
         return out
 
-    def check_steps(self, step: PauseStep, playbook: Any) -> list[Problem]:
+    def check_steps(self, step: PauseStep, playbook: Playbook) -> list[Problem]:
         kinds = {s.id: s.kind for s in playbook.steps}
         if step.with_.prepared and any(kinds.get(n) not in (None, "approval") for n in step.needs):
             return [(("needs",), "a prepared pause may wait only for approval gates",
                      "It is broadcast before the run starts, or the moment its gates pass.")]
         return []
 
-    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+    def intents(self, ctx: StepContext, step: PauseStep) -> list[dict[str, Any]]:
         out = []
         for name in step.with_.contracts:
             contract = ctx.inventory.contracts[name]
@@ -132,7 +133,7 @@ class Pause(KindBase):
         return ", ".join(f"{r.get('contract')} {r.get('status')}" + (f" ({r['tx_hash'][:12]}…)" if r.get("tx_hash") else "")
                          for r in outputs.get("results", []) if isinstance(r, dict))
 
-    def run(self, ctx: StepContext, step: Any) -> PauseOutputs:
+    def run(self, ctx: StepContext, step: PauseStep) -> PauseOutputs:
         p: PauseParams = step.with_
         signer = ctx.signer(p.signer)
         with ThreadPoolExecutor(max_workers=min(8, len(p.contracts)), thread_name_prefix="pause") as pool:
@@ -184,7 +185,7 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
                           note=None if status == "paused" and all(r["status"] == "paused" for r in results) else "; ".join(notes))
 
 
-def _send_action(ctx: StepContext, io: onchain.ChainIO, signer: Any, name: str, contract: Any, address: str,
+def _send_action(ctx: StepContext, io: onchain.ChainIO, signer: Any, name: str, contract: Contract, address: str,
                  action: pausespec.Action, p: PauseParams) -> dict[str, Any]:
     """One pause call, exactly once: skipped when the contract already reads paused."""
     intent = onchain.Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{name}/{action.suffix}", chain=contract.chain,
@@ -220,7 +221,7 @@ def _send_action(ctx: StepContext, io: onchain.ChainIO, signer: Any, name: str, 
     return {**common, "status": "already_paused" if paused else "failed", "note": outcome.reason}
 
 
-def _pending_pause_lands(ctx: StepContext, io: onchain.ChainIO, address: str, contract: Any) -> bool:
+def _pending_pause_lands(ctx: StepContext, io: onchain.ChainIO, address: str, contract: Contract) -> bool:
     """Someone else's pause is in the mempool (our simulation saw it): wait for it instead of failing."""
     if not read_paused(io, address, contract, block="pending"):
         return False

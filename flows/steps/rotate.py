@@ -143,7 +143,7 @@ class Rotate(KindBase):
         extra = f", then changeThreshold({p.threshold})" if p.threshold else ""
         return [f"swapOwner({p.remove} -> {p.add}) on {where}{extra}, signed by owners other than {p.remove}"]
 
-    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+    def intents(self, ctx: StepContext, step: RotateStep) -> list[dict[str, Any]]:
         """The swapOwner self-call (prevOwner as proposed in this run, else read from the Safe now) and any changeThreshold."""
         p = step.with_
         spec = ctx.inventory.signers[p.safe]
@@ -170,7 +170,7 @@ class Rotate(KindBase):
     def summary(self, outputs: dict[str, Any]) -> str:
         return f"{outputs.get('status')}: {outputs.get('removed')} -> {outputs.get('added')}, threshold {outputs.get('threshold')}"
 
-    def run(self, ctx: StepContext, step: Any) -> RotateOutputs:
+    def run(self, ctx: StepContext, step: RotateStep) -> RotateOutputs:
         p: RotateParams = step.with_
         guardian = ctx.signer(p.safe)
         if not isinstance(guardian, SafeGuardian):

@@ -139,7 +139,7 @@ class Snapshot(KindBase):
             parts.append(f"{len(p.calls)} view call(s), {len(p.storage)} storage slot(s)")
         return parts
 
-    def run(self, ctx: StepContext, step: Any) -> SnapshotOutputs:
+    def run(self, ctx: StepContext, step: SnapshotStep) -> SnapshotOutputs:
         return take(ctx, step.with_)
 
 
