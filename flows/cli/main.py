@@ -37,6 +37,9 @@ from breakglass.flows.cli.base import (  # noqa: E402
 from breakglass.flows.cli.paths import resolve as resolve_playbook
 from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
 
+if TYPE_CHECKING:
+    from breakglass.flows.run.records import RunRecord
+
 PlaybookArg = Annotated[Path, typer.Argument(help="a playbook file, or its name in ./playbooks/", metavar="PLAYBOOK")]
 
 
@@ -368,9 +371,6 @@ from breakglass.flows.cli import close as cli_close  # noqa: E402,F401  (schema,
 from breakglass.flows.cli import gates as cli_gates  # noqa: E402,F401  (schema, version, server; audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
 from breakglass.flows.cli import guardian as cli_guardian  # noqa: E402,F401  (schema, version, server; audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
 from breakglass.flows.cli import scale as cli_scale  # noqa: E402,F401  (schema, version, server; audit; close; approve, ack, status; prepare, sign, check; deploy, worker)
-
-if TYPE_CHECKING:
-    from breakglass.flows.run.records import RunRecord
 
 if __name__ == "__main__":
     entrypoint()
