@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 
@@ -17,6 +17,9 @@ from breakglass.flows.language.inventory import Inventory
 from breakglass.flows.language.yamlpos import dotted
 from breakglass.flows.spec.playbook import Playbook
 from breakglass.flows.steps import REGISTRY
+
+if TYPE_CHECKING:
+    from breakglass.flows.steps import AnyStep
 
 
 @dataclass(frozen=True)
@@ -119,7 +122,7 @@ def ready(order: Sequence[tuple[Any, int]], completed: Collection[str], skipped:
     return start, skips
 
 
-def resolve_step(step: Any, context: dict[str, Any]) -> Any:
+def resolve_step(step: AnyStep, context: dict[str, Any]) -> AnyStep:
     """The step with its templates rendered and its parameters checked again as concrete values."""
     raw = step.model_dump(mode="json", by_alias=True)
     raw["with"] = templating.render(raw["with"], context)
@@ -141,7 +144,7 @@ def _keys(value: Any) -> set[str]:
     return set()
 
 
-def _preview(step: Any, inputs: dict[str, Any]) -> Any:
+def _preview(step: AnyStep, inputs: dict[str, Any]) -> AnyStep:
     """Render what can be known before running (inputs); later outputs stay as templates."""
     try:
         return resolve_step(step, {"inputs": inputs, "alert": templating.NO_ALERT, "steps": {}})

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +14,10 @@ from breakglass.flows.cli.base import IncidentArg, JsonOpt, VoterOpt, _api, _emi
 from breakglass.flows.effects import safepending
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.steps import is_gate
+
+if TYPE_CHECKING:
+    from breakglass.flows.run.records import RunRecord
+    from breakglass.flows.run.runstore import RunHandle
 
 HEARTBEAT_STALE = 15.0  # seconds without a heartbeat before a runner counts as gone
 
@@ -122,7 +126,7 @@ def _since_start(handles: list[Any], at: str) -> float | None:
     return round((datetime.fromisoformat(at.replace("Z", "+00:00")) - start).total_seconds(), 3)
 
 
-def _runner_alive(handle: Any) -> bool:
+def _runner_alive(handle: RunHandle) -> bool:
     """Alive if it holds the run's lock; on another machine, if its heartbeat is recent."""
     import socket
 
@@ -137,10 +141,10 @@ def _runner_alive(handle: Any) -> bool:
     return time.time() - float(beat.get("at", 0)) < HEARTBEAT_STALE
 
 
-def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
+def _gates(handle: RunHandle, record: RunRecord) -> list[dict[str, Any]]:
     from breakglass.flows.gates.state import load_state
 
-    found = []
+    found: list[dict[str, Any]] = []
     for step in record.steps:
         if not is_gate(step.kind):
             continue
@@ -161,7 +165,7 @@ def _gates(handle: Any, record: Any) -> list[dict[str, Any]]:
     return found
 
 
-def _waiting_txs(handle: Any, record: Any) -> list[dict[str, Any]]:
+def _waiting_txs(handle: RunHandle, record: RunRecord) -> list[dict[str, Any]]:
     """Transactions of an unfinished run that have waited past bump_after_blocks, or behind a nonce gap."""
     if record.status not in ("running", "paused"):
         return []
@@ -172,7 +176,7 @@ def _waiting_txs(handle: Any, record: Any) -> list[dict[str, Any]]:
     return waiting(Journal(path).entries()) if path.exists() else []
 
 
-def _step_rows(record: Any) -> list[dict[str, Any]]:
+def _step_rows(record: RunRecord) -> list[dict[str, Any]]:
     return [{"id": s.id, "kind": s.kind, "status": s.status, "attempts": s.attempts, "error": s.error,
              "reason": s.reason, "detail": cli_output.step_detail(s)} for s in record.steps]
 
@@ -207,7 +211,7 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
     if incident is None:
         incidents = [n for n in incidents if (store.incident_mode(n) == "drill") == drills
                      and (all_ or closing(store.home, n) is None)]
-    docs = []
+    docs: list[dict[str, Any]] = []
     for name in incidents:
         ack_path = store.incident_dir(name) / "ack.json"
         acked = json.loads(ack_path.read_text()) if ack_path.exists() else None
@@ -251,12 +255,12 @@ def status(incident: Annotated[str | None, typer.Argument(help="one incident (de
                                      ("incident", "run", "playbook", "status", "steps"))
             for doc in group:
                 status_text = doc["status"] + _status_note(doc)
-                failed = [s for s in doc["step_details"] if s["status"] == "failed"]
+                failed_steps = [s for s in doc["step_details"] if s["status"] == "failed"]
                 counts: dict[str, int] = {}
                 for state in doc["steps"].values():
                     counts[state] = counts.get(state, 0) + 1
                 summary = ", ".join(f"{n} {k}" for k, n in counts.items())
-                summary += "".join(f"; {s['id']} failed: {s['error']}" for s in failed)
+                summary += "".join(f"; {s['id']} failed: {s['error']}" for s in failed_steps)
                 summary += "".join(f"; {k} until {v}" for k, v in doc["deadlines"].items())
                 summary = doc.get("reason") or summary
                 table.add_row(doc["incident"], doc["run"], doc["playbook"], status_text, summary)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -36,7 +36,7 @@ def prepare(playbooks: Annotated[list[Path], typer.Argument(help="playbooks whos
     from breakglass.flows.spec.validate import load_playbook
 
     inventory = _require_inventory(inventory, "prepare")
-    results = []
+    results: list[dict[str, Any]] = []
     for path in playbooks:
         pb, inv = load_playbook(path, inventory)
         assert inv is not None

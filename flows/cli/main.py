@@ -10,14 +10,14 @@ import os
 import sys
 import traceback
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 try:  # typer >= 0.20 vendors click; its exceptions live there
     from typer._click import exceptions as click_exceptions
 except ImportError:  # pragma: no cover - older typer on plain click
-    from click import exceptions as click_exceptions
+    from click import exceptions as click_exceptions  # type: ignore[no-redef]  # the same module, before typer vendored it
 from breakglass.flows import __version__
 from breakglass.flows.cli.base import (  # noqa: E402
     AsOpt,
@@ -36,6 +36,9 @@ from breakglass.flows.cli.base import (  # noqa: E402
 )
 from breakglass.flows.cli.paths import resolve as resolve_playbook
 from breakglass.flows.errors import BreakglassError, RunFailed, SpecError
+
+if TYPE_CHECKING:
+    from breakglass.flows.run.records import RunRecord
 
 PlaybookArg = Annotated[Path, typer.Argument(help="a playbook file, or its name in ./playbooks/", metavar="PLAYBOOK")]
 
@@ -124,7 +127,7 @@ def _finish(records: list[Any], as_json: bool) -> int:
     return 0
 
 
-def _print_record(record: Any) -> None:
+def _print_record(record: RunRecord) -> None:
     from breakglass.flows.cli.output import record_table
 
     out.print(record_table(record))
@@ -184,7 +187,8 @@ def drill(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt
     playbook = resolve_playbook(playbook, "playbook (or drill spec)")
     home = _home()
     spec_path = playbook if _kind(playbook) == "Drill" else drillspec.for_playbook(playbook)
-    spec, given, card = None, _pairs(input), {}
+    spec, given = None, _pairs(input)
+    card: dict[str, Any] = {}
     if spec_path is not None:
         spec, playbook, spec_inventory = drillspec.load(spec_path, inventory)
         inventory, given, as_ = inventory or spec_inventory, {**spec.inputs, **given}, as_ or spec.initiator
@@ -214,7 +218,7 @@ def drill(playbook: PlaybookArg, inventory: InventoryOpt = None, input: InputOpt
         try:
             inventory, fork = forkdrill.prepare(inventory, fork_url, fork_block, work)
         except BreakglassError as exc:
-            if spec_path is None or spec.fork is None or not str(exc).startswith("--fork-block"):
+            if spec_path is None or spec is None or spec.fork is None or not str(exc).startswith("--fork-block"):
                 raise
             from breakglass.flows.language.yamlpos import load as load_yaml
 
@@ -287,7 +291,8 @@ def resume(incident: IncidentArg, as_json: JsonOpt = False, as_: AsOpt = None,
 
         for handle in pooled:
             flow_run = reaper.resume_on_pool(api, handle)
-            err.print(f"{incident}/{handle.dir.name}: handed back to pool '{handed_off(handle)['pool']}' as flow run "
+            handoff = handed_off(handle) or {}
+            err.print(f"{incident}/{handle.dir.name}: handed back to pool '{handoff.get('pool')}' as flow run "
                       f"{flow_run}; a worker continues it (`breakglass status {incident}`)", markup=False)
         if len(pooled) == len(entry.unfinished(incident, home)):
             _emit({"incident": incident, "handed_back": [h.dir.name for h in pooled]}, as_json)

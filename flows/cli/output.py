@@ -3,11 +3,14 @@ never shortened, at any width, in a terminal or a log file) and one detail line 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from rich.table import Table
 
 from breakglass.flows.engine.runlog import step_detail
+
+if TYPE_CHECKING:
+    from breakglass.flows.run.records import RunRecord
 
 
 def table(title: str | None, columns: tuple[str, ...] | list[str]) -> Table:
@@ -27,7 +30,7 @@ def keep_whole(found: Table, *names: str) -> Table:
     return found
 
 
-def record_table(record: Any) -> Table:
+def record_table(record: RunRecord) -> Table:
     found = table(f"{record.incident} · {record.run_id} · {record.mode} · {record.status}",
                   ("step", "kind", "status", "attempts", "detail"))
     for step in record.steps:

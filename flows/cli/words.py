@@ -8,7 +8,7 @@ from typing import Any
 try:
     from typer import core
 except ImportError:  # pragma: no cover
-    core = None  # type: ignore[assignment]
+    core = None  # type: ignore[assignment]  # typer without its core module: the patches are skipped
 
 WORDS = {"int": "N", "float": "NUMBER", "str": "TEXT", "bool": "BOOL"}
 
@@ -23,7 +23,7 @@ def _word(param: Any) -> str:
     elif desc is not None and getattr(desc, "is_choice", False):
         word = "|".join(str(c) for c in (desc.choices or ()))
     else:
-        annotation = getattr(desc, "annotation", None)
+        annotation: Any = getattr(desc, "annotation", None)
         while getattr(annotation, "__args__", None) and getattr(annotation, "__origin__", None) is list:
             annotation = annotation.__args__[0]
         word = WORDS.get(getattr(annotation, "__name__", ""), "VALUE")
@@ -43,12 +43,15 @@ def _argument_name(self: Any) -> str:
 def apply() -> None:
     if core is None or not hasattr(core, "TyperArgument"):
         return
-    if hasattr(core.TyperArgument, "_usage_display_name"):
-        core.TyperArgument._usage_display_name = _argument_usage
-    if hasattr(core.TyperArgument, "_rich_display_name"):
-        core.TyperArgument._rich_display_name = _argument_name
-    core.TyperArgument.display_type_rich = lambda self, ctx: None
-    core.TyperOption.display_type_rich = _option_word
+    # Patching typer's classes: Any, because mypy refuses assignments to methods.
+    argument: Any = core.TyperArgument
+    option: Any = core.TyperOption
+    if hasattr(argument, "_usage_display_name"):
+        argument._usage_display_name = _argument_usage
+    if hasattr(argument, "_rich_display_name"):
+        argument._rich_display_name = _argument_name
+    argument.display_type_rich = lambda self, ctx: None
+    option.display_type_rich = _option_word
 
 
 def _option_word(self: Any, ctx: Any) -> str:

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.effects import fixture, prepared
 from breakglass.flows.effects import unlock as signers
@@ -29,6 +29,12 @@ from breakglass.flows.steps import REGISTRY
 from breakglass.integrations.chain import anvil
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc, RpcError
 
+if TYPE_CHECKING:
+    from breakglass.flows.run.runstore import RunHandle
+    from breakglass.flows.spec.drillspec import DrillSpec
+    from breakglass.flows.spec.playbook import Playbook
+
+
 
 def _placeholders(inventory: Inventory) -> set[str]:
     found = {c.address for c in inventory.contracts.values()} | {c.multicall3 for c in inventory.chains.values()}
@@ -38,7 +44,7 @@ def _placeholders(inventory: Inventory) -> set[str]:
 
 def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, Any], incident: str | None,
         home: Path, api: Callable[[], Api], auto_approve: bool = False, keep_chain: bool = False,
-        initiator: str | None = None, spec: Any = None, card: dict[str, Any] | None = None,
+        initiator: str | None = None, spec: DrillSpec | None = None, card: dict[str, Any] | None = None,
         fork: dict[str, Any] | None = None) -> RunRecord:
     """Rehearse; with a drill ``spec``, also score the run against its expectations into ``card``.
 
@@ -123,7 +129,7 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         if spec is not None and spec.alert is not None:  # the monitor's alert, as it would arrive, fills the inputs
             given = {**_inject(spec.alert, context, home / "incidents" / incident), **given}
 
-        def keep(handle: Any) -> None:
+        def keep(handle: RunHandle) -> None:
             if approver is not None:
                 approver.watch(handle)
             if keep_chain:
@@ -190,6 +196,7 @@ def _act(action: Any, context: dict[str, Any], inventory: Inventory, bindings: B
     if not ok:
         raise BreakglassError(f"drill action {action.function or 'transfer'} from {sender} to {to}: {status} "
                               f"(tx {tx}); fix the drill spec's actions")
+    assert receipt is not None  # ok says so
     logs = [{"address": entry["address"], "topics": entry["topics"], "data": entry["data"]} for entry in receipt["logs"]]
     return {"tx_hash": tx, "block": int(receipt["blockNumber"], 16), "logs": logs}
 
@@ -209,7 +216,7 @@ def _inject(alert_spec: Any, context: dict[str, Any], incident_dir: Path) -> dic
     return triggers.inputs_for(triggers.Trigger(source="drill", inputs=alert_spec.inputs), alert)
 
 
-def _score(spec: Any, record: RunRecord, home: Path, inventory: Inventory, bindings: Bindings, auto_approve: bool,
+def _score(spec: DrillSpec, record: RunRecord, home: Path, inventory: Inventory, bindings: Bindings, auto_approve: bool,
            initiator: str | None) -> dict[str, Any]:
     from breakglass.flows.evidence import scorecard
     from breakglass.flows.run import audit
@@ -252,7 +259,7 @@ def _once(api: Callable[[], Api]) -> Callable[[], Api]:
     return get
 
 
-def _check_auto_approve(playbook: Any, inventory: Inventory, initiator: str | None) -> None:
+def _check_auto_approve(playbook: Playbook, inventory: Inventory, initiator: str | None) -> None:
     for step in playbook.steps:
         if not REGISTRY[step.kind].gate:
             continue
@@ -275,7 +282,7 @@ class _AutoApprover:
         self._done: set[tuple[str, str]] = set()
         self._thread: threading.Thread | None = None
 
-    def watch(self, handle: Any) -> None:
+    def watch(self, handle: RunHandle) -> None:
         self._thread = threading.Thread(target=self._loop, args=(handle,), name="breakglass-auto-approve", daemon=True)
         self._thread.start()
 
@@ -284,7 +291,7 @@ class _AutoApprover:
         if self._thread is not None:
             self._thread.join(5)
 
-    def _loop(self, handle: Any) -> None:
+    def _loop(self, handle: RunHandle) -> None:
         from breakglass.flows.engine import runner
         from breakglass.flows.gates import voting
         from breakglass.flows.gates.state import load_state

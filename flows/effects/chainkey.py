@@ -15,7 +15,7 @@ from typing import Any
 from breakglass.flows.errors import BreakglassError
 from breakglass.integrations.chain.rpc import JsonRpc
 
-GENESIS_CALL = ("eth_getBlockByNumber", ["0x0", False])
+GENESIS_CALL: tuple[str, list[Any]] = ("eth_getBlockByNumber", ["0x0", False])
 _GENESIS: dict[tuple[str, ...], str] = {}  # by endpoint URLs: block 0 of a chain never changes
 _GUARD = threading.Lock()
 

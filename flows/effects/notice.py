@@ -26,6 +26,8 @@ from breakglass.integrations.notify.slack import SlackTransport, escape
 
 if TYPE_CHECKING:
     from breakglass.flows.gates.state import GateState  # the gate's state, read to draw its message
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.journal import Journal
 
 log = logging.getLogger("breakglass.gates")
 APPROVE, REJECT = "gate_approve", "gate_reject"
@@ -70,7 +72,7 @@ def blocks(state: GateState, incident: str, playbook: str, drill: bool) -> tuple
 
 
 class Notice:
-    def __init__(self, inventory: Any, journal: Any, run_key: str, incident: str, playbook: str) -> None:
+    def __init__(self, inventory: Inventory, journal: Journal, run_key: str, incident: str, playbook: str) -> None:
         self.inventory, self.journal, self.run_key, self.incident, self.playbook = inventory, journal, run_key, incident, playbook
         self._slack: SlackTransport | None = None
 
@@ -150,7 +152,9 @@ class Notice:
 
     def _post_once(self, slack: SlackTransport, key: str, text: str, body: list[dict[str, Any]], *, update: bool) -> None:
         """Post once (journaled; after a crash, found again through message metadata); later calls update it."""
-        channel = self.inventory.slack_app.post_to
+        app = self.inventory.slack_app
+        assert app is not None  # there is a transport (_transport), so there is a slack_app
+        channel = app.post_to
         posted = [e for e in self.journal.entries(key) if e["event"] == "posted"]
         if posted:
             if update:

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from breakglass.flows.effects import chainkey
+from breakglass.flows.effects.unlock import SafeGuardian
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language import pausespec
 from breakglass.flows.language.inventory import Inventory
@@ -96,7 +97,7 @@ def load(home: Path, inventory: Inventory, playbook: str, step: str, scope: str 
     return [PreparedTx(**t) for t in json.loads(blob)]
 
 
-def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], home: Path,
+def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer | SafeGuardian], home: Path,
           bindings: Bindings | None = None) -> list[dict[str, Any]]:
     """Sign and store fresh prepared pauses for every prepared step; returns a summary per step."""
     bindings = bindings or Bindings()
@@ -104,6 +105,8 @@ def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], 
     next_nonce: dict[tuple[str, str], int] = {}  # several prepared steps of one signer get consecutive nonces
     for step in prepared_steps(playbook, gated=None):
         signer = signers[step.with_.signer]
+        if isinstance(signer, SafeGuardian):  # validate refuses this (steps/pause): a Safe's owners sign at run time
+            raise BreakglassError(f"step '{step.id}': signer '{step.with_.signer}' is a Safe; a Safe pause cannot be prepared")
         if getattr(signer, "sends_itself", False):  # fork drills: nothing can be signed ahead without a key
             summary.append({"step": step.id, "prepared": [], "skipped": ["impersonated signer: sent by the step"]})
             continue
@@ -135,7 +138,7 @@ def build(playbook: Playbook, inventory: Inventory, signers: dict[str, Signer], 
                             skipped.append(f"{name}: {action.label} would revert now ({exc.rpc_message}); not prepared")
                             continue
                         max_fee, tip = int(spec.fees.max_fee_gwei * GWEI), int(spec.fees.priority_fee_gwei * GWEI)
-                        tx = {"type": 2, "chainId": spec.chain_id, "nonce": nonce, "to": to, "value": 0, "data": "0x" + data.hex(),
+                        tx: dict[str, Any] = {"type": 2, "chainId": spec.chain_id, "nonce": nonce, "to": to, "value": 0, "data": "0x" + data.hex(),
                               "gas": int(gas * 1.25) + 10_000, "maxFeePerGas": max_fee, "maxPriorityFeePerGas": tip}
                         signed = signer.sign(tx)
                         txs.append(PreparedTx(name, chain, spec.chain_id, signer.address, to, "0x" + data.hex(), nonce,
@@ -170,10 +173,10 @@ def broadcast(run_dir: Path, run_key: str, playbook: Playbook, inventory: Invent
                 rpc = JsonRpc(endpoints(inventory, chain, bindings), timeout=5,
                               limits=inventory.chains[chain].rpc_limits.runtime())
                 targets = sorted({t.to for t in group})
-                chain_id, pending, block, block0, *codes = rpc.batch(
-                    [("eth_chainId", []), ("eth_getTransactionCount", [group[0].signer, "pending"]),
-                     ("eth_getBlockByNumber", ["latest", False]), chainkey.GENESIS_CALL]
-                    + [("eth_getCode", [to, "latest"]) for to in targets])
+                reads: list[tuple[str, list[Any]]] = [
+                    ("eth_chainId", []), ("eth_getTransactionCount", [group[0].signer, "pending"]),
+                    ("eth_getBlockByNumber", ["latest", False]), chainkey.GENESIS_CALL]
+                chain_id, pending, block, block0, *codes = rpc.batch(reads + [("eth_getCode", [to, "latest"]) for to in targets])
                 no_code = _no_code(dict(zip(targets, codes, strict=True)))
                 reasons = {_id(t): no_code or _stale(t, group, chain_id, pending, block, block0, inventory) for t in group}
             except Exception as exc:  # noqa: BLE001 - the normal path takes over; the reason is kept

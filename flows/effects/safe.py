@@ -41,7 +41,7 @@ def signatures_dir(incident_dir: Path, safe_tx_hash: str) -> Path:
 def _read(io: onchain.ChainIO, address: str) -> tuple[int, int, list[str]]:
     nonce = safe_tx.NONCE.decode(io.call(address, address, safe_tx.NONCE.encode()))[0]
     threshold = safe_tx.THRESHOLD.decode(io.call(address, address, safe_tx.THRESHOLD.encode()))[0]
-    owners = [to_checksum_address(o) for o in safe_tx.OWNERS.decode(io.call(address, address, safe_tx.OWNERS.encode()))[0]]
+    owners: list[str] = [to_checksum_address(o) for o in safe_tx.OWNERS.decode(io.call(address, address, safe_tx.OWNERS.encode()))[0]]
     return nonce, threshold, owners
 
 
@@ -112,6 +112,8 @@ def _collect(ctx: StepContext, io: onchain.ChainIO, guardian: SafeGuardian, key:
     refused: set[str] = set()
 
     def consider(source: str, signature: bytes) -> None:
+        owner: str | None
+        reason: str | None
         try:
             owner = safe_tx.recover(digest, signature)
         except safe_tx.SafeSignatureError as exc:

@@ -40,7 +40,8 @@ def _prompt(label: str) -> str:
     return getpass.getpass(f"password for {label}: ")
 
 
-def unlock_one(inventory: Inventory, name: str, bindings: Bindings | None = None, prompt: Prompt | None = None) -> Signer:
+def unlock_one(inventory: Inventory, name: str, bindings: Bindings | None = None,
+               prompt: Prompt | None = None) -> Signer | SafeGuardian:
     spec = inventory.signers.get(name)
     if spec is None:
         raise BreakglassError(f"no signer '{name}' in inventory '{inventory.name}'")
@@ -69,11 +70,11 @@ def unlock_one(inventory: Inventory, name: str, bindings: Bindings | None = None
             remote.ping()
             signer = remote
         elif isinstance(spec, SafeSigner):
-            held = {o: unlock_one(inventory, o, bindings, prompt) for o in spec.owners}
+            held = {o: _key(inventory, o, bindings, prompt) for o in spec.owners}
             address = spec.address
             if bindings is not None and address in bindings.addresses:
                 address = bindings.addresses[address]
-            return SafeGuardian(name, address, spec.chain, held, unlock_one(inventory, spec.executor, bindings, prompt))
+            return SafeGuardian(name, address, spec.chain, held, _key(inventory, spec.executor, bindings, prompt))
         elif isinstance(spec, ImpersonatedSignerSpec):
             if not inventory.is_drill:
                 raise BreakglassError(f"signer '{name}': impersonated signers exist only in fork drills")
@@ -98,10 +99,18 @@ def unlock_one(inventory: Inventory, name: str, bindings: Bindings | None = None
     return signer
 
 
+def _key(inventory: Inventory, name: str, bindings: Bindings | None, prompt: Prompt | None) -> Signer:
+    """A Safe's owner or executor: a key signer (validate refuses a Safe there, language/checks)."""
+    signer = unlock_one(inventory, name, bindings, prompt)
+    if isinstance(signer, SafeGuardian):
+        raise BreakglassError(f"signer '{name}' is itself a Safe; owners and the executor must be key signers")
+    return signer
+
+
 def unlock(inventory: Inventory, names: Iterable[str], bindings: Bindings | None = None,
-           prompt: Prompt | None = None) -> dict[str, Signer]:
+           prompt: Prompt | None = None) -> dict[str, Signer | SafeGuardian]:
     problems: list[str] = []
-    out: dict[str, Signer] = {}
+    out: dict[str, Signer | SafeGuardian] = {}
     for name in sorted(set(names)):
         try:
             out[name] = unlock_one(inventory, name, bindings, prompt)

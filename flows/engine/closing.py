@@ -15,13 +15,16 @@ import signal
 import socket
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.run import audit
 from breakglass.flows.run.home import pid_alive, write_private
 from breakglass.flows.run.records import now
 from breakglass.flows.run.runstore import RecordWriter, RunHandle, Store
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
 
 RESOLUTIONS = ("contained", "false-positive", "drill-aborted")
 OVER = ("completed", "failed", "cancelled")
@@ -196,7 +199,7 @@ def close(home: Path, incident: str, *, by: str, reason: str, resolution: str | 
     return done
 
 
-def _tell_war_room(handle: RunHandle, inventory: Any, doc: dict[str, Any]) -> bool:
+def _tell_war_room(handle: RunHandle, inventory: Inventory, doc: dict[str, Any]) -> bool:
     """One message in the war room (the Slack app's channel), journaled: closing twice posts once."""
     from breakglass.flows.effects.notice import Notice
     from breakglass.flows.run.journal import Journal

@@ -8,25 +8,28 @@ runner does not cut it short unless the step says ``timeout:``.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
 from breakglass.flows.steps import REGISTRY
 
+if TYPE_CHECKING:
+    from breakglass.flows.steps import AnyStep
 
-def limit(step: Any) -> float:
+
+def limit(step: AnyStep) -> float:
     if step.timeout is not None:
         return float(step.timeout)
     return float(REGISTRY[step.kind].timeout_for(step))
 
 
-def enforced(step: Any) -> float | None:
+def enforced(step: AnyStep) -> float | None:
     """The limit the runner enforces on one attempt: None for a gate without ``timeout:`` (it ends itself)."""
     if step.timeout is None and REGISTRY[step.kind].gate:
         return None
     return limit(step)
 
 
-def deadline(step: Any) -> str:
+def deadline(step: AnyStep) -> str:
     """When an attempt started now must end, as the run record writes times."""
     at = datetime.now(UTC) + timedelta(seconds=limit(step))
     return at.isoformat(timespec="seconds").replace("+00:00", "Z")

@@ -123,8 +123,9 @@ def _create(*, playbook_path: Path, inventory_path: Path, given: dict[str, Any],
     if validated is not None:
         playbook, inventory = validated.playbook, validated.inventory
     else:
-        playbook, inventory = load_playbook(playbook_path, inventory_path)
-        assert inventory is not None
+        playbook, loaded = load_playbook(playbook_path, inventory_path)
+        assert loaded is not None
+        inventory = loaded
     if expect_mode == "drill" and not inventory.is_drill:
         raise BreakglassError(f"{inventory_path} is a live inventory (it does not say 'mode: drill'); drills refuse it")
     check_initiator(playbook, inventory, initiator, initiator_via)

@@ -15,11 +15,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.objects import State
 from prefect.input import RunInput
-from prefect.input.run_input import keyset_from_paused_state
+from prefect.input.run_input import Keyset, keyset_from_paused_state
 from prefect.logging import get_run_logger
 from prefect.states import Paused, Running
 
@@ -31,6 +33,9 @@ from breakglass.flows.run import audit
 from breakglass.flows.run.records import now
 from breakglass.flows.steps import REGISTRY
 from breakglass.flows.steps.approval import GateCancelled
+
+if TYPE_CHECKING:
+    from breakglass.flows.engine.runner import _Run
 
 log = logging.getLogger("breakglass.gates")
 
@@ -76,7 +81,7 @@ class Coordinator:
         self._active: set[str] = set()
         self._waiting: dict[str, float] = {}
         self._paused_key: str | None = None
-        self._keyset: dict[str, str] | None = None
+        self._keyset: Keyset | None = None
         self._pauses = 0
         self._checked_state = 0.0
         self._checked_earlier = 0.0
@@ -137,7 +142,7 @@ class Coordinator:
         found: list[tuple[str, str]] = []
         for flow_run_id in runs:
             try:
-                for item in self._client.filter_flow_run_input(flow_run_id, prefix, 100, seen):
+                for item in self._client.filter_flow_run_input(UUID(flow_run_id), prefix, 100, seen):
                     found.append((item.key, item.value))
             except Exception as exc:  # noqa: BLE001 - the API hiccups; the gate keeps waiting
                 log.warning("cannot read votes from Prefect (%s); retrying", type(exc).__name__)
@@ -148,7 +153,7 @@ class Coordinator:
 
     def _ui_answer(self, step: str, digest: Callable[[], str], identity: tuple[str, str]) -> list[tuple[str, str]]:
         try:
-            state = self._client.read_flow_run(self.flow_run_id).state
+            state = self._client.read_flow_run(UUID(self.flow_run_id)).state
         except Exception:  # noqa: BLE001
             return []
         if state is None:
@@ -162,7 +167,7 @@ class Coordinator:
             self._paused_key, self._keyset = None, None  # someone pressed Resume in the UI
         out: list[tuple[str, str]] = []
         try:
-            answer = json.loads(self._client.read_flow_run_input(self.flow_run_id, keyset["response"]))
+            answer = json.loads(self._client.read_flow_run_input(UUID(self.flow_run_id), keyset["response"]))
             vote = approvals.Vote(incident=identity[0], run_key=identity[1], step=step, digest=digest(),
                                   decision=answer.get("decision", "approve"), reason=str(answer.get("reason", "")),
                                   name=str(answer.get("name", "")), channel="prefect-ui", cast_at=int(time.time()))
@@ -183,15 +188,15 @@ class Coordinator:
                 gate = sorted(self._waiting)[0]
                 key = f"{gate}-a{self.attempt}-{self._pauses}"
                 remaining = max(self._waiting.values()) - time.time()
-                state = Paused(timeout_seconds=int(max(60, remaining + 600)), pause_key=key)
+                state: State[Any] = Paused(timeout_seconds=int(max(60, remaining + 600)), pause_key=key)
                 keyset = keyset_from_paused_state(state)
-                state.state_details.run_input_keyset = keyset
+                state.state_details.run_input_keyset = keyset  # type: ignore[assignment]  # prefect types it dict[str, str], its Keyset has Literal keys
                 result = self._client.set_flow_run_state(self.flow_run_id, state)
                 if result.state is not None and result.state.is_paused():
                     self._paused_key, self._keyset = key, keyset
                     text, counts = self.forms.get(gate, (f"Vote at gate {gate} (unsigned: drills with quorum 1 only)", True))
                     form = GateForm if counts else SignedVotesOnly
-                    form.with_initial_data(description=text).save(keyset, flow_run_id=self.flow_run_id)  # type: ignore[arg-type]
+                    form.with_initial_data(description=text).save(keyset, flow_run_id=UUID(self.flow_run_id))
             elif not want and self._paused_key is not None:
                 self._client.set_flow_run_state(self.flow_run_id, Running(), force=True)
                 self._paused_key, self._keyset = None, None
@@ -202,7 +207,7 @@ class Coordinator:
 class GateView:
     """The ``GateHost`` a waiting approval step talks to (see ``flows.steps.approval``)."""
 
-    def __init__(self, run: Any, step: str) -> None:
+    def __init__(self, run: _Run, step: str) -> None:
         self.run, self.step = run, step
         record = run.writer.record
         self.initiator = record.initiator
@@ -274,7 +279,7 @@ class GateView:
                                self.run.handle.bindings(), only=ready, journal=self.run.journal)
 
 
-def recheck_gates(run: Any, log: Any) -> None:
+def recheck_gates(run: _Run, log: Any) -> None:
     """Every (re)start: a passed gate whose guarded steps have not all run must still hold.
 
     Its digest is computed again and its votes' TTL checked; if either fails the gate asks again.

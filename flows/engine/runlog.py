@@ -13,9 +13,12 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.steps import REGISTRY
+
+if TYPE_CHECKING:
+    from breakglass.flows.run.records import StepRecord
 
 PROGRESS = logging.getLogger("breakglass.progress")
 FLOWS = str(Path(__file__).resolve().parents[1])  # every module of breakglass.flows
@@ -43,7 +46,7 @@ def _progress_handler() -> None:
         return
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(asctime)s  %(message)s", datefmt="%H:%M:%S"))
-    handler._breakglass = True  # type: ignore[attr-defined]
+    handler._breakglass = True  # type: ignore[attr-defined]  # our mark on a stdlib handler, so it is added once
     PROGRESS.addHandler(handler)
     PROGRESS.setLevel(logging.INFO)
     PROGRESS.propagate = False
@@ -98,12 +101,12 @@ def say(message: str, *args: Any) -> None:
     PROGRESS.info(message, *args)
 
 
-def suffix(step: Any) -> str:
+def suffix(step: StepRecord) -> str:
     detail = step_detail(step)
     return f" · {detail}" if detail else ""
 
 
-def step_detail(step: Any) -> str:
+def step_detail(step: StepRecord) -> str:
     """One line for what a step did, from its record (the kind's own summary), with its error if it failed."""
     line = REGISTRY[step.kind].summary(step.outputs) if step.outputs and step.kind in REGISTRY else ""
     if not line:

@@ -17,8 +17,10 @@ import threading
 import time
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect import flow, task
 from prefect.cache_policies import NO_CACHE
@@ -46,7 +48,7 @@ from breakglass.flows.run.redact import Redactor
 from breakglass.flows.run.runstore import RecordWriter, RunHandle, heartbeat
 from breakglass.flows.spec.playbook import Playbook
 from breakglass.flows.spec.validate import load_playbook
-from breakglass.flows.steps import REGISTRY
+from breakglass.flows.steps import REGISTRY, AnyStep
 
 _ACTIVE: dict[str, _Run] = {}
 
@@ -153,7 +155,7 @@ class _Run:
     def audit(self, event: str, **fields: Any) -> None:
         audit.append(self.handle.dir.parent.parent, event, run=self.handle.dir.name, **fields)
 
-    def _attempt(self, step: Any, context: dict[str, Any], timeout: float | None) -> Any:
+    def _attempt(self, step: AnyStep, context: dict[str, Any], timeout: float | None) -> Any:
         ctx = self.step_context(step.id)
         box: dict[str, Any] = {}
 
@@ -224,7 +226,7 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
     if active_run.interrupts is not None:
         active_run.interrupts.install()
     log = get_run_logger()
-    flow_run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+    flow_run_id = str(get_run_context().flow_run.id)  # type: ignore[union-attr]  # prefect: a task context has no flow_run; this is the flow
     record = active_run.writer.snapshot()
     attempts = record.attempts + [Attempt(flow_run_id=flow_run_id, pid=os.getpid(), host=socket.gethostname(),
                                           started_at=now())]
@@ -248,6 +250,10 @@ def breakglass_run(run: str, resume: bool = False) -> Any:
         active_run.gates.close()
 
 
+def _finished(done: queue.Queue[str], sid: str, _future: object) -> None:
+    done.put(sid)  # a future's callback: step `sid` ended, the scheduler wakes
+
+
 def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[str]) -> Any:
     failed: set[str] = set()
     done: queue.Queue[str] = queue.Queue()
@@ -264,7 +270,7 @@ def _schedule(run: _Run, key: str, log: Any, completed: set[str], skipped: set[s
             run.gates.started(sid)
             future = run_step.with_options(name=sid, task_run_name=sid).submit(key, sid)
             futures[sid] = future
-            future.add_done_callback(lambda _f, sid=sid: done.put(sid))
+            future.add_done_callback(partial(_finished, done, sid))
         if not futures:
             break
         sid = done.get()
@@ -328,7 +334,7 @@ def _mark_crashed(record: RunRecord, playbook: Playbook, run_dir: Path, from_ste
     last = record.attempts[-1] if record.attempts else None
     if last is not None and last.flow_run_id and last.status == "running":
         with get_client(sync_client=True) as client:
-            flow_run = client.read_flow_run(last.flow_run_id)
+            flow_run = client.read_flow_run(UUID(last.flow_run_id))
             if flow_run.state is None or not flow_run.state.is_final():
                 client.set_flow_run_state(
                     last.flow_run_id, Crashed(message="breakglass: the runner process died; resumed in a new flow run"),

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.evidence import report_parts as parts
 from breakglass.flows.language import pausespec
@@ -15,6 +15,9 @@ from breakglass.flows.run import audit
 from breakglass.flows.run.runstore import Store
 from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps import REGISTRY, is_gate
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
 
 TEMPLATES = Path(__file__).parent / "report_templates"
 
@@ -31,7 +34,8 @@ def build(home: Path, incident: str) -> dict[str, Any]:
     heads = [(f"run record {r.run_id}", r.audit_head.model_dump()) for r in records if r.audit_head is not None]
     problems = audit.verify(base, heads)
     entries = audit.entries(base) if not any("not JSON" in p for p in problems) else []
-    runs, actions, deliveries, approvals, movements, gaps, failures = [], [], [], [], [], [], []
+    runs: list[dict[str, Any]] = []
+    actions, deliveries, approvals, movements, gaps, failures = [], [], [], [], [], []
     for handle, record in zip(handles, records, strict=True):
         playbook, inventory = load_playbook(handle.dir / "playbook.yaml", handle.dir / "inventory.yaml")
         assert inventory is not None
@@ -116,16 +120,16 @@ def chart(report: dict[str, Any], width: int = 960) -> dict[str, Any]:
     bands = []
     for r in report["runs"]:
         startup = r.get("startup")
-        if startup and _t(startup["to"]) and _t(startup["from"]):
-            begin, end = _t(startup["from"]), _t(startup["to"])
+        begin, end = (_t(startup["from"]), _t(startup["to"])) if startup else (None, None)
+        if begin and end:
             bands.append({"x": x(begin), "w": max(1.0, x(end) - x(begin)), "seconds": round(end - begin, 3),
                           "label": f"tool start-up {end - begin:.1f} s"})
-    bars = []
+    bars: list[dict[str, Any]] = []
     for s in steps:
-        begin = [t for t in (_t(s["started_at"]), _t(s.get("first_action_at"))) if t is not None]
-        if not begin:
+        starts = [t for t in (_t(s["started_at"]), _t(s.get("first_action_at"))) if t is not None]
+        if not starts:
             continue
-        start, end = min(begin), _t(s["ended_at"])
+        start, end = min(starts), _t(s["ended_at"])
         bars.append({"step": s["id"], "kind": s["kind"], "gate": is_gate(s["kind"]), "status": s["status"], "x": x(start),
                      "w": max(2.0, x(end or t1) - x(start)), "y": 30 + 22 * len(bars),
                      "seconds": round((end or t1) - start, 3)})
@@ -133,8 +137,9 @@ def chart(report: dict[str, Any], width: int = 960) -> dict[str, Any]:
     for e in report["timeline"]:
         kind = {"alert.received": "alert", "drill.injected": "alert", "journal.broadcast": "tx", "journal.receipt": "tx",
                 "vote.counted": "vote", "gate.passed": "vote", "gate.rejected": "vote"}.get(e["event"])
-        if kind:
-            marks.append({"x": x(_t(e["at"])), "kind": kind, "label": e["event"]})
+        at = _t(e["at"])
+        if kind and at is not None:
+            marks.append({"x": x(at), "kind": kind, "label": e["event"]})
     return {"width": width, "height": 50 + 22 * len(bars), "bars": bars, "marks": marks, "bands": bands,
             "span": round(span, 3), "left": left, "right": width - right}
 
@@ -152,7 +157,7 @@ def render(report: dict[str, Any], fmt: str) -> str:
     return env.get_template("report.html.j2").render(r=report, c=chart(report))
 
 
-def _pause_call(inventory: Any, result: dict[str, Any]) -> str:
+def _pause_call(inventory: Inventory, result: dict[str, Any]) -> str:
     """The pause as the inventory wrote it (pause("breakglass"), setPaused(true) + ...), not a generic pause()."""
     contract = inventory.contracts.get(str(result.get("contract", "")))
     return pausespec.describe(contract) if contract is not None else "pause()"

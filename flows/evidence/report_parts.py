@@ -40,7 +40,7 @@ def actions(record: RunRecord, inventory: Inventory, entries: list[dict[str, Any
     by_intent: dict[str, list[dict[str, Any]]] = {}
     for entry in entries:
         by_intent.setdefault(str(entry.get("intent")), []).append(entry)
-    explorers = {c.chain_id: c.explorer.rstrip("/") for c in inventory.chains.values() if c.explorer}
+    explorers: dict[Any, str] = {c.chain_id: c.explorer.rstrip("/") for c in inventory.chains.values() if c.explorer}
     rows: list[dict[str, Any]] = []
     for intent, events in by_intent.items():
         step = step_of(record, intent)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.language import pausespec
 from breakglass.flows.run import audit
@@ -14,8 +14,11 @@ from breakglass.flows.run.records import RunRecord
 from breakglass.flows.spec.drillspec import METRICS, DrillSpec
 from breakglass.flows.steps import REGISTRY
 
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Contract
 
-def read_paused(rpc: Any, contract: Any, address: str) -> bool:
+
+def read_paused(rpc: Any, contract: Contract, address: str) -> bool:
     """The contract's own ``paused`` views (not a hard-coded paused()); a view that cannot be read counts as not paused."""
     def call(to: str, data: bytes) -> bytes:
         return bytes.fromhex(rpc.call("eth_call", [{"to": to, "data": "0x" + data.hex()}, "latest"])[2:])

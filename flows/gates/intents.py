@@ -24,9 +24,10 @@ from breakglass.integrations.chain import abi
 
 if TYPE_CHECKING:
     from breakglass.flows.run.context import StepContext
+    from breakglass.flows.steps import AnyStep
 
 
-def of_step(ctx: StepContext, step: Any, context: dict[str, Any]) -> list[dict[str, Any]]:
+def of_step(ctx: StepContext, step: AnyStep, context: dict[str, Any]) -> list[dict[str, Any]]:
     """The step's intents resolved against ``context``; unresolved parameters are bound as written."""
     try:
         resolved = planner.resolve_step(step, context)

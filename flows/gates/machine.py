@@ -15,7 +15,7 @@ from pydantic import ValidationError
 
 from breakglass.flows.gates import attestor, intents
 from breakglass.flows.gates import rules as approvals
-from breakglass.flows.gates.state import GateState, load_state, state_path
+from breakglass.flows.gates.state import GateState, GateStatus, load_state, state_path
 from breakglass.flows.run import audit, failpoints
 from breakglass.flows.run.home import write_private
 from breakglass.flows.run.records import now
@@ -79,7 +79,6 @@ class Gate:
         audit.append(self.incident_dir, event, run_key=self.ctx.run_key, step=self.step.id, **fields)
 
     def _open(self) -> GateState:
-
         ctx, p = self.ctx, self.p
         found = self.host.intents(self.step.id)
         digest = approvals.digest_of(ctx.incident, ctx.run_key, self.step.id, found)
@@ -182,13 +181,13 @@ class Gate:
 
     def _outputs(self, state: GateState, decision: str) -> ApprovalOutputs:
         live = [v for v in self._live(state) if v["decision"] == "approve"]
-        return ApprovalOutputs(decision=decision, digest=state.digest, approvers=[v["name"] for v in live],  # type: ignore[arg-type]
+        return ApprovalOutputs(decision=decision, digest=state.digest, approvers=[v["name"] for v in live],
                                votes=[CountedVote(**{k: v[k] for k in ("name", "decision", "channel", "cast_at", "address")})
                                       for v in live], escalated=state.escalated,
                                waited_seconds=round(time.time() - state.opened_at, 3))
 
-    def _end(self, state: GateState, status: str, reason: str | None = None) -> None:
-        state.status, state.decided_at, state.reason = status, time.time(), reason  # type: ignore[assignment]
+    def _end(self, state: GateState, status: GateStatus, reason: str | None = None) -> None:
+        state.status, state.decided_at, state.reason = status, time.time(), reason
         self._save(state)
         self._audit(f"gate.{status}", digest=state.digest, reason=reason,
                     approvers=[v["name"] for v in self._live(state) if v["decision"] == "approve"])
@@ -262,5 +261,3 @@ class Gate:
             return None
         self._end(state, "timed_out", f"no quorum: {have} of {state.quorum} approvals before the timeout")
         raise GateFailed(f"gate {self.step.id} timed out: {have} of {state.quorum} approvals")
-
-

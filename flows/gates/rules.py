@@ -80,7 +80,8 @@ class Vote(Model):
         if not self.signature:
             return None
         try:
-            return Account.recover_message(encode_typed_data(full_message=self.typed_data()), signature=self.signature)
+            signer: str = Account.recover_message(encode_typed_data(full_message=self.typed_data()), signature=self.signature)
+            return signer
         except Exception:  # noqa: BLE001 - garbage signatures are refusals, never crashes
             return None
 

@@ -8,6 +8,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+GateStatus = Literal["waiting", "passed", "proceeded", "rejected", "timed_out", "cancelled"]
+
 
 class GateState(BaseModel):
     """What ``gates/<step>.json`` holds; written only by the runner."""
@@ -15,7 +17,7 @@ class GateState(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
     step: str
-    status: Literal["waiting", "passed", "proceeded", "rejected", "timed_out", "cancelled"]
+    status: GateStatus
     digest: str
     intents: list[dict[str, Any]]
     authorises: list[str]

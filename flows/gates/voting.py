@@ -12,7 +12,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gates import attestor
@@ -24,13 +24,17 @@ from breakglass.flows.run.runstore import RunHandle, Store
 from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps import is_gate
 
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.run.records import RunRecord
+
 
 @dataclass
 class Gate:
     home: Path
     handle: RunHandle
-    record: Any
-    inventory: Any
+    record: RunRecord
+    inventory: Inventory
     state: GateState
 
     @property
@@ -111,7 +115,7 @@ def make_vote(gate: Gate, step: str, name: str, *, reject: bool, reason: str, ch
               account: Any | None, via: str = "", digest: str | None = None) -> approvals.Vote:
     vote = approvals.Vote(incident=gate.record.incident, run_key=gate.record.run_key, step=step,
                           digest=digest or gate.state.digest, decision="reject" if reject else "approve", reason=reason,
-                          name=name, channel=channel, cast_at=int(time.time()), os_user=_os_user(), via=via)  # type: ignore[arg-type]
+                          name=name, channel=channel, cast_at=int(time.time()), os_user=_os_user(), via=via)
     return approvals.sign(vote, account) if account is not None else vote
 
 
@@ -169,7 +173,7 @@ def auto_votes(gate: Gate, exclude: str | None) -> list[approvals.Vote]:
 
     bindings = gate.handle.bindings()
     reverse = {address.lower(): placeholder for placeholder, address in bindings.addresses.items()}
-    votes = []
+    votes: list[approvals.Vote] = []
     for name, address in sorted(gate.state.eligible.items()):
         if len(votes) == gate.state.quorum:
             break

@@ -22,7 +22,7 @@ def coerce_args(types: tuple[str, ...], args: list[Any]) -> list[Any]:
     """YAML-friendly arguments: hex strings for bytes, role names for bytes32 roles, decimal strings for ints."""
     if len(types) != len(args):
         raise ValueError(f"{len(types)} argument(s) expected, {len(args)} given")
-    out = []
+    out: list[Any] = []
     for kind, arg in zip(types, args, strict=True):
         if kind == "bytes32" and isinstance(arg, str) and NAME_RE.fullmatch(arg):
             out.append(role_id(arg))

@@ -72,14 +72,17 @@ def type_at(root: type[BaseModel], data: Any, loc: tuple[str | int, ...]) -> tup
             tp, meta = get_args(tp)[1], []
         else:
             return None, []
-        data = data[part] if isinstance(data, dict | list) and _has(data, part) else None
+        data = _at(data, part)
     return _unwrap(tp, meta, data)
 
 
-def _has(data: Any, part: str | int) -> bool:
+def _at(data: Any, part: str | int) -> Any:
+    """``data[part]``, or None where the data has no such key or index."""
     if isinstance(data, dict):
-        return part in data
-    return isinstance(part, int) and 0 <= part < len(data)
+        return data.get(part)
+    if isinstance(data, list) and isinstance(part, int) and 0 <= part < len(data):
+        return data[part]
+    return None
 
 
 def allowed_keys(root: type[BaseModel], data: Any, loc: tuple[str | int, ...]) -> list[str]:

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import Discriminator, Field, Tag, model_validator
 
 from breakglass.flows.language.callargs import coerce_args
 from breakglass.flows.language.types import Model
 from breakglass.integrations.chain import abi
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Contract
 
 
 class PauseCall(Model):
@@ -145,7 +148,7 @@ def _encode(fn: abi.Function, args: list[Any]) -> bytes:
         raise abi.SignatureError(f"cannot encode {list(args)!r} as ({', '.join(fn.inputs)}): {exc}") from None
 
 
-def actions(contract: Any) -> list[Action]:
+def actions(contract: Contract) -> list[Action]:
     """The contract's pause calls, in order. Raises abi.SignatureError for a signature or arguments that do not fit."""
     out = []
     for i, item in enumerate(_items(contract.pause)):
@@ -158,7 +161,7 @@ def actions(contract: Any) -> list[Action]:
     return out
 
 
-def views(contract: Any) -> list[View]:
+def views(contract: Contract) -> list[View]:
     """The contract's pause-state views. Raises abi.SignatureError for one that cannot say paused or not."""
     out = []
     for item in _items(contract.paused):
@@ -176,7 +179,7 @@ def views(contract: Any) -> list[View]:
     return out
 
 
-def problems(contract: Any) -> list[tuple[tuple[Any, ...], str]]:
+def problems(contract: Contract) -> list[tuple[tuple[Any, ...], str]]:
     """Static problems of ``pause`` and ``paused``, each with its path inside the contract (for file:line:col)."""
     out: list[tuple[tuple[Any, ...], str]] = []
     for field, build in (("pause", actions), ("paused", views)):
@@ -200,12 +203,12 @@ def problems(contract: Any) -> list[tuple[tuple[Any, ...], str]]:
     return out
 
 
-def is_paused(contract: Any, call: Callable[[str, bytes], bytes], address: str) -> bool:
+def is_paused(contract: Contract, call: Callable[[str, bytes], bytes], address: str) -> bool:
     """Every view says paused. ``call(address, data)`` returns the raw answer; it raises for a revert."""
     return all(v.is_paused(call(address, v.data)) for v in views(contract))
 
 
-def describe(contract: Any) -> str:
+def describe(contract: Contract) -> str:
     """``pause("breakglass")`` or ``pause(true, ...) + setPaused(true)``, for plans and reports."""
     try:
         return " + ".join(a.label for a in actions(contract))
@@ -213,5 +216,5 @@ def describe(contract: Any) -> str:
         return " + ".join(str(i if isinstance(i, str) else i.function) for i in _items(contract.pause))
 
 
-def describe_views(contract: Any) -> str:
+def describe_views(contract: Contract) -> str:
     return " and ".join(str(i if isinstance(i, str) else i.view) for i in _items(contract.paused))

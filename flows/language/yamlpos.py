@@ -23,7 +23,7 @@ Loc = tuple[str | int, ...]
 
 
 # libyaml's parser when present (about 5x faster; a run parses its playbook on the alert's path).
-class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+class _Loader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]  # a base chosen at import: mypy cannot type it
     pass
 
 

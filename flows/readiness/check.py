@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.effects import onchain
 from breakglass.flows.effects.unlock import Prompt, unlock_one
@@ -23,6 +23,9 @@ from breakglass.flows.readiness import preflight
 from breakglass.flows.readiness import rows as checkrows
 from breakglass.flows.run.context import Bindings, endpoints, resolve_address
 from breakglass.integrations.chain.rpc import JsonRpc, RpcError, RpcUnavailable
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Contract
 
 STALE_CONTACT_DAYS = 90
 BALANCE_MARGIN = 2.5  # a guardian holds 2.5x what its pauses cost (LI.FI's 2026 drill failed on an underfunded pauser)
@@ -111,7 +114,7 @@ def run(inventory: Inventory, *, pauses: int = 3, prompt: Prompt | None = None, 
     return out
 
 
-def _contract(inventory: Inventory, rpcs: dict[str, JsonRpc], unlocked: dict[str, str], name: str, contract: Any,
+def _contract(inventory: Inventory, rpcs: dict[str, JsonRpc], unlocked: dict[str, str], name: str, contract: Contract,
               pauses: int, costs: dict[tuple[str, str], tuple[str, int]]) -> list[Finding]:
     subject = f"contract {name}"
     rpc = rpcs.get(contract.chain)
@@ -120,19 +123,25 @@ def _contract(inventory: Inventory, rpcs: dict[str, JsonRpc], unlocked: dict[str
     guardian = inventory.signers.get(contract.guardian) if contract.guardian else None
     if contract.guardian is not None and guardian is None:
         return [Finding(subject, "pause path", "fail", f"guardian '{contract.guardian}' is not a signer in this inventory")]
+    guardian_name = contract.guardian or ""  # the name, where there is a guardian
     address = resolve_address(inventory, Bindings(), name)
     block = rpc.call("eth_getBlockByNumber", ["latest", False])
-    sender = payer = None
+    sender: str | None = None
+    payer: tuple[str, str] | None = None
     if guardian is not None:
-        sender = unlocked.get(contract.guardian) or getattr(guardian, "address", None)
-        payer = (contract.guardian, sender)
+        sender = unlocked.get(guardian_name) or getattr(guardian, "address", None)
+    if guardian is not None and sender is not None:
+        payer = (guardian_name, sender)
         if isinstance(guardian, SafeSigner):  # the Safe calls pause(); its executor pays for execTransaction
             executor = inventory.signers.get(guardian.executor)
-            payer = (guardian.executor, unlocked.get(guardian.executor) or getattr(executor, "address", sender))
+            payer = (guardian.executor, unlocked.get(guardian.executor) or getattr(executor, "address", None) or sender)
     rows, gas = checkrows.contract_rows(rpc, contract, address, contract.chain,
-                                        (contract.guardian, sender) if guardian is not None else None,
+                                        (guardian_name, sender) if sender is not None else None,
                                         int(block["timestamp"], 16))
     out = [Finding(subject, r.check, r.status, r.detail) for r in rows]
+    if guardian is not None and sender is None:  # a fixture key that did not unlock (its own row says why)
+        out.append(Finding(subject, "guardian can pause", "fail", f"guardian '{contract.guardian}' did not unlock and "
+                           "the inventory gives it no address: its pause cannot be simulated"))
     if gas is None or payer is None:
         return out
     base = int(block.get("baseFeePerGas") or "0x0", 16)

@@ -71,10 +71,10 @@ def needed_env(inventory: Inventory, playbook: Playbook | None = None, *, servic
         for rpc in spec.submit:
             add(rpc.env, f"chain {name} submission endpoint")
     for name in sorted(signers & set(inventory.signers)):
-        spec = inventory.signers[name]
-        add(getattr(spec, "env", None) if spec.kind == "env" else None, f"signer {name} key")
-        add(getattr(spec, "password_env", None), f"signer {name} keystore password")
-        add(getattr(spec, "url_env", None), f"signer {name} remote signer URL")
+        signer = inventory.signers[name]
+        add(getattr(signer, "env", None) if signer.kind == "env" else None, f"signer {name} key")
+        add(getattr(signer, "password_env", None), f"signer {name} keystore password")
+        add(getattr(signer, "url_env", None), f"signer {name} remote signer URL")
     vias = {c.via for n in sorted(contacts) for c in inventory.contacts[n].channels}
     if gates and inventory.slack_app is not None:
         vias.add(inventory.slack_app.channel)

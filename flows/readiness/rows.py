@@ -6,13 +6,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.effects import onchain
 from breakglass.flows.language import pausespec
 from breakglass.integrations.chain import abi
 from breakglass.integrations.chain.revert import revert_data
 from breakglass.integrations.chain.rpc import JsonRpc, RpcError
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Contract
 
 # EIP-1967: bytes32(uint256(keccak256("eip1967.proxy.implementation")) - 1)
 IMPLEMENTATION_SLOT = "0x360894a13ba1a3210667c828492db98dca3e2076c3735a920a3ca505d382bbc"
@@ -52,7 +55,7 @@ def code_row(rpc: JsonRpc, address: str, chain: str) -> Row:
     return Row("code", "ok", f"{size} bytes of code")
 
 
-def paused_rows(rpc: JsonRpc, contract: Any, address: str) -> tuple[list[Row], int | None]:
+def paused_rows(rpc: JsonRpc, contract: Contract, address: str) -> tuple[list[Row], int | None]:
     """'paused view' and 'not paused' rows; returns the pause window's end (unix time) when a view declares one."""
     rows: list[Row] = []
     try:
@@ -89,7 +92,7 @@ def window_row(window: int | None, now: int) -> Row | None:
     return Row("pause window", "ok", f"open until {when} ({(window - now) // 86400} days)")
 
 
-def pause_rows(rpc: JsonRpc, contract: Any, address: str, sender: str, guardian: str) -> tuple[list[Row], int | None]:
+def pause_rows(rpc: JsonRpc, contract: Contract, address: str, sender: str, guardian: str) -> tuple[list[Row], int | None]:
     """One row for the guardian's pause calls; returns their total gas, or None when one would revert."""
     try:
         actions = pausespec.actions(contract)
@@ -107,7 +110,7 @@ def pause_rows(rpc: JsonRpc, contract: Any, address: str, sender: str, guardian:
     return [Row("guardian can pause", "ok", f"{pausespec.describe(contract)} from {guardian} ({sender}) simulates fine")], gas
 
 
-def contract_rows(rpc: JsonRpc, contract: Any, address: str, chain: str, guardian: tuple[str, str] | None,
+def contract_rows(rpc: JsonRpc, contract: Contract, address: str, chain: str, guardian: tuple[str, str] | None,
                   now: int) -> tuple[list[Row], int | None]:
     """Every row of one contract, and the gas of its pause calls (None if unknown)."""
     rows = [code_row(rpc, address, chain)]

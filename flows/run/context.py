@@ -57,10 +57,10 @@ def endpoints(inventory: Inventory, chain: str, bindings: Bindings) -> list[Endp
                 )
             out.append(Endpoint(f"env:{rpc.env}#{i}", url))
         else:
-            url = bindings.rpc.get(chain)
-            if not url:
+            bound = bindings.rpc.get(chain)
+            if not bound:
                 raise BreakglassError(f"chain '{chain}': 'fixture: anvil' is only available inside `breakglass drill`")
-            out.append(Endpoint("fixture:anvil", url))
+            out.append(Endpoint("fixture:anvil", bound))
     return out
 
 

@@ -52,7 +52,7 @@ def client() -> Any:
 
     current = get_current_settings().api
     secrets = tuple(s.get_secret_value() if s is not None else None for s in (current.auth_string, current.key))
-    key = (str(current.url), *secrets)
+    key = (str(current.url), secrets[0], secrets[1])
     with _LOCK:
         found = _CLIENTS.get(key)
         if found is None:

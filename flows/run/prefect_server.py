@@ -94,7 +94,7 @@ def status(home: Path) -> dict:
                          "PREFECT_API_AUTH_STRING" if api.auth else "no login: this Prefect API has no auth string"}
     state = _state(home)
     api = local(home)
-    if api is None:
+    if api is None or state is None:
         return {"api": None, "ui": None, "managed": True, "running": False,
                 "login": "not running: `breakglass server start` starts it (the first start takes 10-20 s)"}
     return {"api": api.url, "ui": api.url.removesuffix("/api"), "managed": True, "running": True, "pid": state["pid"],
@@ -143,13 +143,14 @@ def start(home: Path, timeout: float = 90.0, *, database: str | None = None, hos
     with open(base / "server.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         api = local(home)
-        if api and database and _state(home).get("database") != redact_url(database):
-            raise BreakglassError(f"a local Prefect server already runs on {_state(home).get('database') or 'SQLite'}; "
+        state = _state(home) or {}
+        if api and database and state.get("database") != redact_url(database):
+            raise BreakglassError(f"a local Prefect server already runs on {state.get('database') or 'SQLite'}; "
                                   "stop it first (`breakglass server stop`)")
         if api and healthy(api):
             return api
         if api:  # alive but not answering yet: wait for it instead of starting a second one
-            return _wait(api, _state(home)["pid"], timeout, base)
+            return _wait(api, state["pid"], timeout, base)
         port = _free_port()
         auth = "breakglass:" + secrets.token_urlsafe(24)
         env = {**os.environ, "PREFECT_HOME": str(base), "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "DO_NOT_TRACK": "1",

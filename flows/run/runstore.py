@@ -223,7 +223,7 @@ class Store:
                 shutil.copytree(folder, run_dir / "templates", dirs_exist_ok=True)
         stamp = now()
         record = RunRecord(
-            run_id=run_id, run_key=f"{incident}/{playbook_name}/{inputs_hash}", incident=incident, mode=mode,  # type: ignore[arg-type]
+            run_id=run_id, run_key=f"{incident}/{playbook_name}/{inputs_hash}", incident=incident, mode=mode,
             playbook=refs[0], inventory=refs[1], inputs=inputs, inputs_sha256=inputs_hash,
             initiator=initiator, initiator_via=initiator_via,
             breakglass_version=__version__, created_at=stamp, updated_at=stamp,

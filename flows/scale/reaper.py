@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import (
@@ -112,9 +113,14 @@ def resume_on_pool(api: Api, handle: RunHandle, alive_within: float = 10.0) -> s
 
     age = heartbeat_age(handle)
     record = handle.load()
-    last = record.attempts[-1].flow_run_id if record.attempts else deploy.handed_off(handle)["flow_run"]
+    if record.attempts:
+        last = record.attempts[-1].flow_run_id
+    elif (handoff := deploy.handed_off(handle)) is not None:
+        last = handoff["flow_run"]
+    else:
+        raise BreakglassError(f"run {handle.dir.name} was never handed to a pool; resume it with `breakglass resume`")
     with settings(api), get_client(sync_client=True) as client:
-        flow_run = client.read_flow_run(last) if last else None
+        flow_run = client.read_flow_run(UUID(last)) if last else None
         final = flow_run is not None and flow_run.state is not None and flow_run.state.is_final()
         if not final and age is not None and age < alive_within:
             beat = json.loads((handle.dir / "heartbeat.json").read_text())

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import anyio.to_thread
@@ -33,6 +33,9 @@ from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.runstore import Store
 from breakglass.flows.scale import reaper
 from breakglass.flows.spec.validate import load_playbook
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
 
 log = logging.getLogger("breakglass.worker")
 TYPE = "breakglass"
@@ -56,7 +59,7 @@ class KeyRing:
         self.for_run(inventory, names, None)
         return len(names)
 
-    def for_run(self, inventory: Any, names: set[str], bindings: Any) -> dict[str, Any]:
+    def for_run(self, inventory: Inventory, names: set[str], bindings: Any) -> dict[str, Any]:
         if inventory.is_drill:  # fixture keys: cheap, and bound to the drill's chain
             return signers.unlock(inventory, names, bindings, None)
         out: dict[str, Any] = {}
@@ -70,7 +73,7 @@ class KeyRing:
         return out
 
 
-def _spec(inventory: Any, name: str) -> str:
+def _spec(inventory: Inventory, name: str) -> str:
     spec = inventory.signers.get(name)
     return spec.model_dump_json() if spec is not None else ""
 

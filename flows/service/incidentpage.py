@@ -7,15 +7,18 @@ import hashlib
 import logging
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.run.journal import Journal
 from breakglass.integrations import pagerduty
 
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
+
 log = logging.getLogger("breakglass.intake")
 
 
-def page_opened(inventory: Any, home: Path, incident: str, playbook: str, severity: str, alert: dict[str, Any]) -> bool:
+def page_opened(inventory: Inventory, home: Path, incident: str, playbook: str, severity: str, alert: dict[str, Any]) -> bool:
     """Page once for this incident if the inventory asks for it at this severity; True when a page went out."""
     paging = inventory.paging
     if paging is None or severity not in paging.page_on:

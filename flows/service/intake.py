@@ -22,7 +22,7 @@ import time
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.engine import closing
 from breakglass.flows.errors import BreakglassError
@@ -36,6 +36,9 @@ from breakglass.flows.service.refusals import RefusalLog
 from breakglass.integrations import jsonsafe
 from breakglass.integrations.alerts import ADAPTERS, AdapterError, auth
 from breakglass.integrations.alerts.base import MAX_DEPTH, depth
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
 
 log = logging.getLogger("breakglass.intake")
 
@@ -81,7 +84,7 @@ CORRELATE_WINDOW = 3600.0
 
 
 class Intake:
-    def __init__(self, home: Path, inventory: Any, books: dict[str, tuple[Path, Any]],
+    def __init__(self, home: Path, inventory: Inventory, books: dict[str, tuple[Path, Any]],
                  start: Callable[[str, dict[str, Any], str, str, str | None], Any], env: Callable[[str], str]) -> None:
         self.home, self.inventory, self.books, self.start, self.env = home, inventory, books, start, env
         self.root = home / "intake"

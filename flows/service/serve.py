@@ -17,7 +17,7 @@ import os
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
@@ -28,11 +28,14 @@ from breakglass.flows.effects import unlock as signers
 from breakglass.flows.engine import entry
 from breakglass.flows.errors import BreakglassError, SpecError
 from breakglass.flows.run.context import Bindings, endpoints
-from breakglass.flows.run.runstore import RunExists
+from breakglass.flows.run.runstore import RunExists, RunHandle
 from breakglass.flows.service import httpguard, restart
 from breakglass.flows.spec.validate import load_inventory
 from breakglass.integrations import jsonsafe
 from breakglass.integrations.chain.rpc import JsonRpc
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
 
 log = logging.getLogger("breakglass.serve")
 OWNER = "serve"  # owner.json of the runs `serve` starts in-process: a restart continues them
@@ -48,7 +51,7 @@ class Service:
         # Validated once, here: every run of a playbook is created from these models and bytes, never from a
         # second read of the files (a file edited later is reported, and runs as loaded until serve restarts).
         self.validated: dict[str, entry.Validated] = {}
-        self.inventory: Any = load_inventory(inventory_path)
+        self.inventory: Inventory = load_inventory(inventory_path)
         for path in sorted(playbooks.glob("*.yaml")):
             loaded = entry.Validated.load(path, inventory_path)
             self.books[loaded.playbook.name] = (path, loaded.playbook)
@@ -74,7 +77,7 @@ class Service:
     def connect_socket_mode(self) -> None:
         app = self.inventory.slack_app
         token = os.environ.get(app.app_token_env or "", "") if app is not None else ""
-        if self.clicks is None or not token:
+        if app is None or self.clicks is None or not token:
             return
         from breakglass.flows.service.slackclick import socket_mode
 
@@ -136,12 +139,16 @@ class Service:
             if self.pool:
                 return self._hand_off(name, path, validated, inputs, incident, initiator, via, idempotency_key, created,
                                       ready, failure)
+
+            def on_created(h: RunHandle) -> None:
+                created.update(incident=h.dir.parent.parent.name, run=h.dir.name)
+                ready.set()
+
             try:
                 entry.start(playbook_path=path, inventory_path=self.inventory_path, given=inputs, incident=incident,
                             home=self.home, api=lambda: self.api, keys=self.keys, initiator=initiator, validated=validated,
                             initiator_via=via or ("serve" if initiator is None else "cli"), owner=OWNER,
-                            on_created=lambda h: (created.update(incident=h.dir.parent.parent.name, run=h.dir.name),
-                                                  ready.set()))
+                            on_created=on_created)
             except RunExists as exc:  # an alert for a run that exists: it joins it, nothing failed
                 failure.append(exc)
                 ready.set()

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 from slack_sdk.signature import SignatureVerifier
@@ -32,6 +32,9 @@ from breakglass.flows.run import audit
 from breakglass.flows.run.home import check_id
 from breakglass.flows.service.refusals import RefusalLog
 from breakglass.integrations import jsonsafe
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
 
 
 @dataclass(frozen=True)
@@ -46,7 +49,7 @@ class _Clock:
 
 
 class ClickHandler:
-    def __init__(self, home: Path, inventory: Any, api: Callable[[], Any], wake: Callable[[Path, str, str], None],
+    def __init__(self, home: Path, inventory: Inventory, api: Callable[[], Any], wake: Callable[[Path, str, str], None],
                  now: Callable[[], float] = time.time) -> None:
         app = inventory.slack_app
         if app is None:
@@ -56,7 +59,7 @@ class ClickHandler:
             raise BreakglassError(f"slack_app: environment variable {app.signing_secret_env} (the signing secret) is not set")
         self.home, self.inventory, self.app, self.api, self.wake = home, inventory, app, api, wake
         # without a signing secret (Socket Mode only) every HTTP click is refused
-        self.verifier = SignatureVerifier(secret, clock=_Clock(now)) if secret else None  # type: ignore[arg-type]
+        self.verifier = SignatureVerifier(secret, clock=_Clock(now)) if secret else None  # type: ignore[arg-type]  # slack-sdk types clock as its Clock class; ours has its now()
         self.account = attestor.key(home)
         self._replies: OrderedDict[str, Answer] = OrderedDict()
         self._sent: dict[tuple[str, str, str, str], str] = {}  # votes handed on, by decision
@@ -78,7 +81,7 @@ class ClickHandler:
             if not isinstance(payload, dict):
                 raise ValueError("not an object")
         except (UnicodeDecodeError, ValueError, KeyError, IndexError):
-            answer = self._refuse(400, "malformed payload", via="http")
+            answer = self._refuse(400, "malformed payload", {"via": "http"})
         else:
             answer = self.click(payload, via="http")
         with self._lock:
@@ -103,35 +106,35 @@ class ClickHandler:
 
     # -- both paths ------------------------------------------------------------------------------
     def click(self, payload: dict[str, Any], via: str) -> Answer:
-        ids = {"via": via}
+        ids: dict[str, str] = {"via": via}
         try:
             app_id, team = payload.get("api_app_id"), (payload.get("team") or {}).get("id")
             user = (payload.get("user") or {}).get("id")
             ids.update(app_id=str(app_id), team=str(team), user=str(user))
             if payload.get("type") != "block_actions":
-                return self._refuse(400, "not a block_actions payload", **ids)
+                return self._refuse(400, "not a block_actions payload", ids)
             if app_id != self.app.app_id or team != self.app.team_id:
-                return self._refuse(403, "the click comes from another Slack app or workspace", **ids)
+                return self._refuse(403, "the click comes from another Slack app or workspace", ids)
             action = (payload.get("actions") or [None])[0]
             if not isinstance(action, dict) or action.get("action_id") not in (APPROVE, REJECT):
-                return self._refuse(400, "no Approve or Reject action in the payload", **ids)
+                return self._refuse(400, "no Approve or Reject action in the payload", ids)
             value = jsonsafe.loads(action.get("value") or "", max_depth=1, max_bytes=2000, what="the button value")
             if not isinstance(value, dict):
                 raise ValueError("the button value is not an object")
             incident, step, digest = str(value["incident"]), str(value["gate"]), str(value["digest"])
         except (ValueError, KeyError, TypeError, AttributeError):
-            return self._refuse(400, "malformed payload", **ids)
+            return self._refuse(400, "malformed payload", ids)
         ids.update(incident=incident, gate=step)
         name = next((n for n, p in self.inventory.roster.people.items() if p.slack and p.slack == user), None)
         if name is None:
-            return self._refuse(403, f"Slack user {user} is not on the roster", **ids)
+            return self._refuse(403, f"Slack user {user} is not on the roster", ids)
         try:
             gate = voting.locate(self.home, incident, step)
         except BreakglassError as exc:
-            return self._refuse(403, str(exc), **ids)
+            return self._refuse(403, str(exc), ids)
         if digest != gate.state.digest:
             return self._refuse(403, "the button is for an earlier version of the action; the message shows the current one",
-                                incident_dir=gate.incident_dir, **ids)
+                                ids, incident_dir=gate.incident_dir)
         decision = "reject" if action["action_id"] == REJECT else "approve"
         earlier = [v["decision"] for v in gate.state.votes if v.get("counted") and v["name"] == name]
         with self._lock:
@@ -142,19 +145,19 @@ class ClickHandler:
         if given is not None:  # a vote is final: changing it would let one person count twice or undo a quorum
             return self._refuse(409, f"{name} already voted {given} at this gate; a vote cannot be changed. If the action "
                                      "must not happen, say so in the war room and have the run cancelled",
-                                incident_dir=gate.incident_dir, **ids, decision=decision)
+                                {**ids, "decision": decision}, incident_dir=gate.incident_dir)
         vote = voting.make_vote(gate, step, name, reject=decision == "reject", reason=f"Slack ({via})", channel="slack",
                                 account=self.account, via=f"slack:{user}", digest=digest)
         refused = voting.precheck(gate, vote)
         if refused is not None:
-            return self._refuse(403, refused, incident_dir=gate.incident_dir, **ids)
+            return self._refuse(403, refused, ids, incident_dir=gate.incident_dir)
         with self._lock:
             self._sent[(incident, step, digest, name)] = decision
         self.wake(gate.handle.dir, approvals.input_key(vote), vote.model_dump_json())  # a run in this process acts now
         voting.submit(self.api(), gate, vote)  # and every runner, here or elsewhere, finds it in Prefect
         return Answer(200, {"text": f"{decision.capitalize()} recorded for {name}."})
 
-    def _refuse(self, status: int, reason: str, incident_dir: Path | None = None, **ids: str) -> Answer:
+    def _refuse(self, status: int, reason: str, ids: dict[str, str], incident_dir: Path | None = None) -> Answer:
         where = incident_dir
         if where is None and ids.get("incident"):
             try:

@@ -13,10 +13,13 @@ import logging
 import os
 import threading
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from breakglass.flows.run import audit
 from breakglass.flows.run.runstore import Store
+
+if TYPE_CHECKING:
+    from breakglass.flows.language.inventory import Inventory
 
 log = logging.getLogger("breakglass.intake")
 
@@ -26,7 +29,7 @@ def reason_of(exc: BaseException) -> str:
     return text[:500]
 
 
-def record(home: Path, inventory: Any, incident: str, source: str, playbook: str, alert: dict[str, Any],
+def record(home: Path, inventory: Inventory, incident: str, source: str, playbook: str, alert: dict[str, Any],
            reason: str) -> None:
     """Write the incident and the audit line now; tell the war room in the background."""
     incident_dir = Store(home).open_incident(incident, inventory.mode)
@@ -44,7 +47,7 @@ def failures(incident_dir: Path) -> list[dict[str, Any]]:
     return [e for e in audit.entries(incident_dir) if e.get("event") == "trigger.failed"]
 
 
-def _tell_war_room(inventory: Any, incident: str, source: str, playbook: str, alert: dict[str, Any], reason: str) -> None:
+def _tell_war_room(inventory: Inventory, incident: str, source: str, playbook: str, alert: dict[str, Any], reason: str) -> None:
     app = inventory.slack_app
     if app is None:
         return

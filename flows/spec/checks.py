@@ -314,8 +314,8 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
             if FIXTURE_RE.fullmatch(signer.address) and not drill:
                 out.append(_diag(doc, ("signers", name, "address"), "fixture placeholders are only allowed in a drill inventory"))
     for name, contact in inv.contacts.items():
-        for j, chain in enumerate(contact.chains):
-            need(("contacts", name, "chains", j), "chain", chain)
+        for j, chain_name in enumerate(contact.chains):
+            need(("contacts", name, "chains", j), "chain", chain_name)
         for j, channel in enumerate(contact.channels):
             need(("contacts", name, "channels", j, "via"), "channel", channel.via)
             transport = inv.channels.get(channel.via)
@@ -343,9 +343,9 @@ def check_inventory(loaded: Loaded) -> list[Diagnostic]:
             out.append(_diag(doc, ("slack_app", "channel"), f"channel '{inv.slack_app.channel}' is a {transport.kind} channel",
                              "Name a channel of kind slack."))
     for group, people in inv.roster.groups.items():
-        for j, person in enumerate(people):
-            if person not in inv.roster.people:
-                guess = closest(person, inv.roster.people)
-                out.append(_diag(doc, ("roster", "groups", group, j), f"unknown person '{person}'",
+        for j, who in enumerate(people):
+            if who not in inv.roster.people:
+                guess = closest(who, inv.roster.people)
+                out.append(_diag(doc, ("roster", "groups", group, j), f"unknown person '{who}'",
                                  f"Did you mean '{guess}'?" if guess else "Add them under roster.people."))
     return out

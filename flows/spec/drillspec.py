@@ -5,18 +5,18 @@ which inventory, inputs and initiator, and what a good response looks like (expe
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import Field
 
-from breakglass.flows.errors import SpecError
+from breakglass.flows.errors import Diagnostic, SpecError
 from breakglass.flows.language.inventory import EnvName
 from breakglass.flows.language.types import Duration, Model, Name
 from breakglass.integrations.alerts import AlertKind
 
 Metric = Literal["detect", "acknowledge", "decision", "pause_submitted", "pause_confirmed", "first_notification",
                  "watchlist_posted"]
-METRICS: tuple[str, ...] = Metric.__args__  # type: ignore[attr-defined]
+METRICS: tuple[str, ...] = get_args(Metric)
 
 
 BUNDLED_INVENTORY = Path(__file__).resolve().parents[2] / "playbooks" / "inventories" / "drill.yaml"
@@ -92,9 +92,11 @@ def load(path: Path, inventory_override: Path | None = None) -> tuple[DrillSpec,
 
     loaded = loader.load(path)
     spec = loader.require(loaded)
+    doc = loaded.doc
+    assert doc is not None  # require() has raised for a file that does not parse
     if loaded.kind != "Drill":
-        raise SpecError([loaded.doc.diag(("kind",), "kind", f"expected a Drill, this file is a {loaded.kind}")])
-    doc, problems = loaded.doc, []
+        raise SpecError([doc.diag(("kind",), "kind", f"expected a Drill, this file is a {loaded.kind}")])
+    problems: list[Diagnostic] = []
     playbook = (path.parent / spec.playbook).resolve()
     if not playbook.is_file():
         problems.append(doc.diag(("playbook",), "playbook", f"no playbook at {playbook}",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,7 @@ def translate(doc: Document, cls: type[BaseModel], exc: ValidationError) -> list
     return out
 
 
-def _diagnostic(doc: Document, cls: type[BaseModel], loc: Loc, error: dict[str, Any]) -> Diagnostic:
+def _diagnostic(doc: Document, cls: type[BaseModel], loc: Loc, error: Mapping[str, Any]) -> Diagnostic:
     kind = error["type"]
     where, rest = label(doc.data, loc)
     prefix = f"{dotted(rest)}: " if rest else ""

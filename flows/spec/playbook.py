@@ -12,7 +12,7 @@ from breakglass.flows.steps import AnyStep
 
 SCALAR_TYPES = ("address", "chain", "tx_hash", "string", "int", "bool")
 INPUT_TYPES = SCALAR_TYPES + tuple(f"list[{t}]" for t in SCALAR_TYPES)
-InputType = Literal[INPUT_TYPES]  # type: ignore[valid-type]
+InputType = Literal[INPUT_TYPES]  # type: ignore[valid-type]  # built from the tuples above; mypy wants the values written out
 HEX32_INPUT_TYPES = ("tx_hash", "list[tx_hash]")
 
 

@@ -53,7 +53,8 @@ def load_inventory(path: Path) -> Inventory:
         raise BreakglassError(f"{path}: expected an Inventory, this file is a {loaded.kind}")
     if loaded.diagnostics:
         raise SpecError(loaded.diagnostics)
-    return loaded.model
+    model: Inventory = loaded.model
+    return model
 
 
 @dataclass
@@ -89,7 +90,7 @@ def validate(paths: list[Path], inventory_path: Path | None = None) -> Report:
     """Check files and folders. Playbooks are checked against ``inventory_path`` if given, else
     against every inventory found in ``<folder>/inventories/`` of a folder argument."""
     report = Report()
-    playbooks: list[tuple[Loaded, list[Loaded]]] = []
+    playbooks: list[tuple[Loaded, list[Loaded], salvage.Salvaged | None]] = []
     extra_inventory = _load_checked(inventory_path, str(inventory_path)) if inventory_path else None
     if extra_inventory is not None:
         report.diagnostics += extra_inventory.diagnostics

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 POLL = 0.025  # seconds between reads of new votes from Prefect (a vote in this process wakes the gate at once)
 ESCALATION_DATA = ("gate", "waiting_for", "approvers", "authorises", "digest", "minutes")
+_SIGNED_AND_SLACK: list[Channel] = ["signed", "slack"]  # the default channels (copied per step)
 
 
 class EscalateParams(Model):
@@ -42,7 +43,7 @@ class ApprovalParams(Model):
     timeout: Duration = Field(description="how long to wait for the quorum (no silent default)")
     on_timeout: Literal["abort", "escalate", "proceed"] = Field(description="what happens when the timeout passes")
     escalate: EscalateParams | None = None
-    channels: list[Channel] = Field(default_factory=lambda: ["signed", "slack"], min_length=1,
+    channels: list[Channel] = Field(default_factory=lambda: _SIGNED_AND_SLACK.copy(), min_length=1,
                                               description="which kinds of vote count")
     approval_ttl: Duration = Field(900, description="how long a vote stays valid")
     on_reject: Literal["abort", "continue"] = Field("abort", description="abort: one rejection stops the gate")
@@ -81,7 +82,7 @@ class GateCancelled(Exception):
 class Approval(KindBase):
     kind: ClassVar[str] = "approval"
 
-    def timeout_for(self, step: Any) -> float:
+    def timeout_for(self, step: ApprovalStep) -> float:
         """A gate keeps its own deadline (``with.timeout``, then the escalation's); the step's limit is that."""
         p = step.with_
         return p.timeout + (p.escalate.timeout if p.escalate is not None else 0.0)
@@ -147,7 +148,7 @@ class Approval(KindBase):
         return [f"{p.quorum} of roster group {p.approvers}" + (", not the initiator" if p.exclude_initiator else "")
                 + f"; {', '.join(p.channels)}; timeout {p.timeout:g}s then {p.on_timeout}"]
 
-    def run(self, ctx: StepContext, step: Any) -> ApprovalOutputs:
+    def run(self, ctx: StepContext, step: ApprovalStep) -> ApprovalOutputs:
         """The gate waits in its host (``ctx.gate``, the runner's): ``flows/gates/machine`` counts the votes."""
         return cast(ApprovalOutputs, ctx.gate.hold(ctx, step))
 

@@ -19,6 +19,7 @@ from breakglass.flows.language.types import Duration, Ident, Model
 if TYPE_CHECKING:
     from breakglass.flows.language.inventory import Inventory
     from breakglass.flows.run.context import StepContext
+    from breakglass.flows.spec.playbook import Playbook
 
 
 class StepBase(Model):
@@ -30,6 +31,10 @@ class StepBase(Model):
     if_: str | bool | None = Field(None, alias="if", description="a Jinja expression that must evaluate to true/false")
     timeout: Duration | None = Field(None, description="per-attempt time limit, e.g. 30s or 5m")
     retries: int = Field(0, ge=0, le=10, description="extra attempts after a failure")
+
+    if TYPE_CHECKING:  # every kind declares both; said here for code that holds any step (AnyStep)
+        kind: str
+        with_: Any
 
     def prepared_pause(self) -> bool:
         """A pause signed ahead and broadcast before Prefect starts (the fast path, ``effects/prepared``). A hook
@@ -66,7 +71,7 @@ class StepKind(Protocol):
 
     def check(self, step: Any, inventory: Inventory | None, playbook_dir: Any) -> list[Problem]: ...
 
-    def check_steps(self, step: Any, playbook: Any) -> list[Problem]: ...
+    def check_steps(self, step: Any, playbook: Playbook) -> list[Problem]: ...
 
     def contacts(self, step: Any) -> list[str]: ...
 
@@ -103,7 +108,7 @@ class KindBase:
     def check(self, step: Any, inventory: Inventory | None, playbook_dir: Any) -> list[Problem]:
         return []
 
-    def check_steps(self, step: Any, playbook: Any) -> list[Problem]:
+    def check_steps(self, step: Any, playbook: Playbook) -> list[Problem]:
         """Rules that look at other steps of the playbook."""
         return []
 

@@ -24,6 +24,7 @@ from breakglass.flows.steps.graph import ancestors
 if TYPE_CHECKING:
     from breakglass.flows.language.inventory import Inventory
     from breakglass.flows.run.context import StepContext
+    from breakglass.flows.spec.playbook import Playbook
 
 FailRule = Literal["unpaused", "role_granted", "balance_drop", "any_change"]
 SECTIONS = ("balances", "paused", "roles", "calls", "storage")
@@ -212,7 +213,7 @@ class Diff(KindBase):
     def references(self, step: DiffStep) -> list[Ref]:
         return []  # it names steps, not inventory entries: check_steps checks them
 
-    def check_steps(self, step: DiffStep, playbook: Any) -> list[tuple[tuple[Any, ...], str, str]]:
+    def check_steps(self, step: DiffStep, playbook: Playbook) -> list[tuple[tuple[Any, ...], str, str]]:
         """Rules about the other steps: both sides are snapshots taken before this step, of one chain."""
 
         p, steps, parents = step.with_, {s.id: s for s in playbook.steps}, ancestors(playbook)
@@ -247,7 +248,7 @@ class Diff(KindBase):
         p = step.with_
         return [f"compare snapshot {p.before} with {p.after} (no RPC)"] + ([f"fail on: {', '.join(p.fail_on)}"] if p.fail_on else [])
 
-    def run(self, ctx: StepContext, step: Any) -> DiffOutputs:
+    def run(self, ctx: StepContext, step: DiffStep) -> DiffOutputs:
         p: DiffParams = step.with_
         (a_out, a), (b_out, b) = load(ctx, p.before), load(ctx, p.after)
         if (a["chain"], a["chain_id"]) != (b["chain"], b["chain_id"]):

@@ -97,7 +97,7 @@ class Notify(KindBase):
     def contacts(self, step: NotifyStep) -> list[str]:
         return list(step.with_.to)
 
-    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+    def intents(self, ctx: StepContext, step: NotifyStep) -> list[dict[str, Any]]:
         out = []
         for name, message in compose(ctx, step.with_, NOW_AT_SENDING):
             text = f"{message.subject}\n{message.text}".encode()
@@ -118,7 +118,7 @@ class Notify(KindBase):
         return (f"delivered {outputs.get('delivered', 0)}/{len(rows)}" + (f" via {', '.join(channels)}" if channels else "")
                 + (f"; not delivered to {', '.join(failed)}" if failed else ""))
 
-    def run(self, ctx: StepContext, step: Any) -> NotifyOutputs:
+    def run(self, ctx: StepContext, step: NotifyStep) -> NotifyOutputs:
         p: NotifyParams = step.with_
         keyed = compose(ctx, p, datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S"))
         rows = ctx.deliver.deliver_all(keyed)

@@ -24,8 +24,9 @@ from breakglass.flows.steps.txintent import fees, signer_ref
 from breakglass.integrations.chain import abi
 
 if TYPE_CHECKING:
-    from breakglass.flows.language.inventory import Inventory
+    from breakglass.flows.language.inventory import Contract, Inventory
     from breakglass.flows.run.context import StepContext
+    from breakglass.flows.spec.playbook import Playbook
 
 
 class PauseParams(Model):
@@ -73,7 +74,7 @@ class PauseOutputs(Model):
     tx_hashes: list[str]
 
 
-def read_paused(io: ChainReader, address: str, contract: Any, block: str = "latest") -> bool:
+def read_paused(io: ChainReader, address: str, contract: Contract, block: str = "latest") -> bool:
     """Every ``paused`` view of the contract says paused. Raises TxRejected when a view cannot be read as declared."""
     def call(to: str, data: bytes) -> bytes:
         return io.call(to, to, data, block=block)
@@ -111,14 +112,14 @@ class Pause(KindBase):
                        if c else name)
         return out
 
-    def check_steps(self, step: PauseStep, playbook: Any) -> list[Problem]:
+    def check_steps(self, step: PauseStep, playbook: Playbook) -> list[Problem]:
         kinds = {s.id: s.kind for s in playbook.steps}
         if step.with_.prepared and any(kinds.get(n) not in (None, "approval") for n in step.needs):
             return [(("needs",), "a prepared pause may wait only for approval gates",
                      "It is broadcast before the run starts, or the moment its gates pass.")]
         return []
 
-    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+    def intents(self, ctx: StepContext, step: PauseStep) -> list[dict[str, Any]]:
         out = []
         for name in step.with_.contracts:
             contract = ctx.inventory.contracts[name]
@@ -138,7 +139,7 @@ class Pause(KindBase):
     def transactions(self, outputs: dict[str, Any]) -> list[dict[str, Any]]:
         return [{**r, "function": "pause()"} for r in outputs.get("results") or [] if isinstance(r, dict) and r.get("tx_hash")]
 
-    def run(self, ctx: StepContext, step: Any) -> PauseOutputs:
+    def run(self, ctx: StepContext, step: PauseStep) -> PauseOutputs:
         p: PauseParams = step.with_
         signer = ctx.signer(p.signer)
         with ThreadPoolExecutor(max_workers=min(8, len(p.contracts)), thread_name_prefix="pause") as pool:
@@ -190,7 +191,7 @@ def _pause_one(ctx: StepContext, signer: Any, name: str, p: PauseParams) -> Cont
                           note=None if status == "paused" and all(r["status"] == "paused" for r in results) else "; ".join(notes))
 
 
-def _send_action(ctx: StepContext, io: ChainReader, signer: Any, name: str, contract: Any, address: str,
+def _send_action(ctx: StepContext, io: ChainReader, signer: Any, name: str, contract: Contract, address: str,
                  action: pausespec.Action, p: PauseParams) -> dict[str, Any]:
     """One pause call, exactly once: skipped when the contract already reads paused."""
     intent = Intent(key=f"{ctx.run_key}/{ctx.step_id}/{contract.chain}/{name}/{action.suffix}", chain=contract.chain,
@@ -226,7 +227,7 @@ def _send_action(ctx: StepContext, io: ChainReader, signer: Any, name: str, cont
     return {**common, "status": "already_paused" if paused else "failed", "note": outcome.reason}
 
 
-def _pending_pause_lands(ctx: StepContext, io: ChainReader, address: str, contract: Any) -> bool:
+def _pending_pause_lands(ctx: StepContext, io: ChainReader, address: str, contract: Contract) -> bool:
     """Someone else's pause is in the mempool (our simulation saw it): wait for it instead of failing."""
     if not read_paused(io, address, contract, block="pending"):
         return False

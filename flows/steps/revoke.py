@@ -120,7 +120,7 @@ class Revoke(KindBase):
             out.append(f"revokeRole({', '.join(p.roles)}) from {p.account} on {where} via signer {p.signer}, where held")
         return out
 
-    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+    def intents(self, ctx: StepContext, step: RevokeStep) -> list[dict[str, Any]]:
         """Every revokeRole the step may send; at run time only those for roles the account holds are sent."""
         p = step.with_
         return [{"step": step.id, "item": f"{name}:{role}", "kind": "revoke", **fees(ctx, ctx.inventory.contracts[name].chain),
@@ -135,7 +135,7 @@ class Revoke(KindBase):
         return f"revoked {revoked or 'nothing'} from {outputs.get('account')}; {len(outputs.get('not_held', []))} not held" + (
             "" if outputs.get("verified") else "; NOT verified")
 
-    def run(self, ctx: StepContext, step: Any) -> RevokeOutputs:
+    def run(self, ctx: StepContext, step: RevokeStep) -> RevokeOutputs:
         p: RevokeParams = step.with_
         signer = ctx.signer(p.signer)
         account = p.account  # checked as an address when the templates were rendered

@@ -17,6 +17,7 @@ from eth_utils import to_checksum_address
 from pydantic import Field
 
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.language.inventory import SafeSigner
 from breakglass.flows.language.types import AccountRef, AddressExpr, Model, Name, is_template
 from breakglass.flows.run.ports import ChainReader, Intent, SafeGuardian, TxRejected
 from breakglass.flows.steps.base import KindBase, Ref, StepBase
@@ -141,10 +142,12 @@ class Rotate(KindBase):
         extra = f", then changeThreshold({p.threshold})" if p.threshold else ""
         return [f"swapOwner({p.remove} -> {p.add}) on {where}{extra}, signed by owners other than {p.remove}"]
 
-    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+    def intents(self, ctx: StepContext, step: RotateStep) -> list[dict[str, Any]]:
         """The swapOwner self-call (prevOwner as proposed in this run, else read from the Safe now) and any changeThreshold."""
         p = step.with_
         spec = ctx.inventory.signers[p.safe]
+        if not isinstance(spec, SafeSigner):  # check() refuses this at validate
+            raise BreakglassError(f"signer '{p.safe}' is of kind {spec.kind}, not a Safe")
         safe_address, remove, add = ctx.address(p.safe), p.remove, ctx.address(p.add)
         base = {"step": step.id, "kind": "rotate", **fees(ctx, spec.chain), "target": safe_address,
                 "signer": signer_ref(ctx, p.safe), "value": 0}
@@ -166,7 +169,7 @@ class Rotate(KindBase):
     def summary(self, outputs: dict[str, Any]) -> str:
         return f"{outputs.get('status')}: {outputs.get('removed')} -> {outputs.get('added')}, threshold {outputs.get('threshold')}"
 
-    def run(self, ctx: StepContext, step: Any) -> RotateOutputs:
+    def run(self, ctx: StepContext, step: RotateStep) -> RotateOutputs:
         p: RotateParams = step.with_
         guardian = ctx.signer(p.safe)
         if not isinstance(guardian, SafeGuardian):

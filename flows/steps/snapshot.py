@@ -139,7 +139,7 @@ class Snapshot(KindBase):
             parts.append(f"{len(p.calls)} view call(s), {len(p.storage)} storage slot(s)")
         return parts
 
-    def run(self, ctx: StepContext, step: Any) -> SnapshotOutputs:
+    def run(self, ctx: StepContext, step: SnapshotStep) -> SnapshotOutputs:
         return take(ctx, step.with_)
 
 
@@ -174,7 +174,7 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
         for token in p.balances.tokens:
             token_address = "" if token == "native" else ctx.address(token)
             for ref, account in accounts:
-                entry = {"account": account, "ref": ref, "token": token}
+                entry: dict[str, Any] = {"account": account, "ref": ref, "token": token}
                 if token == "native":
                     if multicall_address:
                         plan.append(("balance", entry, multicall.native_balance_call(multicall_address, account)))
@@ -218,14 +218,14 @@ def take(ctx: StepContext, p: SnapshotParams) -> SnapshotOutputs:
     failed = 0
     fn_iter = iter(calls)
     for (what, entry, _), result in zip(plan, results, strict=True):
-        fn = next(fn_iter) if what == "call" else None
+        decoder = next(fn_iter) if what == "call" else None
         if not result.ok:
             failed += 1
             entry = {**entry, "error": result.error or "reverted"}
         else:
             try:
-                view = paused_views[entry["contract"]][entry["k"]] if what == "paused" else None
-                entry = {**entry, **_decode(what, result.data, fn, view)}
+                paused_view = paused_views[entry["contract"]][entry["k"]] if what == "paused" else None
+                entry = {**entry, **_decode(what, result.data, decoder, paused_view)}
             except Exception as exc:  # a contract that answers garbage must not kill the evidence
                 failed += 1
                 entry = {**entry, "error": f"cannot decode: {exc}"}

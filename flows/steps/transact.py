@@ -75,7 +75,7 @@ class Transact(KindBase):
         where = f"{p.contract} ({c.address}, chain {c.chain})" if c else p.contract
         return [f"{p.function} on {where} with args {p.args} via signer {p.signer}"]
 
-    def intents(self, ctx: StepContext, step: Any) -> list[dict[str, Any]]:
+    def intents(self, ctx: StepContext, step: TransactStep) -> list[dict[str, Any]]:
         p = step.with_
         contract = ctx.inventory.contracts[p.contract]
         fn = abi.parse(p.function)
@@ -90,7 +90,7 @@ class Transact(KindBase):
             return ""
         return f"{outputs.get('function', '')} tx {outputs['tx_hash']} in block {outputs.get('block_number')}"
 
-    def run(self, ctx: StepContext, step: Any) -> TransactOutputs:
+    def run(self, ctx: StepContext, step: TransactStep) -> TransactOutputs:
         p: TransactParams = step.with_
         contract = ctx.inventory.contracts[p.contract]
         try:

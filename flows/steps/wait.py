@@ -42,7 +42,7 @@ class WaitOutputs(Model):
 class Wait(KindBase):
     kind: ClassVar[str] = "wait"
 
-    def timeout_for(self, step: Any) -> float:
+    def timeout_for(self, step: WaitStep) -> float:
         """The wait itself and a minute more; a wait for blocks, ten minutes."""
         return step.with_.seconds + 60.0 if step.with_.seconds is not None else 600.0
     spec: ClassVar[type[StepBase]] = WaitStep
@@ -60,12 +60,13 @@ class Wait(KindBase):
         p = step.with_
         return [f"{p.blocks} block(s) on {p.chain}"] if p.blocks else [f"{p.seconds:g}s"]
 
-    def run(self, ctx: StepContext, step: Any) -> WaitOutputs:
+    def run(self, ctx: StepContext, step: WaitStep) -> WaitOutputs:
         params: WaitParams = step.with_
         started = time.monotonic()
         if params.seconds is not None:
             time.sleep(params.seconds)
             return WaitOutputs(waited_seconds=round(time.monotonic() - started, 3))
+        assert params.blocks is not None and params.chain is not None  # WaitParams._one: blocks come with a chain
         rpc = ctx.rpc(params.chain)
         target = int(rpc.call("eth_blockNumber"), 16) + params.blocks
         poll = max(0.05, min(1.0, ctx.inventory.chains[params.chain].block_time / 4))

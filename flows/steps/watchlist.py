@@ -87,7 +87,7 @@ class Watchlist(KindBase):
         p = step.with_
         return [f"add {len(p.add)}, retract {len(p.retract)}; publish to {', '.join(p.publish) or 'files only'}"]
 
-    def run(self, ctx: StepContext, step: Any) -> WatchlistOutputs:
+    def run(self, ctx: StepContext, step: WatchlistStep) -> WatchlistOutputs:
         p: WatchlistParams = step.with_
         add = []
         for entry in p.add:

@@ -27,12 +27,19 @@ class AdapterError(ValueError):
 class SourceConfig(Protocol):
     """An inventory's ``alert_sources`` entry, as the adapters see it (``flows`` owns the model)."""
 
-    kind: str
-    secret_env: str | None
-    token_env: str | None
-    username_env: str | None
-    password_env: str | None
-    scanners: list[str]
+    # Read-only (properties): the inventory's model is frozen, and an adapter only reads it.
+    @property
+    def kind(self) -> str: ...
+    @property
+    def secret_env(self) -> str | None: ...
+    @property
+    def token_env(self) -> str | None: ...
+    @property
+    def username_env(self) -> str | None: ...
+    @property
+    def password_env(self) -> str | None: ...
+    @property
+    def scanners(self) -> list[str]: ...
 
 
 Env = Callable[[str], str]  # an environment variable's value by name ('' when unset)

@@ -65,7 +65,9 @@ class Function:
 
 
 def split_types(text: str) -> tuple[str, ...]:
-    parts, depth, current = [], 0, []
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
     for char in text:
         if char == "(":
             depth += 1

@@ -15,7 +15,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 DEV_MNEMONIC_ACCOUNTS = 10
 _LISTENING = re.compile(rb"Listening on 127\.0\.0\.1:(\d+)")
@@ -56,7 +56,7 @@ class Anvil:
     process: subprocess.Popen[bytes]
     port: int
     log_path: Path
-    _log: object = field(repr=False, default=None)
+    _log: BinaryIO | None = field(repr=False, default=None)
 
     @property
     def url(self) -> str:
@@ -71,7 +71,7 @@ class Anvil:
                 self.process.kill()
                 self.process.wait()
         if self._log is not None:
-            self._log.close()  # type: ignore[attr-defined]
+            self._log.close()
 
     def __enter__(self) -> Anvil:
         return self

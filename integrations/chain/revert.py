@@ -34,11 +34,12 @@ class RevertDecoder:
         if data is None:
             return "reverted without data"
         if isinstance(data, str):
+            given = data
             text = data[2:] if data.startswith("0x") else data
             try:
                 data = bytes.fromhex(text)
             except ValueError:
-                return f"reverted: {data}"
+                return f"reverted: {given}"
         if not data:
             return "reverted without data"
         selector, body = data[:4], data[4:]

@@ -161,7 +161,8 @@ class ImpersonatedSigner:
     sends_itself = True
 
     def __init__(self, address: str, rpc_by_chain_id: dict[int, str], label: str) -> None:
-        self.address, self.label = to_checksum_address(address), label
+        self.address: str = to_checksum_address(address)
+        self.label = label
         self._rpc = rpc_by_chain_id
         self._impersonating: set[int] = set()
 

@@ -84,7 +84,8 @@ class SlackTransport:
             raise _classify(exc) from None
         except Exception as exc:  # noqa: BLE001
             raise Transient(f"slack history: {type(exc).__name__}") from None
-        for item in answer.get("messages", []):
+        messages: list[dict[str, Any]] = answer.get("messages", [])
+        for item in messages:
             meta = item.get("metadata") or {}
             if meta.get("event_type") == EVENT_TYPE and (meta.get("event_payload") or {}).get("key") == message.key:
                 return str(item["ts"])
