@@ -16,6 +16,7 @@ import orjson
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.inventory import FIXTURE_RE, Inventory
 from breakglass.flows.language.types import ADDRESS_RE, check_address
+from breakglass.flows.run.journal import Journal
 from breakglass.flows.run.ports import DeliverPort, GatePort, TxPort, Unwired
 from breakglass.integrations.chain.rpc import Endpoint, JsonRpc
 
@@ -96,7 +97,7 @@ class StepContext:
     signers: dict[str, Any] = field(default_factory=dict)
     playbook: str = ""
     severity: str = ""
-    journal: Any = None
+    journal: Journal = field(default_factory=lambda: cast(Journal, Unwired("journal")))  # the run's journal (flows/run/journal)
     # The ports (flows/run/ports): wired by the engine; unwired, any use refuses with a clear error.
     tx: TxPort = field(default_factory=lambda: cast(TxPort, Unwired("tx")))
     deliver: DeliverPort = field(default_factory=lambda: cast(DeliverPort, Unwired("deliver")))
