@@ -6,6 +6,8 @@ test session, so no session can reuse another's checkpoints.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -58,6 +60,38 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(pytest.mark.slow)
     if config.getoption("--reverse-order"):
         items.reverse()
+
+
+@pytest.hookimpl(hookwrapper=True, tryfirst=True)  # outside pytest-timeout: waiting is not the test's time
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None):
+    """Under pytest-xdist (`.ci/test` runs `-n 2`), a test marked `serial` runs alone: it holds an
+    exclusive lock over its setup, call and teardown, every other test a shared one."""
+    with _alone(item.config, exclusive=item.get_closest_marker("serial") is not None):
+        yield
+
+
+@contextlib.contextmanager
+def _alone(config: pytest.Config, *, exclusive: bool):
+    """A readers-writer lock shared by the workers of one xdist run, in the run's own temporary folder
+    (each worker's basetemp is a `popen-gwN` folder in it): a turnstile lock, held by a waiting `serial`
+    test, keeps the other workers from starting new tests meanwhile."""
+    if getattr(config, "workerinput", None) is None:  # a single process: nothing runs beside anything
+        yield
+        return
+    base = config._tmp_path_factory.getbasetemp().parent / "breakglass-serial"  # type: ignore[attr-defined]
+    turnstile = os.open(f"{base}.turnstile", os.O_RDWR | os.O_CREAT, 0o600)
+    room = os.open(f"{base}.room", os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(turnstile, fcntl.LOCK_EX)
+        if exclusive:
+            fcntl.flock(room, fcntl.LOCK_EX)  # the turnstile stays held: nothing new starts meanwhile
+        else:
+            fcntl.flock(room, fcntl.LOCK_SH)
+            fcntl.flock(turnstile, fcntl.LOCK_UN)
+        yield
+    finally:
+        os.close(room)  # closing drops the locks
+        os.close(turnstile)
 
 
 def pytest_unconfigure(config: pytest.Config) -> None:

@@ -135,7 +135,7 @@ def test_the_report_of_a_failed_live_incident_says_why_at_the_top(prefect_api, c
     protocol = fresh_protocol(chain)
     book = tmp_path / "guard.yaml"
     book.write_text("apiVersion: breakglass/v1\nkind: Playbook\nname: guard\ndescription: t\nseverity: high\nsteps:\n"
-                    "  - {id: look, kind: snapshot, timeout: 20s, with: {chain: ethereum, paused: [vault]}}\n"
+                    "  - {id: look, kind: snapshot, timeout: 5s, with: {chain: ethereum, paused: [vault]}}\n"
                     "  - {id: pause, kind: pause, needs: [look], timeout: 20s, with: {contracts: [vault], signer: guardian}}\n"
                     "  - {id: tell, kind: snapshot, needs: [pause], with: {chain: ethereum, paused: [vault]}}\n")
     inventory = live_inventory(tmp_path, protocol)

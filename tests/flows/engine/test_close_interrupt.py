@@ -142,6 +142,7 @@ def _drill_at_gate(home: Path, tmp_path: Path, tag: str) -> tuple[subprocess.Pop
     return process, name, anvils
 
 
+@pytest.mark.serial  # exits within 2 s of the signal
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_a_signal_at_a_drill_gate_exits_130_within_2s_with_the_hint(prefect_api, home, tmp_path, signum) -> None:
     process, name, anvils = _drill_at_gate(home, tmp_path, "sig")
@@ -216,6 +217,7 @@ slack_app: {{channel: slack, post_to: C0WARROOM1, signing_secret_env: SLACK_SIGN
         slack.close()
 
 
+@pytest.mark.serial  # exits within 2 s of the signal
 def test_ctrl_c_at_a_live_gate_then_resume_finishes_with_one_pause(prefect_api, chain, env, home, tmp_path) -> None:
     from tests.conftest import fresh_protocol
     from tests.flows.gates.test_gates import pause_transactions

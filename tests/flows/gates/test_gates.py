@@ -249,6 +249,7 @@ def test_on_timeout_proceed_and_abort(prefect_api, chain, env, home, tmp_path, o
     assert run.gate()["status"] == ("proceeded" if outcome == "proceed" else "timed_out")
 
 
+@pytest.mark.serial  # the early vote (a CLI process) must land within the 4 s gate
 def test_on_timeout_escalate_tells_the_backup_and_lets_it_approve(prefect_api, chain, env, home, tmp_path) -> None:
     chain = fresh_protocol(chain)
     gate = ("{approvers: pair, quorum: 1, timeout: 4s, on_timeout: escalate, channels: [signed], "

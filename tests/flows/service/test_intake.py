@@ -201,6 +201,7 @@ def test_an_alert_accepted_right_before_a_kill_9_starts_after_the_restart(prefec
         served.stop()
 
 
+@pytest.mark.serial  # a throughput bound (10,000 requests in under 90 s): it needs both cores
 def test_an_alert_storm_ends_in_exactly_five_incidents_and_loses_nothing(intake, tmp_path) -> None:
     home = intake.home
     out = tmp_path / "storm.json"

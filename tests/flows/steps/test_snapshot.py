@@ -96,7 +96,11 @@ def test_failover_names_the_endpoint_by_env_var_never_by_url(chain, tmp_path: Pa
 
 
 def test_all_endpoints_down_says_which_without_urls(chain, tmp_path: Path, monkeypatch) -> None:
+    from breakglass.flows.run import context
+
     monkeypatch.setenv("BG_TEST_RPC_URL", f"http://127.0.0.1:{_dead_port()}/v2/sekrit-key")
+    # the message, not the 40 s of riding out an outage (tests/flows/test_recovery.py rides one out)
+    monkeypatch.setattr(context, "RPC_PATIENCE", 1.0)
     ctx = _ctx(live_inventory(tmp_path, chain), tmp_path)
     with pytest.raises(Exception) as info:
         take(ctx, SnapshotParams(chain="ethereum", paused=["vault"]))
