@@ -102,10 +102,6 @@ class TxPort(Protocol):
     def fastpath_note(self, contract: str) -> str | None: ...
 
 
-class Delivered(Protocol):
-    def to_json(self) -> dict[str, Any]: ...
-
-
 class DeliverPort(Protocol):
     """``ctx.deliver``: each message once per recipient and channel, journaled before it is sent."""
 

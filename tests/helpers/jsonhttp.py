@@ -1,4 +1,4 @@
-"""A tiny JSON-over-HTTP server on loopback for tests: one function decides each answer."""
+"""Tiny HTTP servers on loopback for tests: one function decides each answer."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 Answer = tuple[int, Any]  # (HTTP status, JSON body or None)
+Handle = Callable[[str, dict[str, str], bytes], tuple[int, bytes]]  # (path, headers, raw body) -> (status, body)
 
 
-class JsonServer:
-    def __init__(self, answer: Callable[[Any], Answer]) -> None:
+class HttpServer:
+    """POSTs on loopback, answered by ``handle`` from the path, the headers and the raw body."""
+
+    def __init__(self, handle: Handle) -> None:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802
-                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-                status, payload = answer(body)
-                data = b"" if payload is None else (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+                raw = self.rfile.read(int(self.headers["content-length"]))
+                status, data = handle(self.path, dict(self.headers), raw)
                 self.send_response(status)
                 self.send_header("content-type", "application/json")
                 self.send_header("content-length", str(len(data)))
@@ -33,3 +35,15 @@ class JsonServer:
 
     def close(self) -> None:
         self.server.shutdown()
+
+
+class JsonServer(HttpServer):
+    """JSON in, JSON out: ``answer`` sees the decoded body."""
+
+    def __init__(self, answer: Callable[[Any], Answer]) -> None:
+        def handle(_path: str, _headers: dict[str, str], raw: bytes) -> tuple[int, bytes]:
+            status, payload = answer(json.loads(raw))
+            data = b"" if payload is None else (payload if isinstance(payload, bytes) else json.dumps(payload).encode())
+            return status, data
+
+        super().__init__(handle)

@@ -12,7 +12,6 @@ import json
 import logging
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +23,7 @@ from breakglass.flows.run.journal import Journal
 from breakglass.flows.spec.loader import load, require
 from breakglass.integrations.notify.base import Message
 from breakglass.integrations.notify.webhook import SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from tests.helpers.jsonhttp import HttpServer
 
 SECRET = "unit-webhook-secret"
 INVENTORY = """\
@@ -41,35 +41,21 @@ contacts:
 """
 
 
-class Hooks:
+class Hooks(HttpServer):
     """Webhook receivers on loopback: ``/b`` answers its first post with HTTP 500, ``/gone`` always with 410."""
 
     def __init__(self) -> None:
         self.posts: list[dict[str, Any]] = []  # path, status answered, headers, body
         lock = threading.Lock()
-        hooks = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["content-length"]))
-                with lock:
-                    earlier = [p for p in hooks.posts if p["path"] == self.path]
-                    status = 410 if self.path == "/gone" else 500 if self.path == "/b" and not earlier else 200
-                    hooks.posts.append({"path": self.path, "status": status, "headers": dict(self.headers),
-                                        "body": body})
-                answer = json.dumps({"id": f"d-{len(hooks.posts)}"}).encode() if status == 200 else b"{}"
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
+        def handle(path: str, headers: dict[str, str], body: bytes) -> tuple[int, bytes]:
+            with lock:
+                earlier = [p for p in self.posts if p["path"] == path]
+                status = 410 if path == "/gone" else 500 if path == "/b" and not earlier else 200
+                self.posts.append({"path": path, "status": status, "headers": headers, "body": body})
+                return status, json.dumps({"id": f"d-{len(self.posts)}"}).encode() if status == 200 else b"{}"
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        super().__init__(handle)
 
     def accepted(self) -> list[dict[str, Any]]:
         return [p for p in self.posts if p["status"] == 200]
@@ -79,7 +65,7 @@ class Hooks:
 def hooks() -> Iterator[Hooks]:
     server = Hooks()
     yield server
-    server.server.shutdown()
+    server.close()
 
 
 @pytest.fixture
