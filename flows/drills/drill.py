@@ -19,10 +19,18 @@ from breakglass.flows.effects import fixture, prepared
 from breakglass.flows.effects import unlock as signers
 from breakglass.flows.engine import entry
 from breakglass.flows.errors import BreakglassError, Diagnostic, SpecError
+from breakglass.flows.evidence import scorecard
+from breakglass.flows.gates import voting
+from breakglass.flows.gates.state import load_state
+from breakglass.flows.language import templating, triggers
+from breakglass.flows.language.callargs import coerce_args
 from breakglass.flows.language.inventory import FIXTURE_RE, Inventory
-from breakglass.flows.run.context import Bindings
+from breakglass.flows.run import audit
+from breakglass.flows.run.context import Bindings, endpoints, resolve_address
+from breakglass.flows.run.home import check_id
 from breakglass.flows.run.prefect_server import Api
 from breakglass.flows.run.records import RunRecord
+from breakglass.flows.run.runstore import Store, new_incident_id
 from breakglass.flows.spec.drillspec import BUNDLED_INVENTORY, default_inventory
 from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps import REGISTRY
@@ -101,9 +109,6 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
         api = _once(api)
         approver = _AutoApprover(home, api, initiator) if auto_approve else None
 
-        from breakglass.flows.run import audit
-        from breakglass.flows.run.home import check_id
-        from breakglass.flows.run.runstore import Store, new_incident_id
 
         incident = check_id(incident) if incident else new_incident_id("drill")
         if Store(home).incident_mode(incident) == "live":  # never a word into a live incident's record
@@ -154,10 +159,6 @@ def run(*, playbook_path: Path, inventory_path: Path | None, given: dict[str, An
 
 def _act(action: Any, context: dict[str, Any], inventory: Inventory, bindings: Bindings,
          incident_dir: Path) -> dict[str, Any]:
-    from breakglass.flows.language import templating
-    from breakglass.flows.language.callargs import coerce_args
-    from breakglass.flows.run import audit
-    from breakglass.flows.run.context import resolve_address
     from breakglass.integrations.chain import abi
 
     try:
@@ -202,8 +203,6 @@ def _act(action: Any, context: dict[str, Any], inventory: Inventory, bindings: B
 
 
 def _inject(alert_spec: Any, context: dict[str, Any], incident_dir: Path) -> dict[str, Any]:
-    from breakglass.flows.language import templating, triggers
-    from breakglass.flows.run import audit
     from breakglass.integrations.alerts import ADAPTERS, AdapterError
 
     try:
@@ -218,10 +217,6 @@ def _inject(alert_spec: Any, context: dict[str, Any], incident_dir: Path) -> dic
 
 def _score(spec: DrillSpec, record: RunRecord, home: Path, inventory: Inventory, bindings: Bindings, auto_approve: bool,
            initiator: str | None) -> dict[str, Any]:
-    from breakglass.flows.evidence import scorecard
-    from breakglass.flows.run import audit
-    from breakglass.flows.run.context import endpoints, resolve_address
-
     incident_dir = home / "incidents" / record.incident
     paused: dict[str, bool] = {}
     for name in spec.expectations.paused:
@@ -293,8 +288,6 @@ class _AutoApprover:
 
     def _loop(self, handle: RunHandle) -> None:
         from breakglass.flows.engine import runner
-        from breakglass.flows.gates import voting
-        from breakglass.flows.gates.state import load_state
 
         incident = handle.dir.parent.parent.name
         while not self._stop.wait(0.05):

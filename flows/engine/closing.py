@@ -17,11 +17,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from breakglass.flows.effects.notice import Notice
 from breakglass.flows.errors import BreakglassError
+from breakglass.flows.gates.state import load_state, state_path
 from breakglass.flows.run import audit
 from breakglass.flows.run.home import pid_alive, write_private
+from breakglass.flows.run.journal import Journal
 from breakglass.flows.run.records import now
 from breakglass.flows.run.runstore import RecordWriter, RunHandle, Store
+from breakglass.flows.spec.validate import load_playbook
 
 if TYPE_CHECKING:
     from breakglass.flows.language.inventory import Inventory
@@ -78,8 +82,6 @@ def interrupted(handle: RunHandle, writer: RecordWriter, api: Any, signame: str)
 
 
 def release_gates(handle: RunHandle, reason: str) -> list[str]:
-    from breakglass.flows.gates.state import load_state, state_path
-
     released = []
     for path in sorted((handle.dir / "gates").glob("*.json")):
         state = load_state(handle.dir, path.stem)
@@ -158,7 +160,6 @@ def _released(handle: RunHandle, timeout: float) -> bool:
 def close(home: Path, incident: str, *, by: str, reason: str, resolution: str | None, api: Any) -> dict[str, Any]:
     """Close ``incident``; returns what was done (the runs cancelled, the runners stopped, the gates released)."""
     from breakglass.flows.run import prefect_api as prefectapi
-    from breakglass.flows.spec.validate import load_playbook
 
     store = Store(home)
     handles = store.runs(incident)
@@ -201,8 +202,6 @@ def close(home: Path, incident: str, *, by: str, reason: str, resolution: str | 
 
 def _tell_war_room(handle: RunHandle, inventory: Inventory, doc: dict[str, Any]) -> bool:
     """One message in the war room (the Slack app's channel), journaled: closing twice posts once."""
-    from breakglass.flows.effects.notice import Notice
-    from breakglass.flows.run.journal import Journal
 
     if inventory.slack_app is None:
         return False

@@ -14,15 +14,17 @@ from typing import Any
 
 from breakglass.flows.effects import prepared
 from breakglass.flows.effects import unlock as signers
+from breakglass.flows.engine.closing import next_steps, refuse_if_closed
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language import inputs as inputs_mod
 from breakglass.flows.language.inventory import Inventory
 from breakglass.flows.readiness import preflight
+from breakglass.flows.run import audit
 from breakglass.flows.run.context import Bindings
 from breakglass.flows.run.home import check_id
 from breakglass.flows.run.prefect_server import Api
-from breakglass.flows.run.records import RunRecord
-from breakglass.flows.run.runstore import RunHandle, Store, new_incident_id
+from breakglass.flows.run.records import RunRecord, now
+from breakglass.flows.run.runstore import RecordWriter, RunHandle, Store, handed_off, new_incident_id
 from breakglass.flows.spec.playbook import Playbook
 from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps import REGISTRY
@@ -182,8 +184,6 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
         if not resume:  # never "running" without a runner: the new run failed its pre-flight, and says why
             _failed_start(handle, str(exc) or "interrupted before it started")
         if isinstance(exc, BreakglassError):
-            from breakglass.flows.engine.closing import next_steps
-
             raise BreakglassError(f"{exc}\n{next_steps(handle.dir.parent.parent.name)}") from None
         raise
     return runner.execute(handle, api, home, resume=resume, signers=keys, models=(playbook, inventory),
@@ -191,10 +191,6 @@ def execute(handle: RunHandle, api: Api, home: Path, *, resume: bool = False,
 
 
 def _failed_start(handle: RunHandle, reason: str) -> None:
-    from breakglass.flows.run import audit
-    from breakglass.flows.run.records import now
-    from breakglass.flows.run.runstore import RecordWriter
-
     writer = RecordWriter(handle)
     if writer.record.attempts:
         return
@@ -217,8 +213,6 @@ def resume(incident: str, api: Api, home: Path, *, from_step: str | None = None,
     the others continue in this process. Returns the records of the runs continued here. With
     ``from_step``, only the runs that have that step, completed ones included, and from that step on.
     """
-    from breakglass.flows.engine.closing import refuse_if_closed
-    from breakglass.flows.run.runstore import handed_off
 
     handles = Store(home).runs(incident)
     refuse_if_closed(home, incident, "resume")

@@ -25,14 +25,16 @@ from prefect.input.run_input import Keyset, keyset_from_paused_state
 from prefect.logging import get_run_logger
 from prefect.states import Paused, Running
 
-from breakglass.flows.effects import prepared
+from breakglass.flows.effects import delivery, prepared
 from breakglass.flows.effects.notice import Notice
 from breakglass.flows.gates import intents, machine
 from breakglass.flows.gates import rules as approvals
+from breakglass.flows.gates.state import load_state
 from breakglass.flows.run import audit
 from breakglass.flows.run.records import now
 from breakglass.flows.steps import REGISTRY
 from breakglass.flows.steps.approval import GateCancelled
+from breakglass.flows.steps.notify import NotifyParams, compose
 
 if TYPE_CHECKING:
     from breakglass.flows.engine.runner import _Run
@@ -234,8 +236,6 @@ class GateView:
         self.notice.tick(state)
 
     def fetch_votes(self, step: str, seen: set[str]) -> list[tuple[str, str]]:
-        from breakglass.flows.gates.state import load_state
-
         record = self.run.writer.record
 
         def digest() -> str:
@@ -256,9 +256,6 @@ class GateView:
         self.run.gates.sleep(seconds)
 
     def escalate(self, step: str, params: Any, data: dict[str, Any]) -> None:
-        from breakglass.flows.effects import delivery
-        from breakglass.flows.steps.notify import NotifyParams, compose
-
         ctx = self.run.step_context(step)
         keyed = compose(ctx, NotifyParams(template=params.template, to=params.notify, data=data), now())
         keyed = [(name, replace(m, key=m.key + "/escalation")) for name, m in keyed]

@@ -8,8 +8,10 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from breakglass.flows.evidence.report import TEMPLATES
 from breakglass.flows.language import pausespec
 from breakglass.flows.run import audit
+from breakglass.flows.run.home import write_private
 from breakglass.flows.run.records import RunRecord
 from breakglass.flows.spec.drillspec import METRICS, DrillSpec
 from breakglass.flows.steps import REGISTRY
@@ -157,7 +159,6 @@ def _s(value: float | None) -> str:
 def html(card: dict[str, Any]) -> str:
     from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-    from breakglass.flows.evidence.report import TEMPLATES
 
     env = Environment(loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined)
     env.filters["s"] = _s
@@ -165,8 +166,6 @@ def html(card: dict[str, Any]) -> str:
 
 
 def write(card: dict[str, Any], run_dir: Path) -> tuple[Path, Path, Path]:
-    from breakglass.flows.run.home import write_private
-
     base = run_dir / "artifacts"
     paths = base / "scorecard.json", base / "scorecard.md", base / "scorecard.html"
     write_private(paths[0], json.dumps(card, indent=2).encode() + b"\n")

@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from breakglass.flows.effects.fixture import ACCOUNTS
+from breakglass.flows.effects.safesign import input_prefix
+from breakglass.flows.effects.unlock import ANVIL_MNEMONIC
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.gates import attestor
 from breakglass.flows.gates import rules as approvals
@@ -83,8 +86,6 @@ def key_for(spec: str, gate: Gate) -> Any:
     """An eth-account account from ``env:VAR``, ``keystore:PATH`` or (drills) ``fixture:NAME``."""
     from eth_account import Account
 
-    from breakglass.flows.effects.fixture import ACCOUNTS
-    from breakglass.flows.effects.unlock import ANVIL_MNEMONIC
     from breakglass.integrations.chain import signers
 
     kind, _, value = spec.partition(":")
@@ -169,7 +170,6 @@ def verdict(gate: Gate, vote_id: str, timeout: float) -> dict[str, Any] | None:
 
 def auto_votes(gate: Gate, exclude: str | None) -> list[approvals.Vote]:
     """Drill --auto-approve: quorum-many signed votes from distinct non-initiator roster fixture keys."""
-    from breakglass.flows.effects.fixture import ACCOUNTS
 
     bindings = gate.handle.bindings()
     reverse = {address.lower(): placeholder for placeholder, address in bindings.addresses.items()}
@@ -202,7 +202,6 @@ def _os_user() -> str:
 def submit_safe_signature(incident: str, safe_tx_hash: str, signature: bytes) -> dict[str, Any]:
     """`breakglass sign` from another machine: find the incident's running flow runs by name (``<incident>/<run>``)
     and file the signature with each, the way votes travel (the runner checks it before it counts)."""
-    from breakglass.flows.effects.safesign import input_prefix
     from breakglass.flows.run import prefect_api as prefectapi
     from breakglass.integrations.chain import safe as safe_tx
 

@@ -7,7 +7,7 @@ from typing import Any
 
 from eth_utils import keccak
 
-from breakglass.flows.language.types import HEX32_RE, NAME_RE
+from breakglass.flows.language.types import HEX32_RE, NAME_RE, is_template
 
 
 def role_id(role: str) -> bytes:
@@ -40,7 +40,6 @@ def coerce_args(types: tuple[str, ...], args: list[Any]) -> list[Any]:
 def signature_problem(signature: str, args: list[Any], *, view: bool = False) -> tuple[str, str] | None:
     """(where, what) when ``signature`` does not parse or literal ``args`` do not fit it; where is 'function' or 'args'.
     Arguments written as templates are checked at run time, when they have values."""
-    from breakglass.flows.language.types import is_template
     from breakglass.integrations.chain import abi
 
     try:

@@ -19,9 +19,11 @@ from breakglass.flows.effects import onchain
 from breakglass.flows.effects.unlock import Prompt, unlock_one
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.inventory import Inventory, SafeSigner
-from breakglass.flows.readiness import preflight
+from breakglass.flows.readiness import preflight, signerhealth
 from breakglass.flows.readiness import rows as checkrows
 from breakglass.flows.run.context import Bindings, endpoints, resolve_address
+from breakglass.flows.run.home import home as default_home
+from breakglass.flows.spec.validate import load_inventory
 from breakglass.integrations.chain.rpc import JsonRpc, RpcError, RpcUnavailable
 
 if TYPE_CHECKING:
@@ -177,9 +179,6 @@ def _safe(rpc: JsonRpc, name: str, spec: SafeSigner) -> list[Finding]:
 
 
 def _nonces(inventory: Inventory, rpcs: dict[str, JsonRpc], unlocked: dict[str, str], home: Path | None) -> list[Finding]:
-    from breakglass.flows.readiness import signerhealth
-    from breakglass.flows.run.home import home as default_home
-
     keyed = {name: unlocked.get(name) or getattr(spec, "address", None) for name, spec in inventory.signers.items()
              if not isinstance(spec, SafeSigner)}
     submits: dict[str, JsonRpc | None] = {}
@@ -201,6 +200,4 @@ def to_json(findings: list[Finding]) -> dict:
 
 
 def load(path: Path) -> Inventory:
-    from breakglass.flows.spec.validate import load_inventory
-
     return load_inventory(path)

@@ -14,8 +14,10 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from breakglass.flows.errors import BreakglassError
+from breakglass.flows.errors import BreakglassError, SpecError
 from breakglass.flows.language.inventory import Inventory, SafeSigner
+from breakglass.flows.run.context import endpoints, resolve_address
+from breakglass.flows.spec.validate import load_playbook
 from breakglass.flows.steps import REGISTRY
 
 if TYPE_CHECKING:
@@ -124,8 +126,6 @@ def refuse_missing_env(inventory: Inventory, playbook: Playbook, action: str = "
 
 def playbooks_near(inventory_path: Path, inventory: Inventory) -> dict[str, Playbook | None]:
     """The playbooks beside an inventory in ``playbooks/inventories/``, loaded against it; {"(inventory)": None} if none."""
-    from breakglass.flows.errors import SpecError
-    from breakglass.flows.spec.validate import load_playbook
 
     folder = inventory_path.resolve().parent
     root = folder.parent if folder.name == "inventories" else None
@@ -148,7 +148,6 @@ def refuse_no_code(playbook: Playbook, inventory: Inventory, bindings: Any, skip
     """One batch per chain: ``eth_getCode`` of every contract the run touches. A contract with no code refuses the
     start before anything is signed (a pause sent to an EOA "succeeds" and burns a nonce). An RPC that does not
     answer refuses nothing here: the steps have their own retries and failover."""
-    from breakglass.flows.run.context import endpoints, resolve_address
     from breakglass.integrations.chain.rpc import JsonRpc
 
     by_chain: dict[str, dict[str, str]] = {}

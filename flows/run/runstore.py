@@ -27,6 +27,7 @@ from typing import Any
 from breakglass.flows import __version__
 from breakglass.flows.errors import BreakglassError
 from breakglass.flows.language.inputs import digest
+from breakglass.flows.language.messages import BUNDLED
 from breakglass.flows.run.context import Bindings
 from breakglass.flows.run.home import check_id, write_private
 from breakglass.flows.run.records import FileRef, RunRecord, StepRecord, now
@@ -215,7 +216,6 @@ class Store:
             refs.append(FileRef(name=name, path=target, source=str(source), sha256=hashlib.sha256(data).hexdigest()))
         if bindings is not None:
             write_private(run_dir / "bindings.json", json.dumps(bindings.to_json(), indent=2).encode())
-        from breakglass.flows.language.messages import BUNDLED
 
         templates = playbook_file.resolve().parent / "templates"
         for folder in (BUNDLED, templates):  # the bundled library, then the playbook's own over it

@@ -27,9 +27,12 @@ from breakglass.flows.effects import prepared
 from breakglass.flows.effects import unlock as signers
 from breakglass.flows.engine import entry
 from breakglass.flows.errors import BreakglassError, SpecError
+from breakglass.flows.readiness import preflight
 from breakglass.flows.run.context import Bindings, endpoints
-from breakglass.flows.run.runstore import RunExists, RunHandle
+from breakglass.flows.run.runstore import RecordWriter, RunExists, RunHandle
 from breakglass.flows.service import httpguard, restart
+from breakglass.flows.service.intake import Intake
+from breakglass.flows.service.slackclick import ClickHandler, socket_mode
 from breakglass.flows.spec.validate import load_inventory
 from breakglass.integrations import jsonsafe
 from breakglass.integrations.chain.rpc import JsonRpc
@@ -64,11 +67,8 @@ class Service:
         self._stop = threading.Event()
         self.clicks = None
         if self.inventory.slack_app is not None:
-            from breakglass.flows.service.slackclick import ClickHandler
-
             self.clicks = ClickHandler(home, self.inventory, lambda: self.api, _wake)
         self.socket: Any = None
-        from breakglass.flows.service.intake import Intake
 
         self.intake = Intake(home, self.inventory, self.books, env=lambda name: os.environ.get(name, ""),
                              start=lambda book, inputs, incident, who, key: self.start_run(book, inputs, incident, who, via="alert",
@@ -79,7 +79,6 @@ class Service:
         token = os.environ.get(app.app_token_env or "", "") if app is not None else ""
         if app is None or self.clicks is None or not token:
             return
-        from breakglass.flows.service.slackclick import socket_mode
 
         self.socket = socket_mode(self.clicks, token, self.inventory.channels[app.channel].base_url)
 
@@ -110,9 +109,6 @@ class Service:
         missing = sorted({n for _, b in self.books.values() for n in entry.needed_signers(b)} - set(self.keys))
         if missing:
             problems.append(f"signers not unlocked: {', '.join(missing)}")
-        from breakglass.flows.readiness import (
-            preflight,  # every alert source, channel and signer credential that is unset
-        )
 
         for var, what, users in preflight.missing_env(self.inventory, {**{n: b for n, (_, b) in self.books.items()},
                                                                        "serve": None}):
@@ -197,7 +193,6 @@ class Service:
                   incident: str | None, initiator: str | None, via: str | None, idempotency_key: str | None,
                   created: dict[str, str], ready: threading.Event, failure: list[BaseException]) -> None:
         """Create the run and broadcast its prepared pause here, then let a worker of the pool execute it."""
-        from breakglass.flows.run.runstore import RecordWriter
         from breakglass.flows.scale import deploy
 
         try:

@@ -7,6 +7,7 @@ from typing import Any
 
 from breakglass.flows.errors import Diagnostic
 from breakglass.flows.language import pausespec, templating
+from breakglass.flows.language.inputs import coerce
 from breakglass.flows.language.inventory import FIXTURE_RE, FixtureSigner, Inventory, SafeSigner, recipients
 from breakglass.flows.language.suggest import closest
 from breakglass.flows.language.types import is_template
@@ -76,8 +77,6 @@ def check_playbook(loaded: Loaded, inventory: Inventory | None, inventory_path: 
                          "Remove one of these needs; steps must form a graph without loops."))
     for name, spec in playbook.inputs.items():
         if spec.default is not None:
-            from breakglass.flows.language.inputs import coerce
-
             try:
                 coerce(spec.type, spec.default, inventory)
             except ValueError as exc:
